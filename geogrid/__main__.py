@@ -1,0 +1,5 @@
+"""``python -m geogrid`` runs the CLI."""
+
+from geogrid.cli import main
+
+main()

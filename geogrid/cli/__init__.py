@@ -1,0 +1,65 @@
+"""The ``geogrid`` command line.
+
+Each topic lives in its own module under :mod:`geogrid.cli` and exposes
+``register(app)``; :func:`build_app` wires them together. Domain errors are printed
+as one line (no traceback) and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import psycopg
+import typer
+from rich.console import Console
+from sqlalchemy.exc import OperationalError
+
+from geogrid.errors import GeogridError
+
+#: Topic modules, each with ``register(app: typer.Typer) -> None``.
+TOPICS = (
+    "db", "sample", "coords", "address", "importer", "partition", "plan", "serve", "demo",
+)  # fmt: skip
+
+err_console = Console(stderr=True)
+
+
+def build_app() -> typer.Typer:
+    """Build the Typer application with every available topic registered."""
+    app = typer.Typer(
+        name="geogrid",
+        help="geogrid: GIS mapping and grid partitioning for township grid management.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for topic in TOPICS:
+        try:
+            module = importlib.import_module(f"geogrid.cli.{topic}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"geogrid.cli.{topic}":
+                continue  # topic not built yet
+            raise
+        module.register(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``geogrid`` console command."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app = build_app()
+    try:
+        app(args=argv, prog_name="geogrid", standalone_mode=True)
+    except GeogridError as exc:
+        _fail(exc.message)
+    except (OperationalError, psycopg.OperationalError) as exc:
+        # A database that went away mid-command: one line, never a traceback.
+        text = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
+        _fail(f"database error: {text[-1] if text else exc!r}")
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(1)

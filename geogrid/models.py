@@ -1,0 +1,226 @@
+"""ORM models of the PostGIS store (SQLAlchemy 2, GeoAlchemy2).
+
+The schema itself is created by the Alembic migrations in :mod:`geogrid.migrations`;
+these models mirror it for queries, and a test checks that they agree.
+
+All geometries are EPSG:4326 with GiST indexes (integer SRIDs everywhere); lengths,
+areas and compactness are computed in a local metric CRS, never stored in degrees.
+Columns holding personal data carry ``info={"personal": True}`` so that public layers,
+tiles and logs can exclude them mechanically.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SRID = 4326
+
+#: Constraint names are derived, never left to the database, so migrations can name them.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ADMIN_LEVELS = ("county", "town", "village")
+GEOCODE_PRECISIONS = ("exact", "house", "group", "village", "failed")
+PLAN_STATUSES = ("draft", "active", "archived")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONB}
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class AdminArea(Base):
+    """County, town (镇/乡/街道) or village (村/社区) with its official code."""
+
+    __tablename__ = "admin_areas"
+    __table_args__ = (
+        CheckConstraint(_in("level", ADMIN_LEVELS), name="level"),
+        CheckConstraint(
+            "(level = 'county' AND code ~ '^[0-9]{6}([0-9]{6})?$') OR code ~ '^[0-9]{12}$'",
+            name="code_format",
+        ),
+        Index("ix_admin_areas_geom", "geom", postgresql_using="gist"),
+        Index("ix_admin_areas_parent_code", "parent_code"),
+    )
+
+    code: Mapped[str] = mapped_column(String(12), primary_key=True)
+    level: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(Text)
+    parent_code: Mapped[str | None] = mapped_column(ForeignKey("admin_areas.code"))
+    geom: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False), nullable=True
+    )
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class VillagerGroup(Base):
+    """A villager group (村民小组) of a village, with an optional territory."""
+
+    __tablename__ = "villager_groups"
+    __table_args__ = (
+        UniqueConstraint("village_code", "group_no"),
+        CheckConstraint("group_no > 0", name="group_no_positive"),
+        CheckConstraint("territory_source IN ('supplied', 'derived')", name="territory_source"),
+        Index("ix_villager_groups_geom", "geom", postgresql_using="gist"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    village_code: Mapped[str] = mapped_column(ForeignKey("admin_areas.code"))
+    group_no: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(Text)
+    geom: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False), nullable=True
+    )
+    territory_source: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Household(Base):
+    """A registered household (户), the unit every grid is counted in."""
+
+    __tablename__ = "households"
+    __table_args__ = (
+        UniqueConstraint("village_code", "register_no"),
+        CheckConstraint("members >= 0", name="members_nonnegative"),
+        CheckConstraint(_in("geocode_precision", GEOCODE_PRECISIONS), name="geocode_precision"),
+        CheckConstraint(
+            "(geom IS NULL) = (geocode_precision = 'failed')", name="geom_matches_precision"
+        ),
+        Index("ix_households_geom", "geom", postgresql_using="gist"),
+        Index("ix_households_group_id", "group_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    village_code: Mapped[str] = mapped_column(ForeignKey("admin_areas.code"))
+    register_no: Mapped[str] = mapped_column(Text)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("villager_groups.id"))
+    address_raw: Mapped[str | None] = mapped_column(Text)
+    address_norm: Mapped[str | None] = mapped_column(Text)
+    natural_village: Mapped[str | None] = mapped_column(Text)
+    head_name: Mapped[str | None] = mapped_column(
+        Text, info={"personal": True}, comment="personal data"
+    )
+    phone: Mapped[str | None] = mapped_column(
+        Text, info={"personal": True}, comment="personal data"
+    )
+    members: Mapped[int] = mapped_column(Integer, server_default="1")
+    geom: Mapped[Any] = mapped_column(
+        Geometry("POINT", srid=SRID, spatial_index=False), nullable=True
+    )
+    geocode_precision: Mapped[str] = mapped_column(String(8))
+    geocode_source: Mapped[str | None] = mapped_column(Text)
+    row_hash: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Plan(Base):
+    """A partition of a town into grids: draft → active → archived."""
+
+    __tablename__ = "plans"
+    __table_args__ = (
+        CheckConstraint(_in("status", PLAN_STATUSES), name="status"),
+        # at most one active plan per town
+        Index(
+            "uq_plans_town_code_active",
+            "town_code",
+            unique=True,
+            postgresql_where="status = 'active'",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    town_code: Mapped[str] = mapped_column(ForeignKey("admin_areas.code"))
+    name: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8), server_default="draft")
+    params: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    metrics: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    author: Mapped[str | None] = mapped_column(Text)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"))
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Grid(Base):
+    """A grid of a plan: level 1 town, level 2 village, level 3 basic grid."""
+
+    __tablename__ = "grids"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "code"),
+        CheckConstraint("level IN (1, 2, 3)", name="level"),
+        CheckConstraint(
+            "(level = 3 AND code ~ '^[0-9]{15}$') OR (level < 3 AND code ~ '^[0-9]{12}$')",
+            name="code_format",
+        ),
+        Index("ix_grids_geom", "geom", postgresql_using="gist"),
+        Index("ix_grids_parent_id", "parent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(15))
+    level: Mapped[int] = mapped_column(SmallInteger)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id", ondelete="CASCADE"))
+    village_code: Mapped[str | None] = mapped_column(ForeignKey("admin_areas.code"))
+    name: Mapped[str | None] = mapped_column(Text)
+    geom: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False), nullable=True
+    )
+    households: Mapped[int] = mapped_column(Integer, server_default="0")
+    population: Mapped[int] = mapped_column(Integer, server_default="0")
+    metrics: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+
+
+class GridGroup(Base):
+    """Membership of a villager group in a basic grid (each group once per plan)."""
+
+    __tablename__ = "grid_groups"
+    __table_args__ = (UniqueConstraint("plan_id", "group_id"),)
+
+    grid_id: Mapped[int] = mapped_column(
+        ForeignKey("grids.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[int] = mapped_column(ForeignKey("villager_groups.id"), primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))

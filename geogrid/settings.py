@@ -1,0 +1,62 @@
+"""Typed settings (pydantic-settings, prefix ``GEOGRID_``).
+
+Nothing reads the environment at import time: build a :class:`Settings` where it is
+needed (the CLI does it once per command, tests build their own) and pass it on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    """Where geogrid keeps its private cluster and state when ``GEOGRID_HOME`` is unset.
+
+    A normal user gets ``$XDG_DATA_HOME/geogrid`` (``~/.local/share/geogrid``). Root gets
+    ``/var/lib/geogrid``: the PostgreSQL server must run as an unprivileged user, and that
+    user cannot enter ``/root`` (mode 0700 on Debian).
+
+    >>> default_home().name
+    'geogrid'
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/geogrid")
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "geogrid"
+
+
+class Settings(BaseSettings):
+    """geogrid's configuration.
+
+    >>> Settings(home="/tmp/gg", database_url=None).home.as_posix()
+    '/tmp/gg'
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GEOGRID_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    """Data folder: the private cluster, its credentials and logs."""
+
+    database_url: str | None = None
+    """Use this PostGIS database instead of the private cluster (nothing is started)."""
+
+    server_user: str | None = None
+    """Unprivileged system user that runs the private cluster when geogrid runs as root.
+    Default: ``postgres`` if it exists, else a ``geogrid`` system user is created."""
+
+    cluster_fsync: bool = True
+    """Durable writes in the private cluster; the test suite turns this off for speed."""
+
+    pg_bindir: Path | None = None
+    """PostgreSQL binaries folder; default: the newest ``/usr/lib/postgresql/*/bin``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    """Where ``geogrid serve`` listens."""
+
+    log_level: str = "INFO"

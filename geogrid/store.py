@@ -1,0 +1,154 @@
+"""The PostGIS store: which database, engines, and schema migrations.
+
+:func:`database_url` decides where data lives: ``GEOGRID_DATABASE_URL`` when set (nothing
+is started), else the private cluster in ``GEOGRID_HOME`` (started on demand).
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from geogrid.cluster import PrivateCluster
+from geogrid.errors import ConfigurationError
+from geogrid.settings import Settings
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password hidden, for messages and logs.
+
+    >>> mask_url("postgresql+psycopg://u:secret@h:5432/db")
+    'postgresql+psycopg://u:***@h:5432/db'
+    """
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def normalise_url(url: str) -> str:
+    """Use the psycopg 3 driver whatever scheme the user wrote.
+
+    >>> normalise_url("postgres://u:p@h/db")
+    'postgresql+psycopg://u:p@h/db'
+    """
+    for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def database_url(settings: Settings, *, start: bool = True) -> str:
+    """The SQLAlchemy URL geogrid should use.
+
+    Parameters
+    ----------
+    settings
+        Settings; ``settings.database_url`` wins when set.
+    start
+        Start the private cluster if it is not running (the embedded default).
+    """
+    if settings.database_url:
+        url = normalise_url(settings.database_url)
+        try:
+            make_url(url)
+        except ArgumentError:
+            raise ConfigurationError(
+                f"GEOGRID_DATABASE_URL is not a database URL: {mask_url(url)!r} "
+                "(expected postgresql://user:password@host:port/dbname)"
+            ) from None
+        return url
+    cluster = PrivateCluster(settings)
+    if start:
+        cluster.start()
+    return cluster.url()
+
+
+def make_engine(url: str, **kwargs: object) -> Engine:
+    """An engine for ``url`` (psycopg 3), with pool pre-ping."""
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(normalise_url(url), **kwargs)
+
+
+def check_connection(url: str) -> str:
+    """Connect once and return the server version; one clear error line otherwise."""
+    dsn = make_url(normalise_url(url)).set(drivername="postgresql")
+    try:
+        with psycopg.connect(dsn.render_as_string(hide_password=False), connect_timeout=10) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            return str(row[0]) if row else "?"
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        hint = ""
+        if "password authentication failed" in reason:
+            hint = "; check the user and password in the URL"
+        elif "does not exist" in reason:
+            hint = "; create the database first or fix its name in the URL"
+        elif "Connection refused" in reason or "could not connect" in reason:
+            hint = "; is the server running and listening on that host and port?"
+        raise ConfigurationError(
+            f"cannot connect to {mask_url(normalise_url(url))}: {reason}{hint}"
+        ) from None
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic configuration pointing at geogrid's packaged migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("geogrid") / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Enable PostGIS and apply migrations up to ``revision``."""
+    check_connection(url)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Revert migrations down to ``revision`` (``base`` for an empty schema)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision of the database (``None`` when no migration ran)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The newest migration shipped with this geogrid."""
+    return ScriptDirectory.from_config(alembic_config("postgresql://x/y")).get_current_head()
+
+
+def postgis_version(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT extversion FROM pg_extension WHERE extname = 'postgis'")
+        ).first()
+        return None if row is None else str(row[0])
+
+
+def migrations_path() -> Path:
+    return Path(str(resources.files("geogrid") / "migrations"))

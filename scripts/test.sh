@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install everything, then run the whole test suite: lint, types, tests against a real
+# PostGIS cluster that the suite starts (and stops) itself. Extra arguments go to pytest.
+# Usage: bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+export GEOGRID_TEST_TMP=${GEOGRID_TEST_TMP:-/tmp}
+cleanup() {
+    # a cluster left behind by an interrupted run: stop it
+    for pid in "$GEOGRID_TEST_TMP"/geogrid-*/pgdata/postmaster.pid; do
+        [ -f "$pid" ] && kill "$(head -n 1 "$pid")" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+echo "== ruff"
+.venv/bin/ruff check geogrid partition tiles api tests bench
+.venv/bin/ruff format --check geogrid partition tiles api tests bench
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+set +e
+.venv/bin/pytest -p no:cacheprovider "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi
+exit "$rc"

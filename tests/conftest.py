@@ -1,0 +1,145 @@
+"""Test fixtures: a throwaway private PostGIS cluster for the whole session.
+
+The cluster is started by geogrid's own cluster manager in a temporary GEOGRID_HOME
+(fsync off for speed). A template database carries the migrated schema; tests that
+commit get a fresh database cloned from it (``db_url``), tests that only need a
+connection get one inside a transaction that is rolled back (``db_conn``).
+
+In CI (``CI`` set) a skipped test fails the run: every service the tests need is
+installed and started by the suite itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Connection, Engine
+
+from geogrid import store
+from geogrid.cluster import ClusterState, PrivateCluster
+from geogrid.settings import Settings
+
+TEMPLATE_DB = "geogrid_template"
+
+
+def make_home(prefix: str = "geogrid-test-") -> Path:
+    """A temporary GEOGRID_HOME the unprivileged server user can enter (also as root)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("GEOGRID_TEST_TMP", "/tmp")))
+    home.chmod(0o755)
+    return home
+
+
+@dataclass
+class TestCluster:
+    settings: Settings
+    cluster: PrivateCluster
+    state: ClusterState
+    _counter: itertools.count[int]
+
+    def url(self, database: str) -> str:
+        s = self.state
+        return f"postgresql+psycopg://{s.user}:{s.password}@127.0.0.1:{s.port}/{database}"
+
+    def admin(self) -> psycopg.Connection:
+        s = self.state
+        return psycopg.connect(
+            f"host=127.0.0.1 port={s.port} user={s.user} password={s.password} dbname=postgres",
+            autocommit=True,
+        )
+
+    def create_database(self) -> str:
+        name = f"geogrid_t{os.getpid()}_{next(self._counter)}"
+        with self.admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self.admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[TestCluster]:
+    """The session's private PostGIS cluster, with a migrated template database."""
+    home = make_home()
+    settings = Settings(home=home, database_url=None, cluster_fsync=False)
+    cluster = PrivateCluster(settings)
+    state = cluster.start()
+    tc = TestCluster(settings, cluster, state, itertools.count())
+    with tc.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    store.upgrade(tc.url(TEMPLATE_DB))
+    try:
+        yield tc
+    finally:
+        cluster.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def db_url(pg: TestCluster) -> Iterator[str]:
+    """URL of a fresh database with the full schema, dropped after the test."""
+    name = pg.create_database()
+    try:
+        yield pg.url(name)
+    finally:
+        pg.drop_database(name)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = store.make_engine(db_url)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def _shared_engine(pg: TestCluster) -> Iterator[Engine]:
+    name = pg.create_database()
+    eng = store.make_engine(pg.url(name))
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+        pg.drop_database(name)
+
+
+@pytest.fixture
+def db_conn(_shared_engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that is rolled back after the test."""
+    with _shared_engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            yield conn
+        finally:
+            trans.rollback()
+
+
+@pytest.fixture(scope="session")
+def sample_town(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The deterministic sample town (seed 7), generated once per session."""
+    from geogrid.sample import generate_town
+
+    return generate_town(seed=7, out=tmp_path_factory.mktemp("sample-town"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI, a skipped test is a failure: the suite must provide every service."""
+    if not os.environ.get("CI"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped:
+        if reporter:
+            reporter.write_line(f"CI: {skipped} test(s) skipped; a skip in CI is a failure")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,113 @@
+"""Alembic migrations: upgrade from empty, downgrade to empty, upgrade again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from geogrid import store
+from geogrid.models import Base
+
+TABLES = {"admin_areas", "villager_groups", "households", "plans", "grids", "grid_groups"}
+
+
+@pytest.fixture
+def empty_db(pg) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    name = f"geogrid_empty_{pg.create_database.__hash__() % 10_000}"
+    with pg.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg.url(name)
+    finally:
+        pg.drop_database(name)
+
+
+def _tables(url: str) -> set[str]:
+    engine = store.make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"spatial_ref_sys"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(empty_db: str) -> None:
+    assert _tables(empty_db) == set()
+    store.upgrade(empty_db)
+    assert _tables(empty_db) == TABLES | {"alembic_version"}
+    store.downgrade(empty_db, "base")
+    assert _tables(empty_db) == {"alembic_version"}
+    store.upgrade(empty_db)
+    assert _tables(empty_db) >= TABLES
+    engine = store.make_engine(empty_db)
+    try:
+        assert store.current_revision(engine) == store.head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_geometries_are_4326_with_gist_indexes(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        cols = conn.execute(
+            text("SELECT f_table_name, type, srid FROM geometry_columns ORDER BY 1")
+        ).all()
+        assert {(t, ty, s) for t, ty, s in cols} == {
+            ("admin_areas", "MULTIPOLYGON", 4326),
+            ("villager_groups", "MULTIPOLYGON", 4326),
+            ("households", "POINT", 4326),
+            ("grids", "MULTIPOLYGON", 4326),
+        }
+        gist = conn.execute(
+            text("SELECT tablename FROM pg_indexes WHERE indexdef ILIKE '%USING gist (geom)%'")
+        ).scalars()
+        assert set(gist) == {"admin_areas", "villager_groups", "households", "grids"}
+
+
+def test_models_match_migrations(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    relevant = [d for d in diff if not (isinstance(d, tuple) and d[0] == "remove_table")]
+    assert relevant == []
+
+
+def test_constraints_enforce_the_domain(db_conn) -> None:  # type: ignore[no-untyped-def]
+    db_conn.execute(
+        text(
+            "INSERT INTO admin_areas (code, level, name) VALUES "
+            "('420117105000', 'town', '石门镇'), ('420117105201', 'village', '王家湾村')"
+        )
+    )
+    nested = db_conn.begin_nested()
+    with pytest.raises(Exception, match="ck_admin_areas_code_format"):
+        db_conn.execute(
+            text("INSERT INTO admin_areas (code, level, name) VALUES ('4201', 'village', 'x')")
+        )
+    nested.rollback()
+    db_conn.execute(
+        text(
+            "INSERT INTO households (village_code, register_no, geocode_precision, geom) "
+            "VALUES ('420117105201', '0001', 'exact', ST_SetSRID(ST_MakePoint(114.3, 30.4), 4326))"
+        )
+    )
+    nested = db_conn.begin_nested()
+    with pytest.raises(Exception, match="uq_households_village_code_register_no"):
+        db_conn.execute(
+            text(
+                "INSERT INTO households (village_code, register_no, geocode_precision) "
+                "VALUES ('420117105201', '0001', 'failed')"
+            )
+        )
+    nested.rollback()
+    # one active plan per town
+    db_conn.execute(
+        text("INSERT INTO plans (town_code, name, status) VALUES ('420117105000', 'a', 'active')")
+    )
+    with pytest.raises(Exception, match="uq_plans_town_code_active"):
+        db_conn.execute(
+            text(
+                "INSERT INTO plans (town_code, name, status) VALUES ('420117105000', 'b', 'active')"
+            )
+        )
