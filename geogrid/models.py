@@ -224,3 +224,20 @@ class GridGroup(Base):
     )
     group_id: Mapped[int] = mapped_column(ForeignKey("villager_groups.id"), primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+
+
+class AddressPoint(Base):
+    """A known point for a normalised address (the geocoding gazetteer)."""
+
+    __tablename__ = "address_points"
+    __table_args__ = (
+        UniqueConstraint("address_norm"),
+        Index("ix_address_points_geom", "geom", postgresql_using="gist"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    address_norm: Mapped[str] = mapped_column(Text)
+    village_code: Mapped[str | None] = mapped_column(ForeignKey("admin_areas.code"))
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    source: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()

@@ -12,7 +12,10 @@ from sqlalchemy import inspect, text
 from geogrid import store
 from geogrid.models import Base
 
-TABLES = {"admin_areas", "villager_groups", "households", "plans", "grids", "grid_groups"}
+TABLES = {
+    "admin_areas", "villager_groups", "households", "plans", "grids", "grid_groups",
+    "address_points",
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -59,11 +62,14 @@ def test_geometries_are_4326_with_gist_indexes(engine) -> None:  # type: ignore[
             ("villager_groups", "MULTIPOLYGON", 4326),
             ("households", "POINT", 4326),
             ("grids", "MULTIPOLYGON", 4326),
+            ("address_points", "POINT", 4326),
         }
         gist = conn.execute(
             text("SELECT tablename FROM pg_indexes WHERE indexdef ILIKE '%USING gist (geom)%'")
         ).scalars()
-        assert set(gist) == {"admin_areas", "villager_groups", "households", "grids"}
+        assert set(gist) == {
+            "admin_areas", "villager_groups", "households", "grids", "address_points"
+        }  # fmt: skip
 
 
 def test_models_match_migrations(engine) -> None:  # type: ignore[no-untyped-def]
