@@ -1,0 +1,549 @@
+"""Household register → PostGIS: validate, convert, geocode, bulk upsert, reject file.
+
+The pipeline of ``geogrid import households``:
+
+1. **read** the register (:mod:`geogrid.ingest.readers`) into canonical columns;
+2. **prepare** (:func:`prepare_households`): resolve each row's village, villager group
+   and normalised address, convert its coordinates to EPSG:4326, detect swapped or
+   out-of-county points, and reject what cannot be stored — each rejected row keeps its
+   original values, row number and reason;
+3. **geocode** rows without coordinates against the gazetteer
+   (:mod:`geogrid.ingest.geocode`);
+4. **load** through ``COPY`` into a staging table and one ``INSERT … ON CONFLICT`` upsert
+   by (village, register number), in one transaction per file. A row whose content hash
+   is unchanged is not touched, so re-importing the same file changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+from shapely import wkb
+from sqlalchemy import Connection, Engine, text
+
+from geogrid import coords
+from geogrid.errors import InvalidInput
+from geogrid.ingest.address import cn_to_int, normalise_address, parse_addresses
+from geogrid.ingest.geocode import Gazetteer, geocode
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)`` — the CLI draws a rich progress bar from it."""
+
+#: Degrees of slack around the county when checking that points are inside it.
+COUNTY_SLACK_DEG = 0.02
+
+REJECT_REASONS = (
+    "missing register number",
+    "unknown village",
+    "unparseable address",
+    "bad coordinates",
+    "coordinates swapped",
+    "outside county",
+    "unknown coordinate system",
+    "bad member count",
+    "duplicate in file",
+)
+
+
+@dataclass
+class ImportReport:
+    """The summary printed at the end of an import."""
+
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    by_precision: dict[str, int] = field(default_factory=dict)
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    rejects_file: Path | None = None
+    encoding: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["rejects_file"] = str(self.rejects_file) if self.rejects_file else None
+        return out
+
+
+@dataclass(frozen=True)
+class VillageIndex:
+    """The villages a register may name, with name variants, polygons and county extent."""
+
+    codes: frozenset[str]
+    by_name: dict[str, str]
+    polygons: dict[str, Any]
+    county: Any  # buffered union of the county (or counties) the villages belong to
+
+    @staticmethod
+    def name_variants(name: str) -> set[str]:
+        """Ways a register writes a village's name.
+
+        >>> sorted(VillageIndex.name_variants("王家湾村"))
+        ['王家湾', '王家湾村', '王家湾村委会']
+        """
+        base = re.sub(r"(村民委员会|村委会|居委会|居民委员会)$", "", name.strip())
+        stem = re.sub(r"(村|社区)$", "", base)
+        out = {name.strip(), base, stem}
+        if base.endswith("村"):
+            out.add(stem + "村委会")
+        if base.endswith("社区"):
+            out.add(stem + "居委会")
+        return {v for v in out if v}
+
+
+def load_villages(conn: Connection, town: str | None = None) -> VillageIndex:
+    """Villages known to the store (optionally of one town)."""
+    rows = conn.execute(
+        text(
+            "SELECT v.code, v.name, ST_AsBinary(v.geom) FROM admin_areas v "
+            "WHERE v.level = 'village' AND (CAST(:t AS text) IS NULL OR v.parent_code = :t)"
+        ),
+        {"t": town},
+    ).all()
+    if not rows:
+        where = f"town {town}" if town else "the database"
+        raise InvalidInput(
+            f"no villages in {where}: import the boundaries first "
+            "(geogrid import boundaries FILE --level town, then --level village)"
+        )
+    by_name: dict[str, str] = {}
+    polygons: dict[str, Any] = {}
+    for code, name, geom in rows:
+        for variant in VillageIndex.name_variants(name):
+            by_name.setdefault(variant, code)
+        if geom is not None:
+            polygons[code] = wkb.loads(bytes(geom))
+    counties = {c[:6] for c, _, _ in rows}
+    county = conn.execute(
+        text(
+            "SELECT ST_AsBinary(ST_Union(geom)) FROM admin_areas "
+            "WHERE level = 'village' AND left(code, 6) = ANY(:c)"
+        ),
+        {"c": sorted(counties)},
+    ).scalar_one()
+    county_geom = wkb.loads(bytes(county)).buffer(COUNTY_SLACK_DEG) if county else None
+    if county_geom is not None:
+        shapely.prepare(county_geom)
+    return VillageIndex(frozenset(c for c, _, _ in rows), by_name, polygons, county_geom)
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    if name in df.columns:
+        s = df[name]
+        return (
+            s.where(s.notna(), None)
+            .astype(object)
+            .map(lambda v: v.strip() if isinstance(v, str) else v)
+            .replace({"": None})
+        )
+    return pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def _group_number(value: object) -> int | None:
+    """A villager group written as a group column value: 3, "三组", "第3组", "3队".
+
+    >>> [_group_number(v) for v in ("3", "三组", "第3组", "3队", "第十二村民小组", "", None)]
+    [3, 3, 3, 3, 12, None, None]
+    """
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    s = str(value).strip()
+    if not s:
+        return None
+    s = re.sub(r"\.0$", "", s)
+    s = re.sub(r"^第", "", s)
+    s = re.sub(r"(村民小组|村民组|小组|生产队|组|队|社)$", "", s)
+    try:
+        n = cn_to_int(s)
+    except ValueError:
+        return None
+    return n if n > 0 else None
+
+
+def prepare_households(
+    raw: pd.DataFrame,
+    villages: VillageIndex,
+    *,
+    default_crs: str = "wgs84",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate and convert a register in canonical columns.
+
+    Parameters
+    ----------
+    raw
+        Canonical columns (any may be absent): ``register_no``, ``village``,
+        ``village_code``, ``group``, ``address``, ``head_name``, ``phone``,
+        ``population``, ``lon``, ``lat``, ``crs``; plus ``source_row``.
+    villages
+        The villages the register may name.
+    default_crs
+        Coordinate system of rows whose ``crs`` column is empty or absent.
+
+    Returns
+    -------
+    (good, rejects)
+        ``good`` has the columns to store (``lon``/``lat`` in EPSG:4326, NaN where the
+        row must be geocoded); ``rejects`` has ``source_row``, ``reason`` and the row's
+        original values.
+    """
+    n = len(raw)
+    reason = pd.Series([None] * n, index=raw.index, dtype=object)
+
+    def reject(mask: pd.Series | np.ndarray, why: str | pd.Series) -> None:
+        m = np.asarray(mask, dtype=bool) & reason.isna().to_numpy()
+        if isinstance(why, pd.Series):
+            reason[m] = why[m]
+        else:
+            reason[m] = why
+
+    register_no = _col(raw, "register_no")
+    reject(register_no.isna(), "missing register number")
+
+    address = _col(raw, "address")
+    parsed = parse_addresses(address)
+
+    # village: code column, else name column, else the address
+    vcode = _col(raw, "village_code").map(lambda c: c if c in villages.codes else None)
+    vname = _col(raw, "village")
+    by_name = vname.map(lambda v: villages.by_name.get(v) if v else None)
+    by_addr = (
+        parsed["village"]
+        .astype(object)
+        .map(lambda v: villages.by_name.get(v) if isinstance(v, str) else None)
+    )
+    village_code = vcode.fillna(by_name).fillna(by_addr)
+    asked = vname.fillna(_col(raw, "village_code")).fillna(parsed["village"].astype(object))
+    reject(
+        village_code.isna(),
+        asked.map(lambda v: f"unknown village {v!r}" if v else "unknown village (none given)"),
+    )
+
+    # villager group: group column, else the address
+    group_text = _col(raw, "group")
+    uniq = {v: _group_number(v) for v in pd.unique(group_text.dropna())}
+    group_no = group_text.map(lambda v: uniq.get(v) if v is not None else None)
+    from_addr = parsed["group"].astype(object).where(parsed["group"].notna(), None)
+    group_no = group_no.where(group_no.notna(), from_addr)
+    reject(
+        group_no.isna(),
+        address.map(
+            lambda a: (
+                f"unparseable address: no villager group in {a!r}"
+                if a
+                else "unparseable address: no address and no group"
+            )
+        ),
+    )
+
+    members_text = _col(raw, "population")
+    members = pd.to_numeric(members_text, errors="coerce")
+    bad_members = members_text.notna() & (members.isna() | (members < 0) | (members % 1 != 0))
+    reject(bad_members, "bad member count")
+    members = members.fillna(1).astype("int64")
+
+    # coordinates
+    lon_t, lat_t = _col(raw, "lon"), _col(raw, "lat")
+    lon = pd.to_numeric(lon_t, errors="coerce").to_numpy(dtype=float)
+    lat = pd.to_numeric(lat_t, errors="coerce").to_numpy(dtype=float)
+    given = (lon_t.notna() | lat_t.notna()).to_numpy()
+    unreadable = given & (np.isnan(lon) | np.isnan(lat))
+    reject(unreadable, "bad coordinates: not a number or only one of lon/lat")
+    crs_text = _col(raw, "crs").fillna(default_crs)
+    crs_names: dict[str, str | None] = {}
+    for value in pd.unique(crs_text):
+        try:
+            crs_names[value] = coords.normalize_crs(value)
+        except InvalidInput:
+            crs_names[value] = None
+    crs_norm = crs_text.map(crs_names)
+    reject(
+        given & crs_norm.isna().to_numpy(),
+        crs_text.map(lambda c: f"unknown coordinate system {c!r}"),
+    )
+    ok = given & ~np.isnan(lon) & ~np.isnan(lat)
+    zero = ok & (np.abs(lon) < 1e-9) & (np.abs(lat) < 1e-9)
+    reject(zero, "bad coordinates: (0, 0)")
+    ok &= ~zero
+    x, y = lon.copy(), lat.copy()
+    for name in {v for v in crs_names.values() if v and v not in ("wgs84", "cgcs2000")}:
+        m = ok & (crs_norm == name).to_numpy()
+        if m.any():
+            x[m], y[m] = coords.convert(lon[m], lat[m], name, "wgs84")
+    out_of_range = ok & ((np.abs(x) > 180) | (np.abs(y) > 90))
+    if villages.county is not None and ok.any():
+        inside = np.zeros(n, dtype=bool)
+        inside[ok] = shapely.contains_xy(villages.county, x[ok], y[ok])
+        swapped = np.zeros(n, dtype=bool)
+        check = ok & ~inside
+        swapped[check] = shapely.contains_xy(villages.county, y[check], x[check])
+        reject(swapped, "coordinates swapped: latitude and longitude in each other's column")
+        reject(out_of_range, "bad coordinates: out of range")
+        reject(ok & ~inside, "outside county: the point is not in the villages' county")
+        ok &= inside
+    else:
+        reject(out_of_range, "bad coordinates: out of range")
+        ok &= ~out_of_range
+
+    frame = pd.DataFrame(
+        {
+            "source_row": raw["source_row"].to_numpy() if "source_row" in raw else np.arange(n) + 2,
+            "village_code": village_code,
+            "register_no": register_no,
+            "group_no": group_no,
+            "address_raw": address,
+            "address_norm": address.map(
+                lambda a: normalise_address(a) or None if isinstance(a, str) else None
+            ),
+            "natural_village": parsed["natural_village"]
+            .astype(object)
+            .where(parsed["natural_village"].notna(), None),
+            "has_house_number": parsed["house_number"].notna().to_numpy(),
+            "head_name": _col(raw, "head_name"),
+            "phone": _col(raw, "phone"),
+            "members": members,
+            "lon": np.where(ok, x, np.nan),
+            "lat": np.where(ok, y, np.nan),
+            "crs": crs_norm,
+        },
+        index=raw.index,
+    )
+    # duplicates in the file: the first occurrence wins, later ones are rejected
+    keyed = reason.isna() & frame["village_code"].notna() & frame["register_no"].notna()
+    key = frame["village_code"].astype(str) + "/" + frame["register_no"].astype(str)
+    dup = keyed & key.where(keyed).duplicated(keep="first") & keyed
+    if dup.any():
+        first_row = (
+            frame[keyed & ~dup]
+            .assign(key=key)
+            .drop_duplicates("key")
+            .set_index("key")["source_row"]
+        )
+        reject(
+            dup,
+            key.map(lambda k: f"duplicate in file: same register number as row {first_row.get(k)}"),
+        )
+    good = frame[reason.isna()].copy()
+    good["key"] = good["village_code"].astype(str) + "/" + good["register_no"].astype(str)
+    rejects = raw[reason.notna()].copy()
+    rejects.insert(0, "reason", reason[reason.notna()])
+    if "source_row" not in rejects.columns:
+        rejects.insert(0, "source_row", frame.loc[reason.notna(), "source_row"])
+    return good, rejects
+
+
+def load_gazetteer(conn: Connection, good: pd.DataFrame) -> Gazetteer:
+    """Address points, group and village polygons relevant to ``good``."""
+    wanted = good.loc[good["lon"].isna(), "address_norm"].dropna().unique().tolist()
+    points: dict[str, tuple[float, float]] = {}
+    if wanted:
+        for addr, x, y in conn.execute(
+            text(
+                "SELECT address_norm, ST_X(geom), ST_Y(geom) FROM address_points "
+                "WHERE address_norm = ANY(:a)"
+            ),
+            {"a": wanted},
+        ):
+            points[addr] = (x, y)
+    villages = sorted(good["village_code"].unique().tolist())
+    groups = {
+        (v, int(g)): wkb.loads(bytes(geom))
+        for v, g, geom in conn.execute(
+            text(
+                "SELECT village_code, group_no, ST_AsBinary(geom) FROM villager_groups "
+                "WHERE geom IS NOT NULL AND village_code = ANY(:v)"
+            ),
+            {"v": villages},
+        )
+    }
+    polys = {
+        c: wkb.loads(bytes(geom))
+        for c, geom in conn.execute(
+            text("SELECT code, ST_AsBinary(geom) FROM admin_areas WHERE code = ANY(:v)"),
+            {"v": villages},
+        )
+        if geom is not None
+    }
+    return Gazetteer(points, groups, polys)
+
+
+_STAGE_COLUMNS = (
+    "village_code", "register_no", "group_no", "address_raw", "address_norm",
+    "natural_village", "head_name", "phone", "members", "lon", "lat",
+    "geocode_precision", "geocode_source", "row_hash",
+)  # fmt: skip
+
+
+def _row_hash(df: pd.DataFrame) -> pd.Series:
+    cols = [c for c in _STAGE_COLUMNS if c != "row_hash"]
+    h = pd.util.hash_pandas_object(df[cols].round({"lon": 7, "lat": 7}), index=False)
+    return h.map(lambda v: f"{int(v):016x}")
+
+
+def _copy_frame(conn: Connection, table: str, df: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    """COPY ``df[columns]`` into ``table`` in CSV chunks (the bulk path)."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cols = ", ".join(columns)
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as cp:
+        for start in range(0, len(df), 100_000):
+            buf = io.StringIO()
+            df.iloc[start : start + 100_000][list(columns)].to_csv(
+                buf, header=False, index=False, quoting=csv.QUOTE_MINIMAL, na_rep=""
+            )
+            cp.write(buf.getvalue())
+
+
+def load_households(conn: Connection, good: pd.DataFrame) -> tuple[int, int]:
+    """Upsert prepared, geocoded rows; returns (inserted, updated)."""
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE stage_households (village_code text, register_no text, "
+            "group_no int, address_raw text, address_norm text, natural_village text, "
+            "head_name text, phone text, members int, lon float8, lat float8, "
+            "geocode_precision text, geocode_source text, row_hash text) ON COMMIT DROP"
+        )
+    )
+    stage = good.copy()
+    # empty strings must stay distinguishable from NULL in CSV: store them as NULL
+    for c in ("address_raw", "address_norm", "natural_village", "head_name", "phone"):
+        stage[c] = stage[c].where(stage[c].astype(object).map(bool, na_action="ignore"), None)
+    stage["group_no"] = stage["group_no"].astype("Int64")
+    _copy_frame(conn, "stage_households", stage, _STAGE_COLUMNS)
+    conn.execute(
+        text(
+            "INSERT INTO villager_groups (village_code, group_no, name) "
+            "SELECT DISTINCT village_code, group_no, group_no || '组' FROM stage_households "
+            "WHERE group_no IS NOT NULL ON CONFLICT (village_code, group_no) DO NOTHING"
+        )
+    )
+    row = conn.execute(
+        text(
+            """
+            WITH up AS (
+                INSERT INTO households AS h (
+                    village_code, register_no, group_id, address_raw, address_norm,
+                    natural_village, head_name, phone, members, geom,
+                    geocode_precision, geocode_source, row_hash)
+                SELECT s.village_code, s.register_no, g.id, s.address_raw, s.address_norm,
+                       s.natural_village, s.head_name, s.phone, s.members,
+                       CASE WHEN s.lon IS NULL THEN NULL
+                            ELSE ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) END,
+                       s.geocode_precision, s.geocode_source, s.row_hash
+                FROM stage_households s
+                LEFT JOIN villager_groups g
+                       ON g.village_code = s.village_code AND g.group_no = s.group_no
+                ON CONFLICT (village_code, register_no) DO UPDATE SET
+                    group_id = EXCLUDED.group_id, address_raw = EXCLUDED.address_raw,
+                    address_norm = EXCLUDED.address_norm,
+                    natural_village = EXCLUDED.natural_village,
+                    head_name = EXCLUDED.head_name, phone = EXCLUDED.phone,
+                    members = EXCLUDED.members, geom = EXCLUDED.geom,
+                    geocode_precision = EXCLUDED.geocode_precision,
+                    geocode_source = EXCLUDED.geocode_source, row_hash = EXCLUDED.row_hash,
+                    updated_at = now()
+                WHERE h.row_hash IS DISTINCT FROM EXCLUDED.row_hash
+                RETURNING (xmax = 0) AS inserted
+            )
+            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+            FROM up
+            """
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def add_address_points(conn: Connection, good: pd.DataFrame) -> int:
+    """Rows with exact coordinates and a house number become gazetteer address points."""
+    pts = good[
+        (good["geocode_precision"] == "exact")
+        & good["has_house_number"]
+        & good["address_norm"].notna()
+    ].drop_duplicates("address_norm")
+    if pts.empty:
+        return 0
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE stage_points (address_norm text, village_code text, "
+            "lon float8, lat float8) ON COMMIT DROP"
+        )
+    )
+    _copy_frame(conn, "stage_points", pts, ("address_norm", "village_code", "lon", "lat"))
+    res = conn.execute(
+        text(
+            "INSERT INTO address_points (address_norm, village_code, geom, source) "
+            "SELECT address_norm, village_code, ST_SetSRID(ST_MakePoint(lon, lat), 4326), "
+            "'household register' FROM stage_points ON CONFLICT (address_norm) DO NOTHING"
+        )
+    )
+    return int(res.rowcount or 0)
+
+
+def write_rejects(rejects: pd.DataFrame, path: Path) -> None:
+    """The reject file: UTF-8 with BOM (opens in Excel), row number, reason, original values."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rejects.to_csv(path, index=False, encoding="utf-8-sig")
+
+
+def import_frame(
+    engine: Engine,
+    raw: pd.DataFrame,
+    *,
+    town: str | None = None,
+    default_crs: str = "wgs84",
+    progress: Progress | None = None,
+) -> tuple[ImportReport, pd.DataFrame]:
+    """Prepare, geocode and load a register already read into canonical columns.
+
+    Returns the report (without a reject file) and the rejected rows.
+    """
+    report = ImportReport(read=len(raw))
+    step = progress or (lambda stage, done, total: None)
+    with engine.begin() as conn:
+        villages = load_villages(conn, town)
+        step("validate", 0, len(raw))
+        good, rejects = prepare_households(raw, villages, default_crs=default_crs)
+        step("validate", len(raw), len(raw))
+        has_xy = good["lon"].notna()
+        good["geocode_precision"] = has_xy.map({True: "exact", False: None})
+        good["geocode_source"] = ("register:" + good["crs"].fillna("wgs84").astype(str)).where(
+            has_xy, None
+        )
+        # exact points of this file are part of the gazetteer for its other rows
+        add_address_points(conn, good)
+        todo = good["lon"].isna()
+        step("geocode", 0, int(todo.sum()))
+        gaz = load_gazetteer(conn, good)
+        placed = geocode(good.loc[todo], gaz)
+        good.loc[todo, ["lon", "lat"]] = placed[["lon", "lat"]].to_numpy()
+        good.loc[todo, "geocode_precision"] = placed["precision"].to_numpy()
+        good.loc[todo, "geocode_source"] = placed["source"].to_numpy()
+        # a household that cannot be placed is still stored (its group counts it), with
+        # precision 'failed' and the reason as its source
+        failed = (good["geocode_precision"] == "failed").to_numpy()
+        if failed.any():
+            why = placed["reason"].reindex(good.index[failed]).fillna("no polygon to place in")
+            good.loc[failed, "geocode_source"] = ("failed: " + why).to_numpy()
+        step("geocode", int(todo.sum()), int(todo.sum()))
+        good["row_hash"] = _row_hash(good)
+        step("load", 0, len(good))
+        report.inserted, report.updated = load_households(conn, good)
+        step("load", len(good), len(good))
+    report.unchanged = len(good) - report.inserted - report.updated
+    report.rejected = len(rejects)
+    report.by_precision = {
+        str(k): int(v) for k, v in good["geocode_precision"].value_counts().sort_index().items()
+    }
+    report.rejects_by_reason = {
+        str(k): int(v)
+        for k, v in rejects["reason"].str.split(":").str[0].value_counts().sort_index().items()
+    }
+    return report, rejects.sort_values("source_row") if len(rejects) else rejects
