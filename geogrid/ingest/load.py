@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
@@ -463,11 +464,7 @@ def load_households(conn: Connection, good: pd.DataFrame) -> tuple[int, int]:
 
 def add_address_points(conn: Connection, good: pd.DataFrame) -> int:
     """Rows with exact coordinates and a house number become gazetteer address points."""
-    pts = good[
-        (good["geocode_precision"] == "exact")
-        & good["has_house_number"]
-        & good["address_norm"].notna()
-    ].drop_duplicates("address_norm")
+    pts = file_address_points(good)
     if pts.empty:
         return 0
     conn.execute(
@@ -493,6 +490,79 @@ def write_rejects(rejects: pd.DataFrame, path: Path) -> None:
     rejects.to_csv(path, index=False, encoding="utf-8-sig")
 
 
+def file_address_points(good: pd.DataFrame) -> pd.DataFrame:
+    """Rows with exact coordinates and a house number: address points of this file."""
+    return good[
+        (good["geocode_precision"] == "exact")
+        & good["has_house_number"]
+        & good["address_norm"].notna()
+    ].drop_duplicates("address_norm")
+
+
+def geocode_households(
+    conn: Connection,
+    raw: pd.DataFrame,
+    *,
+    town: str | None = None,
+    default_crs: str = "wgs84",
+    progress: Progress | None = None,
+) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Validate, convert and geocode a register (reads the store, writes nothing).
+
+    Parameters
+    ----------
+    conn
+        A connection to the store (villages, group polygons, address points).
+    raw
+        The register in canonical columns (see :func:`prepare_households`).
+    town
+        Restrict village names to this town's villages.
+    default_crs
+        Coordinate system of rows that do not name one.
+
+    Returns
+    -------
+    (households, rejects)
+        A GeoDataFrame in EPSG:4326 with ``geocode_precision`` and ``geocode_source``
+        (point geometry; empty where geocoding failed), and the rejected rows.
+    """
+    step = progress or (lambda stage, done, total: None)
+    villages = load_villages(conn, town)
+    step("validate", 0, len(raw))
+    good, rejects = prepare_households(raw, villages, default_crs=default_crs)
+    step("validate", len(raw), len(raw))
+    has_xy = good["lon"].notna()
+    good["geocode_precision"] = has_xy.map({True: "exact", False: None})
+    good["geocode_source"] = ("register:" + good["crs"].fillna("wgs84").astype(str)).where(
+        has_xy, None
+    )
+    todo = ~has_xy
+    step("geocode", 0, int(todo.sum()))
+    gaz = load_gazetteer(conn, good)
+    # exact points of this file are part of the gazetteer for its other rows
+    own = file_address_points(good)
+    gaz = Gazetteer(
+        {**dict(zip(own["address_norm"], zip(own["lon"], own["lat"], strict=True), strict=True)),
+         **gaz.address_points},
+        gaz.groups,
+        gaz.villages,
+    )  # fmt: skip
+    placed = geocode(good.loc[todo], gaz)
+    good.loc[todo, ["lon", "lat"]] = placed[["lon", "lat"]].to_numpy()
+    good.loc[todo, "geocode_precision"] = placed["precision"].to_numpy()
+    good.loc[todo, "geocode_source"] = placed["source"].to_numpy()
+    # a household that cannot be placed is still stored (its group counts it), with
+    # precision 'failed' and the reason as its source
+    failed = (good["geocode_precision"] == "failed").to_numpy()
+    if failed.any():
+        why = placed["reason"].reindex(good.index[failed]).fillna("no polygon to place in")
+        good.loc[failed, "geocode_source"] = ("failed: " + why).to_numpy()
+    step("geocode", int(todo.sum()), int(todo.sum()))
+    geometry = gpd.points_from_xy(good["lon"], good["lat"], crs=4326)
+    out = gpd.GeoDataFrame(good, geometry=geometry, crs=4326)
+    return out, rejects.sort_values("source_row") if len(rejects) else rejects
+
+
 def import_frame(
     engine: Engine,
     raw: pd.DataFrame,
@@ -501,49 +571,37 @@ def import_frame(
     default_crs: str = "wgs84",
     progress: Progress | None = None,
 ) -> tuple[ImportReport, pd.DataFrame]:
-    """Prepare, geocode and load a register already read into canonical columns.
+    """Validate, geocode and load a register already read into canonical columns.
 
-    Returns the report (without a reject file) and the rejected rows.
+    One transaction: either every good row is stored or none is. Returns the report
+    (without a reject file) and the rejected rows.
     """
-    report = ImportReport(read=len(raw))
     step = progress or (lambda stage, done, total: None)
     with engine.begin() as conn:
-        villages = load_villages(conn, town)
-        step("validate", 0, len(raw))
-        good, rejects = prepare_households(raw, villages, default_crs=default_crs)
-        step("validate", len(raw), len(raw))
-        has_xy = good["lon"].notna()
-        good["geocode_precision"] = has_xy.map({True: "exact", False: None})
-        good["geocode_source"] = ("register:" + good["crs"].fillna("wgs84").astype(str)).where(
-            has_xy, None
+        good, rejects = geocode_households(
+            conn, raw, town=town, default_crs=default_crs, progress=progress
         )
-        # exact points of this file are part of the gazetteer for its other rows
-        add_address_points(conn, good)
-        todo = good["lon"].isna()
-        step("geocode", 0, int(todo.sum()))
-        gaz = load_gazetteer(conn, good)
-        placed = geocode(good.loc[todo], gaz)
-        good.loc[todo, ["lon", "lat"]] = placed[["lon", "lat"]].to_numpy()
-        good.loc[todo, "geocode_precision"] = placed["precision"].to_numpy()
-        good.loc[todo, "geocode_source"] = placed["source"].to_numpy()
-        # a household that cannot be placed is still stored (its group counts it), with
-        # precision 'failed' and the reason as its source
-        failed = (good["geocode_precision"] == "failed").to_numpy()
-        if failed.any():
-            why = placed["reason"].reindex(good.index[failed]).fillna("no polygon to place in")
-            good.loc[failed, "geocode_source"] = ("failed: " + why).to_numpy()
-        step("geocode", int(todo.sum()), int(todo.sum()))
-        good["row_hash"] = _row_hash(good)
         step("load", 0, len(good))
-        report.inserted, report.updated = load_households(conn, good)
+        report = load_geocoded(conn, good)
         step("load", len(good), len(good))
-    report.unchanged = len(good) - report.inserted - report.updated
+    report.read = len(raw)
     report.rejected = len(rejects)
-    report.by_precision = {
-        str(k): int(v) for k, v in good["geocode_precision"].value_counts().sort_index().items()
-    }
     report.rejects_by_reason = {
         str(k): int(v)
         for k, v in rejects["reason"].str.split(":").str[0].value_counts().sort_index().items()
     }
-    return report, rejects.sort_values("source_row") if len(rejects) else rejects
+    return report, rejects
+
+
+def load_geocoded(conn: Connection, households: pd.DataFrame) -> ImportReport:
+    """Store geocoded households (from :func:`geocode_households`) and their address points."""
+    good = pd.DataFrame(households.drop(columns="geometry", errors="ignore"))
+    add_address_points(conn, good)
+    good["row_hash"] = _row_hash(good)
+    report = ImportReport(read=len(good))
+    report.inserted, report.updated = load_households(conn, good)
+    report.unchanged = len(good) - report.inserted - report.updated
+    report.by_precision = {
+        str(k): int(v) for k, v in good["geocode_precision"].value_counts().sort_index().items()
+    }
+    return report
