@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from geogrid import store
 from geogrid.ingest.boundaries import Level, import_boundaries
@@ -37,6 +38,85 @@ def boundaries(
         f"{level}: read {report.read}, inserted {report.inserted}, updated {report.updated}"
         f"{repaired}"
     )
+
+
+@import_app.command("households")
+def households(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The register file."),
+    crs: str = typer.Option(
+        "wgs84", help="CRS of rows without a 坐标系 column: wgs84, cgcs2000, gcj02, bd09."
+    ),
+    town: str | None = typer.Option(None, help="Match village names within this town only."),
+    map_: list[str] = typer.Option(
+        [], "--map", help="Override a column: --map 原列名=field (repeatable)."
+    ),
+    sheet: str | None = typer.Option(None, help="Excel sheet (name or 0-based index)."),
+    layer: str | None = typer.Option(None, help="GeoPackage/GeoJSON layer."),
+    encoding: str | None = typer.Option(None, help="Force the CSV encoding (else detected)."),
+    rejects: Path | None = typer.Option(
+        None, help="Reject file (default: FILE.rejects.csv next to the input)."
+    ),
+) -> None:
+    """Read, validate, geocode and load a household register (upsert by village + 户号)."""
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from geogrid.ingest.columns import parse_column_maps
+    from geogrid.ingest.load import import_households
+
+    column_map = parse_column_maps(map_)
+    engine = store.make_engine(store.database_url(Settings()))
+    tasks: dict[str, TaskID] = {}
+    try:
+        with Progress(
+            TextColumn("{task.description:>9}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=max(total, 1))
+                bar.update(tasks[stage], completed=done if total else 1, total=max(total, 1))
+
+            report = import_households(
+                engine,
+                file,
+                crs=crs,
+                town=town,
+                column_map=column_map,
+                sheet=_index_or_name(sheet),
+                layer=_index_or_name(layer),
+                encoding=encoding,
+                rejects_path=rejects,
+                progress=progress,
+            )
+    finally:
+        engine.dispose()
+    table = Table(title=f"{file.name}" + (f" ({report.encoding})" if report.encoding else ""))
+    table.add_column("rows")
+    table.add_column("count", justify="right")
+    for label, value in (
+        ("read", report.read),
+        ("inserted", report.inserted),
+        ("updated", report.updated),
+        ("unchanged", report.unchanged),
+        ("rejected", report.rejected),
+    ):
+        table.add_row(label, f"{value:,}")
+    for precision, count in report.by_precision.items():
+        table.add_row(f"precision {precision}", f"{count:,}")
+    for why, count in report.rejects_by_reason.items():
+        table.add_row(f"rejected: {why}", f"{count:,}")
+    console.print(table)
+    if report.rejects_file:
+        console.print(f"rejected rows with their reasons: {report.rejects_file}")
+
+
+def _index_or_name(value: str | None) -> str | int | None:
+    return int(value) if value is not None and value.isdigit() else value
 
 
 def register(app: typer.Typer) -> None:

@@ -35,6 +35,7 @@ from geogrid import coords
 from geogrid.errors import InvalidInput
 from geogrid.ingest.address import cn_to_int, normalise_address, parse_addresses
 from geogrid.ingest.geocode import Gazetteer, geocode
+from geogrid.ingest.readers import RegisterFrame, read_register
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)`` — the CLI draws a rich progress bar from it."""
@@ -604,4 +605,87 @@ def load_geocoded(conn: Connection, households: pd.DataFrame) -> ImportReport:
     report.by_precision = {
         str(k): int(v) for k, v in good["geocode_precision"].value_counts().sort_index().items()
     }
+    return report
+
+
+def register_coordinates(reg: RegisterFrame) -> pd.DataFrame:
+    """The register's frame with ``lon``/``lat`` taken from its geometry when it has one."""
+    frame = reg.frame
+    if not reg.has_geometry:
+        return frame
+    gdf = gpd.GeoDataFrame(frame, geometry="geometry")
+    if gdf.crs is None:
+        raise InvalidInput(f"{reg.path}: the layer has no coordinate reference system")
+    pts = gdf.geometry
+    if gdf.crs.to_epsg() not in (4326, 4490):
+        pts = pts.to_crs(4326)
+    rep = pts.representative_point().values
+    x, y = shapely.get_x(rep), shapely.get_y(rep)  # NaN for empty or missing geometry
+    out = pd.DataFrame(frame.drop(columns="geometry"))
+    empty = np.isnan(x)
+    if "lon" not in out.columns:
+        lon = pd.Series(np.round(x, 8), index=out.index).astype(str)
+        lat = pd.Series(np.round(y, 8), index=out.index).astype(str)
+        out["lon"] = lon.where(~empty, None)
+        out["lat"] = lat.where(~empty, None)
+    return out
+
+
+def import_households(
+    engine: Engine,
+    path: Path,
+    *,
+    crs: str = "wgs84",
+    town: str | None = None,
+    column_map: dict[str, str] | None = None,
+    sheet: str | int | None = None,
+    layer: str | int | None = None,
+    encoding: str | None = None,
+    rejects_path: Path | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """``geogrid import households``: read, validate, geocode and load one register file.
+
+    Parameters
+    ----------
+    engine
+        The PostGIS store.
+    path
+        CSV (UTF-8, UTF-8 with BOM, GBK/GB18030), Excel, GeoPackage, Shapefile, GeoJSON.
+    crs
+        Coordinate system of rows that do not name one in a 坐标系/crs column:
+        ``wgs84``, ``cgcs2000``, ``gcj02`` or ``bd09``.
+    town
+        Only match village names within this town (12-digit code).
+    column_map
+        ``{original header: canonical field}`` overrides (``--map``).
+    rejects_path
+        Where the reject file goes; default ``<file>.rejects.csv`` next to the input.
+        Written only when rows were rejected (an old one is removed otherwise).
+
+    Returns
+    -------
+    ImportReport
+        Counts read / inserted / updated / unchanged / rejected, by precision and reason.
+    """
+    from geogrid import coords as _coords
+
+    default_crs = _coords.normalize_crs(crs)
+    step = progress or (lambda stage, done, total: None)
+    step("read", 0, 1)
+    reg = read_register(path, sheet=sheet, encoding=encoding, column_map=column_map, layer=layer)
+    step("read", 1, 1)
+    raw = register_coordinates(reg)
+    report, rejects = import_frame(
+        engine, raw, town=town, default_crs=default_crs, progress=progress
+    )
+    report.encoding = reg.encoding
+    target = rejects_path or path.with_name(path.stem + ".rejects.csv")
+    if len(rejects):
+        originals = reg.originals(rejects.index)
+        originals.insert(1, "reason", rejects["reason"].to_numpy())
+        write_rejects(originals, target)
+        report.rejects_file = target
+    elif rejects_path is None and target.exists():
+        target.unlink()  # a stale reject file from an earlier run of this file
     return report
