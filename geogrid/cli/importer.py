@@ -54,7 +54,8 @@ def households(
     layer: str | None = typer.Option(None, help="GeoPackage/GeoJSON layer."),
     encoding: str | None = typer.Option(None, help="Force the CSV encoding (else detected)."),
     rejects: Path | None = typer.Option(
-        None, help="Reject file (default: FILE.rejects.csv next to the input)."
+        None,
+        help="Reject file (default: FILE.rejects.csv next to the input, e.g. x.xlsx.rejects.csv).",
     ),
 ) -> None:
     """Read, validate, geocode and load a household register (upsert by village + 户号)."""

@@ -660,7 +660,8 @@ def import_households(
     column_map
         ``{original header: canonical field}`` overrides (``--map``).
     rejects_path
-        Where the reject file goes; default ``<file>.rejects.csv`` next to the input.
+        Where the reject file goes; default ``<file name>.rejects.csv`` next to the input
+        (e.g. ``households.xlsx.rejects.csv``).
         Written only when rows were rejected (an old one is removed otherwise).
 
     Returns
@@ -680,7 +681,7 @@ def import_households(
         engine, raw, town=town, default_crs=default_crs, progress=progress
     )
     report.encoding = reg.encoding
-    target = rejects_path or path.with_name(path.stem + ".rejects.csv")
+    target = rejects_path or path.with_name(path.name + ".rejects.csv")
     if len(rejects):
         originals = reg.originals(rejects.index)
         originals.insert(1, "reason", rejects["reason"].to_numpy())
