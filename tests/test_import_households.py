@@ -101,3 +101,35 @@ def test_map_override_and_bad_header(
     result = CliRunner().invoke(build_app(), ["import", "households", str(bad)])
     assert result.exit_code != 0
     assert "bad.csv" in str(result.exception) or "bad.csv" in result.output
+
+
+def test_points_file_feeds_house_precision(town_url: str, engine: Engine, tmp_path: Path) -> None:
+    with engine.connect() as conn:
+        code, vname, geom_xy = conn.execute(
+            text(
+                "SELECT code, name, ARRAY[ST_X(ST_PointOnSurface(geom)), "
+                "ST_Y(ST_PointOnSurface(geom))] FROM admin_areas WHERE level = 'village' "
+                "ORDER BY code LIMIT 1"
+            )
+        ).one()
+    x, y = geom_xy
+    points = tmp_path / "门牌.csv"
+    points.write_text(
+        f"地址,经度,纬度\n{vname}第二村民小组8号,{x},{y}\n{vname}二组,{x},{y}\n", encoding="gbk"
+    )
+    out = invoke("import", "address-points", str(points))
+    assert "inserted 1" in out
+    assert "rejected 1" in out  # no house number: not an address point
+    register = tmp_path / "reg.csv"
+    register.write_text(f"户号,村,组,家庭住址\nP1,{vname},2,{vname}2组８号\n", encoding="utf-8")
+    invoke("import", "households", str(register))
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT geocode_precision, ST_X(geom), ST_Y(geom) FROM households "
+                "WHERE register_no = 'P1' AND village_code = :c"
+            ),
+            {"c": code},
+        ).one()
+    assert row[0] == "house"
+    assert row[1:] == pytest.approx((x, y))

@@ -116,6 +116,32 @@ def households(
         console.print(f"rejected rows with their reasons: {report.rejects_file}")
 
 
+@import_app.command("address-points")
+def address_points(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Points file."),
+    crs: str = typer.Option("wgs84", help="CRS of rows without a 坐标系 column."),
+    town: str | None = typer.Option(None, help="Match village names within this town only."),
+    map_: list[str] = typer.Option([], "--map", help="Override a column: --map 原列名=field."),
+) -> None:
+    """Load known address points (门牌) into the offline geocoding gazetteer."""
+    from geogrid.ingest.columns import parse_column_maps
+    from geogrid.ingest.load import import_address_points
+
+    engine = store.make_engine(store.database_url(Settings()))
+    try:
+        report = import_address_points(
+            engine, file, crs=crs, town=town, column_map=parse_column_maps(map_)
+        )
+    finally:
+        engine.dispose()
+    console.print(
+        f"address points: read {report.read:,}, inserted {report.inserted:,}, updated "
+        f"{report.updated:,}, unchanged {report.unchanged:,}, rejected {report.rejected:,}"
+    )
+    if report.rejects_file:
+        console.print(f"rejected rows with their reasons: {report.rejects_file}")
+
+
 def _index_or_name(value: str | None) -> str | int | None:
     return int(value) if value is not None and value.isdigit() else value
 

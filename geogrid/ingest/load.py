@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, text
 
 from geogrid import coords
 from geogrid.errors import InvalidInput
-from geogrid.ingest.address import cn_to_int, normalise_address, parse_addresses
+from geogrid.ingest.address import cn_to_int, parse_addresses
 from geogrid.ingest.geocode import Gazetteer, geocode
 from geogrid.ingest.readers import RegisterFrame, read_register
 
@@ -76,37 +76,92 @@ class ImportReport:
         return out
 
 
+def _variants(name: str, suffixes: str, committee: dict[str, str]) -> set[str]:
+    base = name.strip()
+    for long, short in committee.items():
+        if base.endswith(long):
+            base = base[: -len(long)] + short
+    stem = re.sub(f"({suffixes})$", "", base)
+    out = {name.strip(), base, stem}
+    for long, short in committee.items():
+        if base.endswith(short):
+            out.add(base[: -len(short)] + long)
+    return {v for v in out if v}
+
+
+def village_name_variants(name: str) -> set[str]:
+    """Ways a register writes a village's name.
+
+    >>> sorted(village_name_variants("王家湾村"))
+    ['王家湾', '王家湾村', '王家湾村委会']
+    >>> sorted(village_name_variants("东风社区"))
+    ['东风', '东风居委会', '东风社区']
+    """
+    return _variants(
+        name,
+        "村|社区",
+        {"村民委员会": "村", "村委会": "村", "居民委员会": "社区", "居委会": "社区"},
+    )
+
+
+def town_name_variants(name: str) -> set[str]:
+    """Ways a register writes a town's name.
+
+    >>> sorted(town_name_variants("石门镇"))
+    ['石门', '石门镇']
+    """
+    return _variants(name, "镇|乡|街道|街道办事处", {"街道办事处": "街道"})
+
+
 @dataclass(frozen=True)
 class VillageIndex:
-    """The villages a register may name, with name variants, polygons and county extent."""
+    """The villages a register may name: codes, names (with variants), towns, polygons.
+
+    Village names repeat across the towns of a county, so a name may have several codes;
+    the row's town (a 乡镇 column, or the town in its address) then decides.
+    """
 
     codes: frozenset[str]
-    by_name: dict[str, str]
+    by_name: dict[str, tuple[str, ...]]
+    town_of: dict[str, str]  # village code → town code
+    town_by_name: dict[str, str]  # town name variant → town code
+    names: dict[str, tuple[str, str]]  # village code → (official town name, village name)
     polygons: dict[str, Any]
-    county: Any  # buffered union of the county (or counties) the villages belong to
+    county: Any  # union of the villages of the county (or counties) concerned
 
-    @staticmethod
-    def name_variants(name: str) -> set[str]:
-        """Ways a register writes a village's name.
-
-        >>> sorted(VillageIndex.name_variants("王家湾村"))
-        ['王家湾', '王家湾村', '王家湾村委会']
-        """
-        base = re.sub(r"(村民委员会|村委会|居委会|居民委员会)$", "", name.strip())
-        stem = re.sub(r"(村|社区)$", "", base)
-        out = {name.strip(), base, stem}
-        if base.endswith("村"):
-            out.add(stem + "村委会")
-        if base.endswith("社区"):
-            out.add(stem + "居委会")
-        return {v for v in out if v}
+    def resolve(
+        self, code: str | None, names: tuple[str | None, ...], towns: tuple[str | None, ...]
+    ) -> tuple[str | None, str | None]:
+        """(village code, None) or (None, reason) for one combination of row values."""
+        if code and code in self.codes:
+            return code, None
+        town_codes = {self.town_by_name[t] for t in towns if t and t in self.town_by_name}
+        asked = next((n for n in names if n), None)
+        for name in names:
+            if not name:
+                continue
+            found = self.by_name.get(name, ())
+            if len(found) > 1 and town_codes:
+                found = tuple(c for c in found if self.town_of[c] in town_codes)
+            if len(found) == 1:
+                return found[0], None
+            if len(found) > 1:
+                towns_txt = "、".join(sorted({self.names[c][0] for c in found}))
+                return None, (
+                    f"unknown village {name!r}: ambiguous, it exists in {towns_txt}; "
+                    "give the town (乡镇 column or --town) or a village code"
+                )
+        if asked is None and code:
+            return None, f"unknown village code {code!r}"
+        return None, f"unknown village {asked!r}" if asked else "unknown village (none given)"
 
 
 def load_villages(conn: Connection, town: str | None = None) -> VillageIndex:
     """Villages known to the store (optionally of one town)."""
     rows = conn.execute(
         text(
-            "SELECT v.code, v.name, ST_AsBinary(v.geom) FROM admin_areas v "
+            "SELECT v.code, v.name, v.parent_code, t.name, ST_AsBinary(v.geom) "
+            "FROM admin_areas v LEFT JOIN admin_areas t ON t.code = v.parent_code "
             "WHERE v.level = 'village' AND (CAST(:t AS text) IS NULL OR v.parent_code = :t)"
         ),
         {"t": town},
@@ -117,37 +172,70 @@ def load_villages(conn: Connection, town: str | None = None) -> VillageIndex:
             f"no villages in {where}: import the boundaries first "
             "(geogrid import boundaries FILE --level town, then --level village)"
         )
-    by_name: dict[str, str] = {}
+    by_name: dict[str, set[str]] = {}
+    town_by_name: dict[str, str] = {}
     polygons: dict[str, Any] = {}
-    for code, name, geom in rows:
-        for variant in VillageIndex.name_variants(name):
-            by_name.setdefault(variant, code)
+    for code, name, tcode, tname, geom in rows:
+        for variant in village_name_variants(name):
+            by_name.setdefault(variant, set()).add(code)
+        for variant in town_name_variants(tname or ""):
+            town_by_name.setdefault(variant, tcode)
         if geom is not None:
             polygons[code] = wkb.loads(bytes(geom))
-    counties = {c[:6] for c, _, _ in rows}
+    counties = sorted({r[0][:6] for r in rows})
     county = conn.execute(
         text(
             "SELECT ST_AsBinary(ST_Union(geom)) FROM admin_areas "
             "WHERE level = 'village' AND left(code, 6) = ANY(:c)"
         ),
-        {"c": sorted(counties)},
+        {"c": counties},
     ).scalar_one()
-    county_geom = wkb.loads(bytes(county)).buffer(COUNTY_SLACK_DEG) if county else None
+    county_geom = wkb.loads(bytes(county)) if county else None
     if county_geom is not None:
         shapely.prepare(county_geom)
-    return VillageIndex(frozenset(c for c, _, _ in rows), by_name, polygons, county_geom)
+    return VillageIndex(
+        codes=frozenset(r[0] for r in rows),
+        by_name={k: tuple(sorted(v)) for k, v in by_name.items()},
+        town_of={r[0]: r[2] for r in rows},
+        town_by_name=town_by_name,
+        names={r[0]: (r[3] or "", r[1]) for r in rows},
+        polygons=polygons,
+        county=county_geom,
+    )
 
 
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
     if name in df.columns:
         s = df[name]
-        return (
-            s.where(s.notna(), None)
-            .astype(object)
-            .map(lambda v: v.strip() if isinstance(v, str) else v)
-            .replace({"": None})
-        )
+        text_ = s.astype("str").str.strip()
+        text_ = text_.where(s.notna() & (text_ != ""), None)
+        return text_.astype(object).where(text_.notna(), None)
     return pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def _address_norm(
+    village_code: pd.Series, group_no: pd.Series, parsed: pd.DataFrame, villages: VillageIndex
+) -> pd.Series:
+    """The canonical address from the resolved village (official names) and parsed parts.
+
+    ``{town}{village}{group}组{natural village}{house}号`` — the same household written
+    in any form (with or without province and town, 三组 or 第3村民小组) gets the same
+    text, which is what the gazetteer of address points is keyed by.
+    """
+    names = village_code.map(lambda c: "".join(villages.names[c]) if c in villages.names else None)
+    group = group_no.astype("Int64").astype(str).where(group_no.notna(), "")
+    group = (group + "组").where(group != "", "")
+    natural = parsed["natural_village"].astype(object).fillna("").astype(str)
+    house = parsed["house_number"].astype(object).fillna("").astype(str)
+    house = (house + "号").where(house != "", "")
+    out = names.fillna("").astype(str) + group + natural + house
+    return out.where(names.notna(), None).astype(object)
+
+
+def _none(values: pd.Series) -> pd.Series:
+    """A parsed column as objects, ``None`` where missing."""
+    out = values.astype(object)
+    return out.where(values.notna(), None)
 
 
 def _group_number(value: object) -> int | None:
@@ -213,21 +301,37 @@ def prepare_households(
     address = _col(raw, "address")
     parsed = parse_addresses(address)
 
-    # village: code column, else name column, else the address
-    vcode = _col(raw, "village_code").map(lambda c: c if c in villages.codes else None)
-    vname = _col(raw, "village")
-    by_name = vname.map(lambda v: villages.by_name.get(v) if v else None)
-    by_addr = (
-        parsed["village"]
-        .astype(object)
-        .map(lambda v: villages.by_name.get(v) if isinstance(v, str) else None)
+    # village: code column, else name column, else the address (the town disambiguates)
+    combos = pd.DataFrame(
+        {
+            "code": _col(raw, "village_code"),
+            "name": _col(raw, "village"),
+            "addr": _none(parsed["village"]),
+            "town": _col(raw, "town"),
+            "addr_town": _none(parsed["town"]),
+        }
     )
-    village_code = vcode.fillna(by_name).fillna(by_addr)
-    asked = vname.fillna(_col(raw, "village_code")).fillna(parsed["village"].astype(object))
-    reject(
-        village_code.isna(),
-        asked.map(lambda v: f"unknown village {v!r}" if v else "unknown village (none given)"),
+    codes = (
+        combos.groupby(list(combos.columns), dropna=False, sort=False).ngroup().to_numpy()
+        if n
+        else np.zeros(0, dtype=int)
     )
+    first = combos.iloc[pd.Series(np.arange(n)).groupby(codes).first().to_numpy()] if n else combos
+    resolved = [
+        villages.resolve(code_, (name_, addr_), (town_, addr_town_))
+        for code_, name_, addr_, town_, addr_town_ in first.itertuples(index=False, name=None)
+    ]
+    village_code = pd.Series(
+        np.asarray([c for c, _ in resolved] or [None], dtype=object)[codes] if n else [],
+        index=raw.index,
+        dtype=object,
+    )
+    village_why = pd.Series(
+        np.asarray([w for _, w in resolved] or [None], dtype=object)[codes] if n else [],
+        index=raw.index,
+        dtype=object,
+    )
+    reject(village_code.isna(), village_why)
 
     # villager group: group column, else the address
     group_text = _col(raw, "group")
@@ -269,7 +373,9 @@ def prepare_households(
     crs_norm = crs_text.map(crs_names)
     reject(
         given & crs_norm.isna().to_numpy(),
-        crs_text.map(lambda c: f"unknown coordinate system {c!r}"),
+        crs_text.map(
+            {c: f"unknown coordinate system {c!r}" for c, v in crs_names.items() if not v}
+        ),
     )
     ok = given & ~np.isnan(lon) & ~np.isnan(lat)
     zero = ok & (np.abs(lon) < 1e-9) & (np.abs(lat) < 1e-9)
@@ -284,6 +390,11 @@ def prepare_households(
     if villages.county is not None and ok.any():
         inside = np.zeros(n, dtype=bool)
         inside[ok] = shapely.contains_xy(villages.county, x[ok], y[ok])
+        near = ok & ~inside  # on or just outside the border: allow GPS slack
+        if near.any():
+            inside[near] = shapely.dwithin(
+                villages.county, shapely.points(x[near], y[near]), COUNTY_SLACK_DEG
+            )
         swapped = np.zeros(n, dtype=bool)
         check = ok & ~inside
         swapped[check] = shapely.contains_xy(villages.county, y[check], x[check])
@@ -302,9 +413,7 @@ def prepare_households(
             "register_no": register_no,
             "group_no": group_no,
             "address_raw": address,
-            "address_norm": address.map(
-                lambda a: normalise_address(a) or None if isinstance(a, str) else None
-            ),
+            "address_norm": _address_norm(village_code, group_no, parsed, villages),
             "natural_village": parsed["natural_village"]
             .astype(object)
             .where(parsed["natural_village"].notna(), None),
@@ -329,9 +438,10 @@ def prepare_households(
             .drop_duplicates("key")
             .set_index("key")["source_row"]
         )
+        first_of = key[dup].map(first_row).astype("Int64").astype(str)
         reject(
             dup,
-            key.map(lambda k: f"duplicate in file: same register number as row {first_row.get(k)}"),
+            ("duplicate in file: same register number as row " + first_of).reindex(key.index),
         )
     good = frame[reason.isna()].copy()
     good["key"] = good["village_code"].astype(str) + "/" + good["register_no"].astype(str)
@@ -347,10 +457,18 @@ def load_gazetteer(conn: Connection, good: pd.DataFrame) -> Gazetteer:
     wanted = good.loc[good["lon"].isna(), "address_norm"].dropna().unique().tolist()
     points: dict[str, tuple[float, float]] = {}
     if wanted:
+        # known address points: a points file, or households stored with exact coordinates
+        # (the oldest such household of each address wins, so results are stable)
         for addr, x, y in conn.execute(
             text(
-                "SELECT address_norm, ST_X(geom), ST_Y(geom) FROM address_points "
-                "WHERE address_norm = ANY(:a)"
+                "SELECT DISTINCT ON (a) a, ST_X(geom), ST_Y(geom) FROM ("
+                "  SELECT p.address_norm AS a, p.geom, 0 AS pref, p.id FROM address_points p"
+                "  WHERE p.address_norm = ANY(:a)"
+                "  UNION ALL"
+                "  SELECT h.address_norm, h.geom, 1, h.id FROM households h"
+                "  WHERE h.geocode_precision = 'exact' AND h.address_norm = ANY(:a)"
+                "    AND h.address_norm ~ '号$'"
+                ") s ORDER BY a, pref, id"
             ),
             {"a": wanted},
         ):
@@ -461,28 +579,6 @@ def load_households(conn: Connection, good: pd.DataFrame) -> tuple[int, int]:
         )
     ).one()
     return int(row[0]), int(row[1])
-
-
-def add_address_points(conn: Connection, good: pd.DataFrame) -> int:
-    """Rows with exact coordinates and a house number become gazetteer address points."""
-    pts = file_address_points(good)
-    if pts.empty:
-        return 0
-    conn.execute(
-        text(
-            "CREATE TEMP TABLE stage_points (address_norm text, village_code text, "
-            "lon float8, lat float8) ON COMMIT DROP"
-        )
-    )
-    _copy_frame(conn, "stage_points", pts, ("address_norm", "village_code", "lon", "lat"))
-    res = conn.execute(
-        text(
-            "INSERT INTO address_points (address_norm, village_code, geom, source) "
-            "SELECT address_norm, village_code, ST_SetSRID(ST_MakePoint(lon, lat), 4326), "
-            "'household register' FROM stage_points ON CONFLICT (address_norm) DO NOTHING"
-        )
-    )
-    return int(res.rowcount or 0)
 
 
 def write_rejects(rejects: pd.DataFrame, path: Path) -> None:
@@ -597,7 +693,6 @@ def import_frame(
 def load_geocoded(conn: Connection, households: pd.DataFrame) -> ImportReport:
     """Store geocoded households (from :func:`geocode_households`) and their address points."""
     good = pd.DataFrame(households.drop(columns="geometry", errors="ignore"))
-    add_address_points(conn, good)
     good["row_hash"] = _row_hash(good)
     report = ImportReport(read=len(good))
     report.inserted, report.updated = load_households(conn, good)
@@ -689,4 +784,70 @@ def import_households(
         report.rejects_file = target
     elif rejects_path is None and target.exists():
         target.unlink()  # a stale reject file from an earlier run of this file
+    return report
+
+
+def import_address_points(
+    engine: Engine,
+    path: Path,
+    *,
+    crs: str = "wgs84",
+    town: str | None = None,
+    column_map: dict[str, str] | None = None,
+    rejects_path: Path | None = None,
+) -> ImportReport:
+    """Load a file of known address points (门牌 points) into the geocoding gazetteer.
+
+    The file needs an address column and coordinates (columns or point geometry). Each
+    address is normalised exactly as household addresses are, so a later register row
+    with the same address but no coordinates is placed on that point (precision
+    ``house``). Upsert by normalised address; one transaction; a reject file as for
+    households.
+    """
+    from geogrid import coords as _coords
+
+    reg = read_register(path, column_map=column_map)
+    raw = register_coordinates(reg).copy()
+    if "register_no" not in raw.columns:
+        raw["register_no"] = raw["source_row"].astype(str)
+    report = ImportReport(read=len(raw), encoding=reg.encoding)
+    with engine.begin() as conn:
+        villages = load_villages(conn, town)
+        good, rejects = prepare_households(raw, villages, default_crs=_coords.normalize_crs(crs))
+        no_xy = good["lon"].isna() | ~good["has_house_number"]
+        if no_xy.any():
+            extra = raw.loc[good.index[no_xy]].copy()
+            extra.insert(0, "reason", "bad coordinates: an address point needs a house number "
+                         "and coordinates")  # fmt: skip
+            rejects = pd.concat([rejects, extra])
+            good = good[~no_xy]
+        good = good.drop_duplicates("address_norm", keep="last")
+        conn.execute(
+            text(
+                "CREATE TEMP TABLE stage_points (address_norm text, village_code text, "
+                "lon float8, lat float8) ON COMMIT DROP"
+            )
+        )
+        _copy_frame(conn, "stage_points", good, ("address_norm", "village_code", "lon", "lat"))
+        row = conn.execute(
+            text(
+                "WITH up AS (INSERT INTO address_points AS p (address_norm, village_code, geom, "
+                "source) SELECT address_norm, village_code, "
+                "ST_SetSRID(ST_MakePoint(lon, lat), 4326), :src FROM stage_points "
+                "ON CONFLICT (address_norm) DO UPDATE SET geom = EXCLUDED.geom, "
+                "village_code = EXCLUDED.village_code, source = EXCLUDED.source "
+                "WHERE NOT ST_Equals(p.geom, EXCLUDED.geom) RETURNING (xmax = 0) AS ins) "
+                "SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up"
+            ),
+            {"src": f"points file {path.name}"},
+        ).one()
+    report.inserted, report.updated = int(row[0]), int(row[1])
+    report.unchanged = len(good) - report.inserted - report.updated
+    report.rejected = len(rejects)
+    target = rejects_path or path.with_name(path.name + ".rejects.csv")
+    if len(rejects):
+        originals = reg.originals(rejects.index)
+        originals.insert(1, "reason", rejects["reason"].to_numpy())
+        write_rejects(originals, target)
+        report.rejects_file = target
     return report
