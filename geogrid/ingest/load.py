@@ -93,9 +93,9 @@ def village_name_variants(name: str) -> set[str]:
     """Ways a register writes a village's name.
 
     >>> sorted(village_name_variants("王家湾村"))
-    ['王家湾', '王家湾村', '王家湾村委会']
+    ['王家湾', '王家湾村', '王家湾村委会', '王家湾村民委员会']
     >>> sorted(village_name_variants("东风社区"))
-    ['东风', '东风居委会', '东风社区']
+    ['东风', '东风居委会', '东风居民委员会', '东风社区']
     """
     return _variants(
         name,
