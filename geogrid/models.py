@@ -11,13 +11,14 @@ tiles and logs can exclude them mechanically.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Identity,
@@ -214,16 +215,29 @@ class Grid(Base):
 
 
 class GridGroup(Base):
-    """Membership of a villager group in a basic grid (each group once per plan)."""
+    """Membership of a villager group in a basic grid.
+
+    A whole group is in one grid per plan; a group split with ``split_large`` has one row
+    per part (``part`` 1, 2, ...), each in its own grid.
+    """
 
     __tablename__ = "grid_groups"
-    __table_args__ = (UniqueConstraint("plan_id", "group_id"),)
+    __table_args__ = (
+        Index(
+            "uq_grid_groups_plan_id_group_id_whole",
+            "plan_id",
+            "group_id",
+            unique=True,
+            postgresql_where="part IS NULL",
+        ),
+    )
 
     grid_id: Mapped[int] = mapped_column(
         ForeignKey("grids.id", ondelete="CASCADE"), primary_key=True
     )
     group_id: Mapped[int] = mapped_column(ForeignKey("villager_groups.id"), primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    part: Mapped[int | None] = mapped_column(SmallInteger)
 
 
 class AddressPoint(Base):
@@ -241,3 +255,130 @@ class AddressPoint(Base):
     geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
     source: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
+
+
+CASE_STATUSES = ("reported", "dispatched", "handled", "verified", "evaluated", "closed")
+
+
+class Case(Base):
+    """An incident, complaint or hazard (事件), placed in a grid of the active plan."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        UniqueConstraint("case_no"),
+        CheckConstraint(_in("status", CASE_STATUSES), name="status"),
+        Index("ix_cases_geom", "geom", postgresql_using="gist"),
+        Index("ix_cases_reported_at", "reported_at"),
+        Index("ix_cases_category_reported_at", "category", "reported_at"),
+        Index("ix_cases_grid_code", "grid_code"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    case_no: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), server_default="reported")
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    village_code: Mapped[str | None] = mapped_column(ForeignKey("admin_areas.code"))
+    grid_code: Mapped[str | None] = mapped_column(
+        String(15), comment="basic grid of the active plan when the case was placed"
+    )
+    description: Mapped[str | None] = mapped_column(Text, comment="public description")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class KeyUnit(Base):
+    """A key unit (重点单位): school, petrol station, care home, factory, market..."""
+
+    __tablename__ = "key_units"
+    __table_args__ = (
+        UniqueConstraint("unit_no"),
+        CheckConstraint("risk_level BETWEEN 1 AND 3", name="risk_level"),
+        Index("ix_key_units_geom", "geom", postgresql_using="gist"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    unit_no: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    unit_type: Mapped[str] = mapped_column(Text)
+    risk_level: Mapped[int] = mapped_column(SmallInteger)
+    address: Mapped[str | None] = mapped_column(Text)
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    village_code: Mapped[str | None] = mapped_column(ForeignKey("admin_areas.code"))
+    grid_code: Mapped[str | None] = mapped_column(String(15))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+INSPECTION_SCHEDULES = ("weekly", "monthly", "quarterly", "halfyearly", "yearly")
+
+
+class InspectionPoint(Base):
+    """A fire-safety inspection point with its schedule."""
+
+    __tablename__ = "inspection_points"
+    __table_args__ = (
+        UniqueConstraint("point_no"),
+        CheckConstraint(_in("schedule", INSPECTION_SCHEDULES), name="schedule"),
+        Index("ix_inspection_points_geom", "geom", postgresql_using="gist"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    point_no: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    schedule: Mapped[str] = mapped_column(String(12))
+    last_inspected: Mapped[date | None] = mapped_column(Date)
+    key_unit_id: Mapped[int | None] = mapped_column(ForeignKey("key_units.id", ondelete="SET NULL"))
+    village_code: Mapped[str | None] = mapped_column(ForeignKey("admin_areas.code"))
+    grid_code: Mapped[str | None] = mapped_column(String(15))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Staff(Base):
+    """A grid worker: leader, guide or information officer (public duty contact)."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text, comment="duty phone, shown publicly")
+    photo: Mapped[str | None] = mapped_column(Text, comment="file name under the photo store")
+    duties: Mapped[str | None] = mapped_column(Text)
+    town_code: Mapped[str | None] = mapped_column(ForeignKey("admin_areas.code"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+STAFF_ROLES = ("leader", "guide", "info_officer")
+
+
+class StaffAssignment(Base):
+    """A staff member's post in a grid (at any level): role and A/B post."""
+
+    __tablename__ = "staff_assignments"
+    __table_args__ = (
+        UniqueConstraint("grid_id", "role", "post"),
+        CheckConstraint(_in("role", STAFF_ROLES), name="role"),
+        CheckConstraint("post IN ('A', 'B')", name="post"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(12))
+    post: Mapped[str] = mapped_column(String(1), server_default="A")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class LayerVersion(Base):
+    """Per-layer data version, bumped by statement triggers (tile ETags, cache keys)."""
+
+    __tablename__ = "layer_versions"
+
+    layer: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, server_default="1")
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -14,7 +14,8 @@ from geogrid.models import Base
 
 TABLES = {
     "admin_areas", "villager_groups", "households", "plans", "grids", "grid_groups",
-    "address_points",
+    "address_points", "cases", "key_units", "inspection_points", "staff",
+    "staff_assignments", "layer_versions",
 }  # fmt: skip
 
 
@@ -63,12 +64,16 @@ def test_geometries_are_4326_with_gist_indexes(engine) -> None:  # type: ignore[
             ("households", "POINT", 4326),
             ("grids", "MULTIPOLYGON", 4326),
             ("address_points", "POINT", 4326),
+            ("cases", "POINT", 4326),
+            ("key_units", "POINT", 4326),
+            ("inspection_points", "POINT", 4326),
         }
         gist = conn.execute(
             text("SELECT tablename FROM pg_indexes WHERE indexdef ILIKE '%USING gist (geom)%'")
         ).scalars()
         assert set(gist) == {
-            "admin_areas", "villager_groups", "households", "grids", "address_points"
+            "admin_areas", "villager_groups", "households", "grids", "address_points",
+            "cases", "key_units", "inspection_points",
         }  # fmt: skip
 
 
@@ -117,3 +122,22 @@ def test_constraints_enforce_the_domain(db_conn) -> None:  # type: ignore[no-unt
                 "INSERT INTO plans (town_code, name, status) VALUES ('420117105000', 'b', 'active')"
             )
         )
+
+
+def test_layer_versions_bump_on_change(db_conn) -> None:  # type: ignore[no-untyped-def]
+    def version(layer: str) -> int:
+        return int(
+            db_conn.execute(
+                text("SELECT version FROM layer_versions WHERE layer = :l"), {"l": layer}
+            ).scalar_one()
+        )
+
+    before = version("cases"), version("villages")
+    db_conn.execute(
+        text(
+            "INSERT INTO cases (case_no, category, reported_at, geom) VALUES "
+            "('C1', '安全隐患', now(), ST_SetSRID(ST_MakePoint(114.3, 30.4), 4326))"
+        )
+    )
+    assert version("cases") == before[0] + 1
+    assert version("villages") == before[1]
