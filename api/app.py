@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from api import errors
+from api.routes import ogc, pages, plans, tiles
 from api.deps import ConnDep
 from geogrid import __version__, store
 from geogrid.settings import Settings
@@ -38,6 +39,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
     app = FastAPI(title="geogrid", version=__version__, lifespan=lifespan)
     errors.install(app)
+    for module in (plans, ogc, tiles, pages):
+        app.include_router(module.router)
 
     @app.get("/health", tags=["meta"])
     def health(conn: ConnDep) -> dict[str, str]:

@@ -55,10 +55,10 @@ class TestCluster:
             autocommit=True,
         )
 
-    def create_database(self) -> str:
+    def create_database(self, template: str = TEMPLATE_DB) -> str:
         name = f"geogrid_t{os.getpid()}_{next(self._counter)}"
         with self.admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return name
 
     def drop_database(self, name: str) -> None:
@@ -131,6 +131,39 @@ def sample_town(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     from geogrid.sample import generate_town
 
     return generate_town(seed=7, out=tmp_path_factory.mktemp("sample-town"))
+
+
+@pytest.fixture(scope="session")
+def _town_template(pg: TestCluster, sample_town) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A database holding the sample town's boundaries, groups and households."""
+    from geogrid.ingest.boundaries import import_boundaries
+    from geogrid.ingest.load import import_households
+
+    name = pg.create_database()
+    engine = store.make_engine(pg.url(name))
+    try:
+        import_boundaries(engine, sample_town.boundaries, level="town")
+        import_boundaries(engine, sample_town.boundaries, level="village")
+        import_boundaries(engine, sample_town.groups, level="group")
+        import_households(
+            engine, sample_town.households_xlsx, rejects_path=sample_town.out / "rejects.csv"
+        )
+    finally:
+        engine.dispose()
+    try:
+        yield name
+    finally:
+        pg.drop_database(name)
+
+
+@pytest.fixture
+def town_url(pg: TestCluster, _town_template: str) -> Iterator[str]:
+    """URL of a fresh copy of the loaded sample town (boundaries, groups, households)."""
+    name = pg.create_database(template=_town_template)
+    try:
+        yield pg.url(name)
+    finally:
+        pg.drop_database(name)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -15,7 +15,9 @@ from geogrid.ingest.boundaries import import_boundaries
 
 
 @pytest.fixture
-def town_url(db_url: str, engine: Engine, sample_town, monkeypatch: pytest.MonkeyPatch) -> str:  # type: ignore[no-untyped-def]
+def boundaries_url(
+    db_url: str, engine: Engine, sample_town, monkeypatch: pytest.MonkeyPatch
+) -> str:  # type: ignore[no-untyped-def]
     import_boundaries(engine, sample_town.boundaries, level="town")
     import_boundaries(engine, sample_town.boundaries, level="village")
     import_boundaries(engine, sample_town.groups, level="group")
@@ -53,7 +55,7 @@ def _gis_copy(sample_town, tmp_path: Path, driver: str, suffix: str, encoding: s
 
 @pytest.mark.parametrize("name", ["households.xlsx", "households.csv", "households_utf8.csv"])
 def test_each_register_format_loads_the_same(
-    town_url: str, engine: Engine, sample_town, name: str
+    boundaries_url: str, engine: Engine, sample_town, name: str
 ) -> None:  # type: ignore[no-untyped-def]
     out = invoke("import", "households", str(sample_town.out / name))
     n = _count(engine)
@@ -74,7 +76,13 @@ def test_each_register_format_loads_the_same(
     [("GPKG", ".gpkg", None), ("ESRI Shapefile", ".shp", "GBK"), ("GeoJSON", ".geojson", None)],
 )
 def test_gis_formats(  # type: ignore[no-untyped-def]
-    town_url: str, engine: Engine, sample_town, tmp_path: Path, driver: str, suffix: str, encoding
+    boundaries_url: str,
+    engine: Engine,
+    sample_town,
+    tmp_path: Path,
+    driver: str,
+    suffix: str,
+    encoding,
 ) -> None:
     path = _gis_copy(sample_town, tmp_path, driver, suffix, encoding)
     invoke("import", "households", str(path))
@@ -89,7 +97,7 @@ def test_gis_formats(  # type: ignore[no-untyped-def]
 
 
 def test_map_override_and_bad_header(
-    town_url: str, engine: Engine, sample_town, tmp_path: Path
+    boundaries_url: str, engine: Engine, sample_town, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     df = pd.read_csv(sample_town.households_utf8_csv, dtype=str, encoding="utf-8-sig").head(50)
     renamed = tmp_path / "odd.csv"
@@ -103,7 +111,9 @@ def test_map_override_and_bad_header(
     assert "bad.csv" in str(result.exception) or "bad.csv" in result.output
 
 
-def test_points_file_feeds_house_precision(town_url: str, engine: Engine, tmp_path: Path) -> None:
+def test_points_file_feeds_house_precision(
+    boundaries_url: str, engine: Engine, tmp_path: Path
+) -> None:
     with engine.connect() as conn:
         code, vname, geom_xy = conn.execute(
             text(

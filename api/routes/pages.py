@@ -1,0 +1,5 @@
+"""Routes: pages (to be filled in)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: plans (to be filled in)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
