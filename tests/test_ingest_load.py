@@ -191,3 +191,32 @@ def test_known_address_point_gives_house_precision(town_db: Engine, sample_town)
             text("SELECT ST_X(geom), ST_Y(geom) FROM households WHERE register_no = 'H2'")
         ).one()
     assert got == pytest.approx((x, y))
+
+
+def test_bulk_path_gives_the_same_result(
+    town_db: Engine, sample_town, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import geogrid.ingest.load as load
+
+    monkeypatch.setattr(load, "BULK_ROWS", 1)
+    with town_db.connect() as conn:
+        before = conn.execute(
+            text("SELECT version FROM layer_versions WHERE layer = 'households'")
+        ).scalar_one()
+    raw = register_frame(sample_town.households_utf8_csv)
+    report, _ = import_frame(town_db, raw)
+    assert report.inserted == report.read - report.rejected
+    again, _ = import_frame(town_db, raw)
+    assert again.unchanged == report.inserted
+    with town_db.connect() as conn:
+        after = conn.execute(
+            text("SELECT version FROM layer_versions WHERE layer = 'households'")
+        ).scalar_one()
+        orphans = conn.execute(
+            text(
+                "SELECT count(*) FROM households h LEFT JOIN villager_groups g "
+                "ON g.id = h.group_id WHERE g.id IS NULL"
+            )
+        ).scalar_one()
+    assert after == before + 1  # bumped once by the load, not by the unchanged re-load
+    assert orphans == 0
