@@ -539,28 +539,52 @@ def load_gazetteer(conn: Connection, good: pd.DataFrame) -> Gazetteer:
 _STAGE_COLUMNS = (
     "village_code", "register_no", "group_no", "address_raw", "address_norm",
     "natural_village", "head_name", "phone", "members", "lon", "lat",
-    "geocode_precision", "geocode_source", "row_hash",
+    "geocode_precision", "geocode_source",
 )  # fmt: skip
 
 
-def _row_hash(df: pd.DataFrame) -> pd.Series:
-    cols = [c for c in _STAGE_COLUMNS if c != "row_hash"]
-    h = pd.util.hash_pandas_object(df[cols].round({"lon": 7, "lat": 7}), index=False)
-    return h.map(lambda v: f"{int(v):016x}")
+_COPY_CHUNK = 100_000
+_FORK_FRAME: pd.DataFrame | None = None
+
+
+def _to_csv(frame: pd.DataFrame, bounds: tuple[int, int]) -> bytes:
+    buf = io.StringIO()
+    frame.iloc[bounds[0] : bounds[1]].to_csv(
+        buf, header=False, index=False, quoting=csv.QUOTE_MINIMAL, na_rep=""
+    )
+    return buf.getvalue().encode()
+
+
+def _csv_chunk(bounds: tuple[int, int]) -> bytes:
+    assert _FORK_FRAME is not None  # set by the parent before forking
+    return _to_csv(_FORK_FRAME, bounds)
 
 
 def _copy_frame(conn: Connection, table: str, df: pd.DataFrame, columns: tuple[str, ...]) -> None:
-    """COPY ``df[columns]`` into ``table`` in CSV chunks (the bulk path)."""
+    """COPY ``df[columns]`` into ``table`` in CSV chunks (the bulk path).
+
+    Large frames are serialised by two forked processes while this one streams the
+    chunks to the server, so CSV writing and COPY parsing overlap.
+    """
+    global _FORK_FRAME
     raw = conn.connection.driver_connection
     assert raw is not None
     cols = ", ".join(columns)
+    cuts = [*range(0, len(df), _COPY_CHUNK), len(df)]
+    spans = list(itertools.pairwise(cuts))
+    frame = df[list(columns)]
     with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as cp:
-        for start in range(0, len(df), 100_000):
-            buf = io.StringIO()
-            df.iloc[start : start + 100_000][list(columns)].to_csv(
-                buf, header=False, index=False, quoting=csv.QUOTE_MINIMAL, na_rep=""
-            )
-            cp.write(buf.getvalue())
+        if len(spans) > 2 and "fork" in mp.get_all_start_methods():
+            _FORK_FRAME = frame
+            try:
+                with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
+                    for data in pool.map(_csv_chunk, spans):
+                        cp.write(data)
+            finally:
+                _FORK_FRAME = None
+        else:
+            for span in spans:
+                cp.write(_to_csv(frame, span))
 
 
 def load_households(conn: Connection, good: pd.DataFrame) -> tuple[int, int]:
@@ -570,7 +594,7 @@ def load_households(conn: Connection, good: pd.DataFrame) -> tuple[int, int]:
             "CREATE TEMP TABLE stage_households (village_code text, register_no text, "
             "group_no int, address_raw text, address_norm text, natural_village text, "
             "head_name text, phone text, members int, lon float8, lat float8, "
-            "geocode_precision text, geocode_source text, row_hash text) ON COMMIT DROP"
+            "geocode_precision text, geocode_source text) ON COMMIT DROP"
         )
     )
     stage = good.copy()
@@ -624,7 +648,12 @@ def load_households(conn: Connection, good: pd.DataFrame) -> tuple[int, int]:
                        s.natural_village, s.head_name, s.phone, s.members,
                        CASE WHEN s.lon IS NULL THEN NULL
                             ELSE ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326) END,
-                       s.geocode_precision, s.geocode_source, s.row_hash
+                       s.geocode_precision, s.geocode_source,
+                       -- content hash: an unchanged row is not touched on re-import
+                       md5(concat_ws('|', s.group_no, s.address_raw, s.address_norm,
+                           s.natural_village, s.head_name, s.phone, s.members,
+                           round(s.lon::numeric, 7), round(s.lat::numeric, 7),
+                           s.geocode_precision, s.geocode_source))
                 FROM stage_households s
                 LEFT JOIN villager_groups g
                        ON g.village_code = s.village_code AND g.group_no = s.group_no
@@ -785,7 +814,6 @@ def import_frame(
 def load_geocoded(conn: Connection, households: pd.DataFrame) -> ImportReport:
     """Store geocoded households (from :func:`geocode_households`) and their address points."""
     good = pd.DataFrame(households.drop(columns="geometry", errors="ignore"))
-    good["row_hash"] = _row_hash(good)
     report = ImportReport(read=len(good))
     report.inserted, report.updated = load_households(conn, good)
     report.unchanged = len(good) - report.inserted - report.updated
