@@ -28,3 +28,17 @@ def test_parallel_prepare_equals_serial(
         serial[1].sort_values("source_row"), parallel[1].sort_values("source_row")
     )
     assert serial[1]["reason"].str.startswith("duplicate in file").sum() == 1
+
+
+def test_forked_copy_serialisation_loads_every_row(
+    town_db: Engine,  # noqa: F811
+    sample_town,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(load, "_COPY_CHUNK", 997)  # ~10 chunks through the process pool
+    raw = register_frame(sample_town.households_utf8_csv)
+    report, _ = load.import_frame(town_db, raw)
+    assert report.inserted == report.read - report.rejected
+    monkeypatch.setattr(load, "_COPY_CHUNK", 100_000)
+    again, _ = load.import_frame(town_db, raw)
+    assert again.unchanged == report.inserted  # same rows, same hashes, either path
