@@ -36,7 +36,7 @@ from sqlalchemy import Connection, Engine, text
 
 from geogrid import coords
 from geogrid.errors import InvalidInput
-from geogrid.ingest.address import cn_to_int, parse_addresses
+from geogrid.ingest.address import parse_addresses, parse_group
 from geogrid.ingest.geocode import Gazetteer, geocode
 from geogrid.ingest.readers import RegisterFrame, read_register
 
@@ -241,27 +241,6 @@ def _none(values: pd.Series) -> pd.Series:
     return out.where(values.notna(), None)
 
 
-def _group_number(value: object) -> int | None:
-    """A villager group written as a group column value: 3, "三组", "第3组", "3队".
-
-    >>> [_group_number(v) for v in ("3", "三组", "第3组", "3队", "第十二村民小组", "", None)]
-    [3, 3, 3, 3, 12, None, None]
-    """
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    s = str(value).strip()
-    if not s:
-        return None
-    s = re.sub(r"\.0$", "", s)
-    s = re.sub(r"^第", "", s)
-    s = re.sub(r"(村民小组|村民组|小组|生产队|组|队|社)$", "", s)
-    try:
-        n = cn_to_int(s)
-    except ValueError:
-        return None
-    return n if n > 0 else None
-
-
 def prepare_households(
     raw: pd.DataFrame,
     villages: VillageIndex,
@@ -338,7 +317,7 @@ def prepare_households(
 
     # villager group: group column, else the address
     group_text = _col(raw, "group")
-    uniq = {v: _group_number(v) for v in pd.unique(group_text.dropna())}
+    uniq = {v: parse_group(v) for v in pd.unique(group_text.dropna())}
     group_no = group_text.map(lambda v: uniq.get(v) if v is not None else None)
     from_addr = parsed["group"].astype(object).where(parsed["group"].notna(), None)
     group_no = group_no.where(group_no.notna(), from_addr)
