@@ -15,6 +15,7 @@ from geogrid.errors import (
     InvalidInput,
     NotFound,
 )
+from geogrid.plans import StaleVersion
 
 #: Domain error → HTTP status. The most specific class wins (checked in MRO order).
 STATUS: dict[type[GeogridError], int] = {
@@ -22,6 +23,7 @@ STATUS: dict[type[GeogridError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    StaleVersion: 412,  # If-Match names an older version of a plan
     IllegalTransition: 409,
     ConfigurationError: 503,
     GeogridError: 400,
