@@ -220,3 +220,15 @@ def test_bulk_path_gives_the_same_result(
         ).scalar_one()
     assert after == before + 1  # bumped once by the load, not by the unchanged re-load
     assert orphans == 0
+
+
+def test_notebook_api_read_geocode_load(town_db: Engine, sample_town) -> None:  # type: ignore[no-untyped-def]
+    from geogrid.ingest import geocode_register, load_register
+
+    households, rejects = geocode_register(town_db, sample_town.households_csv)
+    assert households.crs.to_epsg() == 4326
+    assert set(households["geocode_precision"]) >= {"exact", "group", "village"}
+    assert list(rejects.columns[:2]) == ["source_row", "reason"]
+    assert "户号" in rejects.columns  # original headers
+    report = load_register(town_db, households)
+    assert report.inserted == len(households)

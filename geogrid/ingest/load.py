@@ -950,3 +950,39 @@ def import_address_points(
         write_rejects(originals, target)
         report.rejects_file = target
     return report
+
+
+def geocode_register(
+    engine: Engine,
+    path: Path,
+    *,
+    crs: str = "wgs84",
+    town: str | None = None,
+    column_map: dict[str, str] | None = None,
+    sheet: str | int | None = None,
+    layer: str | int | None = None,
+) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Notebook API: read a register and geocode it, writing nothing.
+
+    Returns the households as a GeoDataFrame (EPSG:4326, ``geocode_precision`` and
+    ``geocode_source`` per row) and the rejected rows under their original headers,
+    with ``source_row`` and ``reason``. Pass the GeoDataFrame (possibly edited) to
+    :func:`load_register`.
+    """
+    from geogrid import coords as _coords
+
+    reg = read_register(path, sheet=sheet, column_map=column_map, layer=layer)
+    with engine.connect() as conn:
+        households, rejects = geocode_households(
+            conn, register_coordinates(reg), town=town, default_crs=_coords.normalize_crs(crs)
+        )
+    originals = reg.originals(rejects.index)
+    originals.insert(1, "reason", rejects["reason"].to_numpy())
+    return households, originals
+
+
+def load_register(engine: Engine, households: gpd.GeoDataFrame) -> ImportReport:
+    """Notebook API: store geocoded households (one transaction, upsert, unchanged rows
+    untouched)."""
+    with engine.begin() as conn:
+        return load_geocoded(conn, households)
