@@ -24,6 +24,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -382,3 +383,54 @@ class LayerVersion(Base):
     layer: Mapped[str] = mapped_column(Text, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, server_default="1")
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class HeatDaily(Base):
+    """Cases per heat bin, category and local day at street zooms (levels 17–20).
+
+    A bin of level ``s`` is the Web-Mercator tile ``(s, bin_x, bin_y)``; a heat tile at
+    zoom ``z`` shows the 16 × 16 bins of level ``z + 4`` whose ``(tile_x, tile_y)`` are its
+    ``(x, y)``. Level 20 is the base from which the coarser levels are computed.
+    """
+
+    __tablename__ = "heat_daily"
+    __table_args__ = (Index("ix_heat_daily_category_day", "category", "day"),)
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    tile_x: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tile_y: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    category: Mapped[str] = mapped_column(Text, primary_key=True)
+    bin_x: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bin_y: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class HeatCum(Base):
+    """Running day totals of cases per heat bin, category and year (levels 4–16).
+
+    ``cum`` holds 366 big-endian int4: ``cum[d]`` counts the cases from 1 January to day of
+    year ``d``, so a window costs two reads (SQL ``geogrid_heat_at(cum, d)``).
+    """
+
+    __tablename__ = "heat_cum"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    tile_x: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tile_y: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category: Mapped[str] = mapped_column(Text, primary_key=True)
+    year: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bin_x: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bin_y: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cum: Mapped[bytes] = mapped_column(
+        LargeBinary, comment="366 big-endian int4 running totals by day of year"
+    )
+
+
+class HeatDirty(Base):
+    """(day, category) pairs whose cases changed since the heat pyramid was refreshed."""
+
+    __tablename__ = "heat_dirty"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    category: Mapped[str] = mapped_column(Text, primary_key=True)

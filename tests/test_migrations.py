@@ -15,7 +15,7 @@ from geogrid.models import Base
 TABLES = {
     "admin_areas", "villager_groups", "households", "plans", "grids", "grid_groups",
     "address_points", "cases", "key_units", "inspection_points", "staff",
-    "staff_assignments", "layer_versions",
+    "staff_assignments", "layer_versions", "heat_daily", "heat_cum", "heat_dirty",
 }  # fmt: skip
 
 

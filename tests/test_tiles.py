@@ -1,0 +1,444 @@
+"""Vector tiles, TileJSON, HTTP caching and the heat pyramid, decoded as clients see them.
+
+The sample town is loaded once per module (cases, key units and inspection points by SQL,
+an active plan with one level-3 grid per village); tests that change data get their own
+copy of the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mapbox_vector_tile
+import pytest
+from fastapi.testclient import TestClient
+from shapely.geometry import shape
+from sqlalchemy import Engine, text
+
+from api import create_app
+from geogrid import store
+from geogrid.settings import Settings
+from tiles import heat
+from tiles.layers import LAYERS, lonlat_to_tile
+
+PERSONAL = {"head_name", "phone", "register_no", "address", "address_raw", "address_norm"}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _copy_csv(engine: Engine, path: Path, ddl: str, insert: str) -> None:
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        conn.execute(text(f"CREATE TEMP TABLE src ({ddl}) ON COMMIT DROP"))
+        with raw.cursor() as cur, cur.copy("COPY src FROM STDIN (FORMAT csv, HEADER)") as cp:
+            cp.write(path.read_bytes())
+        conn.execute(text(insert))
+
+
+def load_overlays(engine: Engine, sample: Any) -> None:
+    """Cases, key units and inspection points from the sample CSVs; an active plan."""
+    _copy_csv(
+        engine, sample.cases,
+        "case_id text, category text, reported_at timestamptz, lon float8, lat float8, "
+        "description text",
+        "INSERT INTO cases (case_no, category, reported_at, geom, description) "
+        "SELECT case_id, category, reported_at, ST_SetSRID(ST_MakePoint(lon, lat), 4326), "
+        "description FROM src",
+    )  # fmt: skip
+    _copy_csv(
+        engine, sample.key_units,
+        "unit_id text, name text, type text, risk_level int, lon float8, lat float8, "
+        "address text",
+        "INSERT INTO key_units (unit_no, name, unit_type, risk_level, address, geom) "
+        "SELECT unit_id, name, type, risk_level, address, "
+        "ST_SetSRID(ST_MakePoint(lon, lat), 4326) FROM src",
+    )  # fmt: skip
+    _copy_csv(
+        engine, sample.inspection_points,
+        "point_id text, name text, lon float8, lat float8, schedule text, last_inspected date",
+        "INSERT INTO inspection_points (point_no, name, geom, schedule, last_inspected) "
+        "SELECT point_id, name, ST_SetSRID(ST_MakePoint(lon, lat), 4326), schedule, "
+        "last_inspected FROM src",
+    )  # fmt: skip
+    make_plan(engine, status="active", suffix="001")
+
+
+def make_plan(engine: Engine, *, status: str, suffix: str) -> int:
+    """A plan with one level-3 grid per village (the village polygon)."""
+    with engine.begin() as conn:
+        plan_id = conn.execute(
+            text(
+                "INSERT INTO plans (town_code, name, status) SELECT code, :n, :s "
+                "FROM admin_areas WHERE level = 'town' LIMIT 1 RETURNING id"
+            ),
+            {"n": f"plan {suffix}", "s": status},
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO grids (plan_id, code, level, village_code, name, geom, households) "
+                "SELECT :p, v.code || :suffix, 3, v.code, v.name || '网格' || :suffix, v.geom, "
+                "(SELECT count(*) FROM households h WHERE h.village_code = v.code) "
+                "FROM admin_areas v WHERE v.level = 'village'"
+            ),
+            {"p": plan_id, "suffix": suffix},
+        )
+    return int(plan_id)
+
+
+@pytest.fixture(scope="module")
+def loaded_db(pg, _town_template: str, sample_town) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    name = pg.create_database(template=_town_template)
+    engine = store.make_engine(pg.url(name))
+    try:
+        load_overlays(engine, sample_town)
+        with engine.begin() as conn:
+            heat.refresh_heat(conn, full=True)
+    finally:
+        engine.dispose()
+    with pg.admin() as conn:  # a template for the tests that change data
+        conn.execute(f'CREATE DATABASE "{name}_t" TEMPLATE "{name}"')
+    try:
+        yield name
+    finally:
+        pg.drop_database(f"{name}_t")
+        pg.drop_database(name)
+
+
+def _client(url: str, tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(Settings(home=tmp_path), database_url=url)
+    with TestClient(app) as client:
+        app.state.tiles.watcher.interval = 0.0  # see every change at once
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(pg, loaded_db: str, tmp_path_factory) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    yield from _client(pg.url(loaded_db), tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture
+def own(pg, loaded_db: str, tmp_path: Path) -> Iterator[tuple[TestClient, Engine]]:  # type: ignore[no-untyped-def]
+    """A client and engine on a private copy of the loaded database."""
+    name = pg.create_database(template=f"{loaded_db}_t")
+    engine = store.make_engine(pg.url(name))
+    try:
+        for c in _client(pg.url(name), tmp_path):
+            yield c, engine
+    finally:
+        engine.dispose()
+        pg.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def engine(pg, loaded_db: str) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+    eng = store.make_engine(pg.url(loaded_db))
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def decode(resp: Any) -> dict[str, Any]:
+    if resp.status_code == 204:
+        return {}
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "application/vnd.mapbox-vector-tile"
+    return dict(mapbox_vector_tile.decode(resp.content))
+
+
+def town_bbox(engine: Engine) -> tuple[float, float, float, float]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+                "(SELECT ST_Extent(geom) e FROM admin_areas WHERE level = 'town') q"
+            )
+        ).one()
+    return float(row[0]), float(row[1]), float(row[2]), float(row[3])
+
+
+def tiles_covering(bbox: tuple[float, float, float, float], z: int) -> list[tuple[int, int]]:
+    x0, y1 = lonlat_to_tile(bbox[0], bbox[1], z)
+    x1, y0 = lonlat_to_tile(bbox[2], bbox[3], z)
+    return [(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+
+
+def one_tile_zoom(bbox: tuple[float, float, float, float]) -> int:
+    """The highest zoom at which the whole town is in one tile."""
+    return max(z for z in range(0, 15) if len(tiles_covering(bbox, z)) == 1)
+
+
+def count(engine: Engine, where: str = "true", **values: Any) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(text(f"SELECT count(*) FROM cases WHERE {where}"), values).scalar_one()
+        )
+
+
+def total(client: TestClient, layer: str, prop: str, z: int, tiles: list[tuple[int, int]],
+          query: str = "") -> int:  # fmt: skip
+    n = 0
+    for x, y in tiles:
+        layers = decode(client.get(f"/tiles/{layer}/{z}/{x}/{y}.mvt{query}"))
+        n += sum(f["properties"][prop] for f in layers.get(layer, {}).get("features", []))
+    return n
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_every_layer_decodes_with_public_fields_only(client: TestClient, engine: Engine) -> None:
+    bbox = town_bbox(engine)
+    centre = ((bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2)
+    for name, layer in LAYERS.items():
+        z = 15 if name == "cases" else min(12, layer.maxzoom)
+        seen = 0
+        for x, y in tiles_covering((centre[0] - 0.01, centre[1] - 0.01, centre[0] + 0.01,
+                                    centre[1] + 0.01), z):  # fmt: skip
+            layers = decode(client.get(f"/tiles/{name}/{z}/{x}/{y}.mvt"))
+            assert set(layers) <= {name}
+            for feature in layers.get(name, {}).get("features", []):
+                props = set(feature["properties"])
+                assert props <= set(layer.fields), (name, props - set(layer.fields))
+                assert not props & PERSONAL, name
+                seen += 1
+        assert seen > 0, name
+
+
+def test_households_are_counts_that_add_up(client: TestClient, engine: Engine) -> None:
+    bbox = town_bbox(engine)
+    z = one_tile_zoom(bbox)
+    [(x, y)] = tiles_covering(bbox, z)
+    feats = decode(client.get(f"/tiles/households/{z}/{x}/{y}.mvt"))["households"]["features"]
+    assert {f["geometry"]["type"] for f in feats} <= {"Polygon", "MultiPolygon"}
+    assert {f["properties"]["unit"] for f in feats} == {"group", "village"}
+    with engine.connect() as conn:
+        n = conn.execute(text("SELECT count(*) FROM households")).scalar_one()
+    assert sum(f["properties"]["households"] for f in feats) == n
+
+
+def test_cases_aggregate_below_street_zoom_without_loss(client: TestClient, engine: Engine) -> None:
+    bbox = town_bbox(engine)
+    z = one_tile_zoom(bbox)
+    everything = count(engine)
+    for zoom in (z, 13, 14):  # running totals (z <= 12) and daily bins (13, 14)
+        assert total(client, "cases", "count", zoom, tiles_covering(bbox, zoom)) == everything
+    # street zoom: one point per case with its public fields
+    x, y = lonlat_to_tile((bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2, 15)
+    feats = decode(client.get(f"/tiles/cases/15/{x}/{y}.mvt")).get("cases", {}).get("features")
+    assert feats and all(f["geometry"]["type"] == "Point" for f in feats)
+    assert {"case_no", "category", "reported_at"} <= set(feats[0]["properties"])
+
+
+def test_heat_tiles_sum_the_window_and_categories(client: TestClient, engine: Engine) -> None:
+    bbox = town_bbox(engine)
+    z1 = one_tile_zoom(bbox)
+    start, end = dt.date(2025, 3, 10), dt.date(2025, 7, 4)
+    cats = "环境卫生,消防隐患"
+    expected = count(
+        engine,
+        "category = ANY(:c) AND reported_at >= :t0 AND reported_at < :t1",
+        c=cats.split(","),
+        t0=dt.datetime(2025, 3, 10, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+        t1=dt.datetime(2025, 7, 5, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+    )
+    assert 0 < expected < count(engine)
+    q = f"?from={start}&to={end}&category={cats}"
+    for z in (z1, 12, 13, 14, 15):  # every storage band: cum, daily, straight from cases
+        assert total(client, "heat", "n", z, tiles_covering(bbox, z), q) == expected, z
+    # the same through the GeoJSON API
+    r = client.get(
+        "/api/heat", params={"bbox": ",".join(map(str, bbox)), "z": 11, "from": str(start),
+                             "to": str(end), "category": cats},
+    )  # fmt: skip
+    assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+    fc = r.json()
+    assert fc["type"] == "FeatureCollection"
+    assert sum(f["properties"]["n"] for f in fc["features"]) == expected
+    assert fc["features"][0]["geometry"]["type"] == "Polygon"
+
+
+def test_shared_grid_borders_stay_shared(client: TestClient, engine: Engine) -> None:
+    with engine.connect() as conn:
+        a, b, lon, lat = conn.execute(
+            text(
+                "SELECT g1.code, g2.code, ST_X(p), ST_Y(p) FROM grids g1 JOIN grids g2 "
+                "ON g1.code < g2.code AND ST_Touches(g1.geom, g2.geom) "
+                "CROSS JOIN LATERAL (SELECT ST_LineInterpolatePoint(ST_LineMerge("
+                "  ST_CollectionExtract(ST_Intersection(ST_Boundary(g1.geom), "
+                "  ST_Boundary(g2.geom)), 2)), 0.5) AS p) q "
+                "WHERE ST_Length(ST_CollectionExtract(ST_Intersection(g1.geom, g2.geom), 2)) "
+                "> 0.005 AND GeometryType(ST_LineMerge(ST_CollectionExtract(ST_Intersection("
+                "ST_Boundary(g1.geom), ST_Boundary(g2.geom)), 2))) = 'LINESTRING' LIMIT 1"
+            )
+        ).one()
+    for z in (11, 13, 15):
+        x, y = lonlat_to_tile(lon, lat, z)
+        feats = decode(client.get(f"/tiles/grids/{z}/{x}/{y}.mvt"))["grids"]["features"]
+        polys = {f["properties"]["code"]: shape(f["geometry"]) for f in feats}
+        pa, pb = polys[a], polys[b]
+        assert pa.is_valid and pb.is_valid
+        assert pa.intersection(pb).area == 0, z  # no overlap
+        assert pa.boundary.intersection(pb.boundary).length > 0, z  # a common border
+        assert pa.union(pb).area == pytest.approx(pa.area + pb.area)  # ... with no gap
+
+
+def test_http_caching_gzip_vary_cors(client: TestClient, engine: Engine) -> None:
+    bbox = town_bbox(engine)
+    z = one_tile_zoom(bbox)
+    [(x, y)] = tiles_covering(bbox, z)
+    url = f"/tiles/grids/{z}/{x}/{y}.mvt"
+    plain = client.get(url, headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.content == plain.content  # httpx decoded it
+    etag = plain.headers["etag"]
+    assert zipped.headers["etag"] == etag
+    assert "Origin" in plain.headers["vary"] and "Accept-Encoding" in plain.headers["vary"]
+    assert plain.headers["access-control-allow-origin"] == "*"
+    assert plain.headers["cache-control"].startswith("public, max-age=")
+    again = client.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert client.get(url, headers={"If-None-Match": 'W/"other"'}).status_code == 200
+    # the raw gzip body really is gzip
+    raw = client.build_request("GET", url, headers={"Accept-Encoding": "gzip"})
+    resp = client.send(raw, stream=True)
+    body = b"".join(resp.iter_raw())
+    assert gzip.decompress(body) == plain.content
+    # an empty tile: 204 with caching headers
+    empty = client.get("/tiles/grids/14/0/0.mvt")
+    assert empty.status_code == 204 and empty.headers["etag"]
+
+
+def test_plan_activation_invalidates_grid_tiles(own: tuple[TestClient, Engine]) -> None:
+    client, engine = own
+    bbox = town_bbox(engine)
+    z = one_tile_zoom(bbox)
+    [(x, y)] = tiles_covering(bbox, z)
+    url = f"/tiles/grids/{z}/{x}/{y}.mvt"
+    first = client.get(url)
+    cache = client.app.state.tiles.cache  # type: ignore[attr-defined]
+    hits = cache.hits
+    assert client.get(url).headers["etag"] == first.headers["etag"]
+    assert cache.hits == hits + 1  # served from the in-process cache
+    codes = {f["properties"]["code"][-3:] for f in decode(first)["grids"]["features"]}
+    assert codes == {"001"}
+    draft = make_plan(engine, status="draft", suffix="002")
+    # a draft is visible with ?plan= only; then activate it atomically
+    drafted = decode(client.get(url + f"?plan={draft}"))["grids"]["features"]
+    assert {f["properties"]["code"][-3:] for f in drafted} == {"002"}
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE plans SET status = 'archived' WHERE status = 'active'"))
+        conn.execute(text("UPDATE plans SET status = 'active' WHERE id = :p"), {"p": draft})
+    second = client.get(url, headers={"If-None-Match": first.headers["etag"]})
+    assert second.status_code == 200
+    assert second.headers["etag"] != first.headers["etag"]
+    codes = {f["properties"]["code"][-3:] for f in decode(second)["grids"]["features"]}
+    assert codes == {"002"}
+
+
+def test_heat_refreshes_incrementally(own: tuple[TestClient, Engine]) -> None:
+    client, engine = own
+    bbox = town_bbox(engine)
+    lon, lat = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+    z = one_tile_zoom(bbox)
+    [(x, y)] = tiles_covering(bbox, z)
+    q = "?from=2025-06-01&to=2025-06-30&category=治安问题"
+    before = total(client, "heat", "n", z, [(x, y)], q)
+    before_etag = client.get(f"/tiles/heat/{z}/{x}/{y}.mvt{q}").headers["etag"]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cases (case_no, category, reported_at, geom) SELECT 'T' || i, "
+                "'治安问题', '2025-06-15 23:30+08', ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) "
+                "FROM generate_series(1, 3) i"
+            ),
+            {"lon": lon, "lat": lat},
+        )
+        assert conn.execute(text("SELECT day, category FROM heat_dirty")).all() == [
+            (dt.date(2025, 6, 15), "治安问题")
+        ]
+    r = client.get(f"/tiles/heat/{z}/{x}/{y}.mvt{q}")
+    assert r.headers["etag"] != before_etag
+    assert total(client, "heat", "n", z, [(x, y)], q) == before + 3
+    # every band sees them; other days are untouched
+    assert total(client, "heat", "n", 14, [lonlat_to_tile(lon, lat, 14)],
+                 "?from=2025-06-15&to=2025-06-15&category=治安问题") >= 3  # fmt: skip
+    # a move to another day and a delete: only those days are recounted
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE cases SET reported_at = '2025-06-16 08:00+08' WHERE case_no = 'T1'")
+        )
+        conn.execute(text("DELETE FROM cases WHERE case_no = 'T2'"))
+        done = heat.refresh_heat(conn)
+    assert done.days == 2  # 15 and 16 June of one category
+    assert total(client, "heat", "n", z, [(x, y)], q) == before + 2
+    # the cases-by-grid statistics agree with the heat totals
+    stats = client.get("/api/stats/cases-by-grid", params={"from": "2025-06-01",
+                                                           "to": "2025-06-30"}).json()  # fmt: skip
+    assert stats["totals"]["治安问题"] == count(
+        engine, "category = '治安问题' AND reported_at >= '2025-06-01 00:00+08' "
+        "AND reported_at < '2025-07-01 00:00+08'"
+    )  # fmt: skip
+
+
+def test_cases_by_grid(client: TestClient, engine: Engine) -> None:
+    r = client.get("/api/stats/cases-by-grid", params={"category": "环境卫生"})
+    assert r.status_code == 200
+    fc = r.json()
+    with engine.connect() as conn:
+        n_grids = conn.execute(
+            text("SELECT count(*) FROM grids g JOIN plans p ON p.id = g.plan_id "
+                 "WHERE p.status = 'active' AND g.level = 3")
+        ).scalar_one()  # fmt: skip
+    assert len(fc["features"]) == n_grids
+    inside = count(
+        engine, "category = '环境卫生' AND EXISTS (SELECT 1 FROM grids g WHERE "
+        "ST_Intersects(g.geom, cases.geom))"
+    )  # fmt: skip
+    # a case exactly on a shared border counts in both grids: allow for that
+    assert inside <= sum(f["properties"]["cases"] for f in fc["features"]) <= inside + 5
+    assert set(fc["totals"]) == {"环境卫生"}
+    assert fc["totals"]["环境卫生"] == count(engine, "category = '环境卫生'")
+
+
+def test_tilejson(client: TestClient) -> None:
+    doc = client.get("/tiles/grids.json?plan=7&junk=1").json()
+    assert doc["tilejson"] == "3.0.0"
+    assert doc["tiles"] == ["http://testserver/tiles/grids/{z}/{x}/{y}.mvt?plan=7"]
+    assert doc["minzoom"] == 0 and doc["maxzoom"] == 22
+    lon0, lat0, lon1, lat1 = doc["bounds"]
+    assert 100 < lon0 < lon1 < 125 and 20 < lat0 < lat1 < 45
+    [vl] = doc["vector_layers"]
+    assert vl["id"] == "grids" and "code" in vl["fields"] and "households" in vl["fields"]
+    heat_doc = client.get("/tiles/heat.json?from=2025-01-01&category=其他").json()
+    assert heat_doc["maxzoom"] == heat.MAX_ZOOM
+    assert heat_doc["tiles"][0].endswith(".mvt?from=2025-01-01&category=%E5%85%B6%E4%BB%96")
+
+
+def test_errors_have_a_body(client: TestClient) -> None:
+    for url, status in [
+        ("/tiles/nope/1/0/0.mvt", 404),
+        ("/tiles/nope.json", 404),
+        ("/tiles/grids/1/2/0.mvt", 404),
+        ("/tiles/grids/23/0/0.mvt", 404),
+        ("/tiles/heat/17/0/0.mvt", 404),
+        ("/tiles/cases/3/1/1.mvt?from=2025-13-01", 400),
+        ("/tiles/cases/3/1/1.mvt?from=2025-02-01&to=2025-01-01", 400),
+        ("/tiles/grids/3/1/1.mvt?plan=abc", 400),
+        ("/api/heat?bbox=1,2,3&z=3", 400),
+        ("/api/heat?bbox=0,0,180,80&z=16", 400),
+    ]:
+        r = client.get(url)
+        assert r.status_code == status, url
+        assert r.json()["description"], url

@@ -1,0 +1,520 @@
+"""Case heat maps: a pre-computed multi-resolution pyramid, refreshed incrementally.
+
+Design
+------
+A *bin* of level ``s`` is the Web-Mercator XYZ tile ``(s, bin_x, bin_y)``. A heat tile at
+zoom ``z`` shows the 16 × 16 bins of level ``z + 4`` inside it (16 screen pixels each on a
+256-pixel tile), so bins nest exactly: a bin's parent is ``(bin_x >> 1, bin_y >> 1)``, a
+tile's bins are those with ``bin_x >> 4 = x`` and ``bin_y >> 4 = y`` (stored as
+``tile_x``/``tile_y``: the leading key of every index).
+
+Three storage bands keep every tile query bounded by the *number of bins in the tile*
+(at most 256 × categories × years rows), never by the number of cases:
+
+* z0–z12 (levels 4–16): ``heat_cum``, one row per (bin, category, year) holding 366
+  running day totals; a window ``[from, to]`` is ``cum[to] - cum[from - 1]``, two array
+  reads per row however long the window (SQL ``geogrid_heat_at``).
+* z13–z16 (levels 17–20): ``heat_daily``, one row per (bin, category, local day) with a
+  count; a street-level tile holds a few thousand rows at most, so summing them is cheap.
+  Level 20 (bins of ~35 m) is the *base* every coarser level is computed from.
+* Deeper zooms (not served today): straight from ``cases`` through its GiST index.
+
+Refresh
+-------
+Statement triggers on ``cases`` (transition tables, migration 0004) record each changed
+(local day, category) in ``heat_dirty``. :func:`refresh_heat` takes those pairs, recounts
+just those days at level 20 from ``cases`` (index on ``(category, reported_at)``), rebuilds
+levels 17–19 for them, and recomputes the ``heat_cum`` rows of the bins those days touched
+(old and new), at each level, from the level-20 base of their category and year (numpy:
+``add.at`` then ``cumsum``). Nothing else is rewritten. The tile service calls it before
+serving heat when ``heat_dirty`` is not empty (a one-row poll), under a transaction
+advisory lock so that one process refreshes at a time; scripts may call it after a bulk
+load (``full=True`` rebuilds everything).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from geogrid.errors import InvalidInput
+from tiles.params import TIMEZONE, Window
+
+log = logging.getLogger(__name__)
+
+#: Bins per tile side = 2**BIN_SHIFT.
+BIN_SHIFT = 4
+#: Level of the base counts (bins of z16 tiles, ~30–40 m).
+BASE_LEVEL = 20
+#: Levels served from heat_daily; below, heat_cum; above, the cases table.
+DAILY_LEVELS = (17, 18, 19, 20)
+CUM_LEVELS = tuple(range(BIN_SHIFT, 17))
+#: Highest heat tile zoom (bins of level 20, ~35 m).
+MAX_ZOOM = 16
+DAYS = 366
+#: Half the Web-Mercator world width in metres.
+HALF = 20037508.342789244
+#: pg_advisory_xact_lock key of the refresher ("heat" in ASCII).
+LOCK_KEY = 0x68656174
+
+_DAY_START = f"(d.day::timestamp AT TIME ZONE '{TIMEZONE}')"
+_DAY_END = f"((d.day + 1)::timestamp AT TIME ZONE '{TIMEZONE}')"
+#: Cases of the dirty days (index on category, reported_at) or, for a rebuild, all cases.
+_CASES_OF_DAYS = f"""heat_refresh_days d
+            JOIN cases c ON c.category = d.category
+                        AND c.reported_at >= {_DAY_START} AND c.reported_at < {_DAY_END}"""
+_CASES_ALL = f"""cases c
+            CROSS JOIN LATERAL (SELECT (c.reported_at AT TIME ZONE '{TIMEZONE}')::date AS day) d"""
+
+
+def level_of(z: int) -> int:
+    """Bin level of a heat tile at zoom ``z``.
+
+    >>> level_of(10)
+    14
+    """
+    return z + BIN_SHIFT
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def bins_sql(z: int, window: Window, *, tile_params: bool) -> tuple[str, dict[str, Any]]:
+    """A ``bins (bin_x, bin_y, n)`` CTE for zoom ``z`` summed over ``window``.
+
+    Parameters
+    ----------
+    z
+        Tile zoom; the bins are of level ``z + 4``.
+    window
+        Days and categories to count.
+    tile_params
+        True: one tile, bound as ``:x``/``:y`` with a ``bounds(area)`` CTE in scope (the
+        tile queries). False: bin ranges ``:bx0..:bx1``, ``:by0..:by1`` (the GeoJSON API).
+
+    Returns
+    -------
+    The CTE text (no leading ``WITH``) and its bound values besides ``x``/``y``/ranges.
+    """
+    level = level_of(z)
+    cats = window.categories is not None
+    values: dict[str, Any] = {"level": level}
+    if cats:
+        values["categories"] = list(window.categories or ())
+    if tile_params:
+        tiles = "h.tile_x = :x AND h.tile_y = :y"
+        own = f"(q.bin_x >> {BIN_SHIFT}) = :x AND (q.bin_y >> {BIN_SHIFT}) = :y"
+    else:
+        tiles = (
+            f"h.tile_x BETWEEN (:bx0 >> {BIN_SHIFT}) AND (:bx1 >> {BIN_SHIFT}) "
+            f"AND h.tile_y BETWEEN (:by0 >> {BIN_SHIFT}) AND (:by1 >> {BIN_SHIFT}) "
+            "AND h.bin_x BETWEEN :bx0 AND :bx1 AND h.bin_y BETWEEN :by0 AND :by1"
+        )
+        own = "q.bin_x BETWEEN :bx0 AND :bx1 AND q.bin_y BETWEEN :by0 AND :by1"
+    if level in CUM_LEVELS:
+        values.update(
+            y0=window.start.year, y1=window.end.year,
+            d0=window.start.timetuple().tm_yday, d1=window.end.timetuple().tm_yday,
+        )  # fmt: skip
+        cat = "AND h.category = ANY(:categories)" if cats else ""
+        return (
+            f"""
+    -- running totals: cases to the window's end minus cases before its start, per year
+    bins AS (
+        SELECT h.bin_x, h.bin_y,
+               sum(geogrid_heat_at(h.cum, CASE WHEN h.year < :y1 THEN 366 ELSE :d1 END)
+                   - geogrid_heat_at(h.cum, CASE WHEN h.year > :y0 THEN 0 ELSE :d0 - 1 END)
+               )::int AS n
+        FROM heat_cum h
+        WHERE h.level = :level AND {tiles} AND h.year BETWEEN :y0 AND :y1 {cat}
+        GROUP BY h.bin_x, h.bin_y
+    )""",
+            values,
+        )
+    if level in DAILY_LEVELS:
+        values.update(d_start=window.start, d_end=window.end)
+        cat = "AND h.category = ANY(:categories)" if cats else ""
+        return (
+            f"""
+    -- daily counts of the window's days
+    bins AS (
+        SELECT h.bin_x, h.bin_y, sum(h.n)::int AS n
+        FROM heat_daily h
+        WHERE h.level = :level AND {tiles} AND h.day BETWEEN :d_start AND :d_end {cat}
+        GROUP BY h.bin_x, h.bin_y
+    )""",
+            values,
+        )
+    # street zooms: few cases per tile, counted straight from the cases table
+    size = 2 * HALF / 2**level
+    values.update(half=HALF, size=size, t0=window.t0, t1=window.t1)
+    cat = "AND c.category = ANY(:categories)" if cats else ""
+    return (
+        f"""
+    -- street zoom: cases of the tile (GiST index), binned on the fly
+    bins AS (
+        SELECT q.bin_x, q.bin_y, count(*)::int AS n
+        FROM (
+            SELECT floor((ST_X(p.m) + :half) / :size)::int AS bin_x,
+                   floor((:half - ST_Y(p.m)) / :size)::int AS bin_y
+            FROM cases c, bounds b, LATERAL (SELECT ST_Transform(c.geom, 3857) AS m) p
+            WHERE c.geom && b.area AND c.reported_at >= :t0 AND c.reported_at < :t1 {cat}
+        ) q
+        WHERE {own}
+        GROUP BY q.bin_x, q.bin_y
+    )""",
+        values,
+    )
+
+
+def _mercator(lon: float, lat: float) -> tuple[float, float]:
+    lat = max(min(lat, 85.05112878), -85.05112878)
+    x = lon * HALF / 180.0
+    y = math.log(math.tan((90.0 + lat) * math.pi / 360.0)) * HALF / math.pi
+    return x, y
+
+
+def bin_range(bbox: tuple[float, float, float, float], level: int) -> tuple[int, int, int, int]:
+    """Bins of ``level`` covering a WGS84 ``bbox`` (min lon, min lat, max lon, max lat).
+
+    >>> bin_range((0.0, -1.0, 1.0, 0.0), 8)
+    (128, 128, 128, 128)
+    """
+    n = 2**level
+    size = 2 * HALF / n
+    x0, y0 = _mercator(bbox[0], bbox[1])
+    x1, y1 = _mercator(bbox[2], bbox[3])
+
+    def clamp(v: float) -> int:
+        return min(max(math.floor(v), 0), n - 1)
+
+    return (
+        clamp((x0 + HALF) / size),
+        clamp((x1 + HALF) / size - 1e-9),
+        clamp((HALF - y1) / size),
+        clamp((HALF - y0) / size - 1e-9),
+    )
+
+
+#: Bins a GeoJSON answer may hold (64 tiles' worth).
+MAX_GEOJSON_BINS = 64 * 256
+
+
+def heat_geojson(
+    conn: Connection, *, bbox: tuple[float, float, float, float], z: int, window: Window
+) -> str:
+    """Heat bins of zoom ``z`` inside ``bbox`` as a GeoJSON FeatureCollection (text).
+
+    Each feature is a bin square (WGS84) with ``n`` (cases in the window) and its
+    ``level``/``bin_x``/``bin_y``; empty bins are left out.
+
+    Raises
+    ------
+    geogrid.errors.InvalidInput
+        Bad bbox or zoom, or a bbox holding more than ``MAX_GEOJSON_BINS`` bins at ``z``.
+    """
+    lon0, lat0, lon1, lat1 = bbox
+    if not (-180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90):
+        raise InvalidInput("bbox must be min_lon,min_lat,max_lon,max_lat in WGS84")
+    if not 0 <= z <= MAX_ZOOM:
+        raise InvalidInput(f"z must be between 0 and {MAX_ZOOM}", detail={"z": z})
+    level = level_of(z)
+    bx0, bx1, by0, by1 = bin_range(bbox, level)
+    count = (bx1 - bx0 + 1) * (by1 - by0 + 1)
+    if count > MAX_GEOJSON_BINS:
+        raise InvalidInput(
+            f"the bbox holds {count} bins at z={z}; at most {MAX_GEOJSON_BINS}: "
+            "use a smaller bbox or a lower z",
+            detail={"bins": count},
+        )
+    bins, values = bins_sql(z, window, tile_params=False)
+    values.update(bx0=bx0, bx1=bx1, by0=by0, by1=by1)
+    size = 2 * HALF / 2**level
+    values.update(
+        minx=-HALF + bx0 * size, maxx=-HALF + (bx1 + 1) * size,
+        miny=HALF - (by1 + 1) * size, maxy=HALF - by0 * size,
+    )  # fmt: skip
+    sql = f"""
+    -- heat bins of a bbox as GeoJSON (the area is used only at street zooms)
+    WITH bounds AS (
+        SELECT ST_Transform(ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 3857), 4326) AS area
+    ),
+    {bins}
+    SELECT json_build_object(
+        'type', 'FeatureCollection',
+        'features', coalesce(json_agg(json_build_object(
+            'type', 'Feature',
+            'geometry', ST_AsGeoJSON(
+                ST_Transform(ST_TileEnvelope(:level, bins.bin_x, bins.bin_y), 4326), 6)::json,
+            'properties', json_build_object(
+                'n', bins.n, 'level', :level, 'bin_x', bins.bin_x, 'bin_y', bins.bin_y)
+        ) ORDER BY bins.bin_y, bins.bin_x), '[]'::json)
+    )::text
+    FROM bins WHERE bins.n > 0
+    """
+    return str(conn.execute(text(sql), values).scalar_one())
+
+
+def category_totals(conn: Connection, window: Window) -> dict[str, int]:
+    """Cases per category in ``window`` (from the coarsest pyramid level: 2 reads a row)."""
+    bins, values = bins_sql(0, window, tile_params=False)
+    cat = "AND h.category = ANY(:categories)" if window.categories is not None else ""
+    sql = f"""
+    -- per-category totals from level-4 running totals (whole world in 256 bins)
+    SELECT h.category,
+           sum(geogrid_heat_at(h.cum, CASE WHEN h.year < :y1 THEN 366 ELSE :d1 END)
+               - geogrid_heat_at(h.cum, CASE WHEN h.year > :y0 THEN 0 ELSE :d0 - 1 END))::int
+    FROM heat_cum h
+    WHERE h.level = :level AND h.year BETWEEN :y0 AND :y1 {cat}
+    GROUP BY h.category ORDER BY h.category
+    """
+    del bins
+    rows = conn.execute(text(sql), values).all()
+    return {str(c): int(n) for c, n in rows if n}
+
+
+def cases_by_grid(conn: Connection, window: Window, *, plan: int | None = None) -> str:
+    """Level-3 grids of the active plans (or of ``plan``) with their case counts.
+
+    Returns a GeoJSON FeatureCollection (text); each feature has ``code``, ``name``,
+    ``village_code``, ``households`` and ``cases`` (cases inside the grid in ``window``).
+    """
+    cat = "AND c.category = ANY(:categories)" if window.categories is not None else ""
+    which = (
+        "g.plan_id = :plan_id"
+        if plan is not None
+        else "g.plan_id IN (SELECT p.id FROM plans p WHERE p.status = 'active')"
+    )
+    sql = f"""
+    -- case counts per basic grid: point in polygon through the GiST index on cases.geom
+    SELECT json_build_object(
+        'type', 'FeatureCollection',
+        'features', coalesce(json_agg(json_build_object(
+            'type', 'Feature',
+            'id', g.code,
+            'geometry', ST_AsGeoJSON(g.geom, 6)::json,
+            'properties', json_build_object(
+                'code', g.code, 'name', g.name, 'village_code', g.village_code,
+                'plan_id', g.plan_id, 'households', g.households, 'cases', k.n)
+        ) ORDER BY g.code), '[]'::json)
+    )::text
+    FROM grids g
+    CROSS JOIN LATERAL (
+        SELECT count(*)::int AS n FROM cases c
+        WHERE c.geom && g.geom AND ST_Intersects(g.geom, c.geom)
+          AND c.reported_at >= :t0 AND c.reported_at < :t1 {cat}
+    ) k
+    WHERE g.level = 3 AND {which}
+    """
+    values: dict[str, Any] = {"t0": window.t0, "t1": window.t1, "plan_id": plan}
+    if window.categories is not None:
+        values["categories"] = list(window.categories)
+    return str(conn.execute(text(sql), values).scalar_one())
+
+
+# --------------------------------------------------------------------------- refresh
+
+
+@dataclass
+class HeatRefresh:
+    """What :func:`refresh_heat` did."""
+
+    days: int = 0
+    """(day, category) pairs recounted."""
+    base_rows: int = 0
+    """Base bins touched (0 on a full rebuild)."""
+    cum_rows: int = 0
+    """Running-total rows written (all levels)."""
+
+
+def dirty(conn: Connection) -> bool:
+    """Whether cases changed since the last refresh (one index probe)."""
+    return bool(conn.execute(text("SELECT EXISTS (SELECT 1 FROM heat_dirty)")).scalar_one())
+
+
+def refresh_heat(conn: Connection, *, full: bool = False) -> HeatRefresh:
+    """Bring the heat pyramid up to date with ``cases``, in the caller's transaction.
+
+    Parameters
+    ----------
+    conn
+        A connection inside a transaction (commit it to publish the new pyramid and bump
+        the ``heat`` layer version).
+    full
+        Rebuild from scratch (after a bulk load; also repairs a pyramid edited by hand).
+
+    Returns
+    -------
+    HeatRefresh
+        Counts of what was recomputed; all zero when nothing was dirty.
+    """
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+    if full:
+        conn.execute(text("TRUNCATE heat_daily, heat_cum, heat_dirty"))
+        conn.execute(
+            text(f"""
+            INSERT INTO heat_dirty (day, category)
+            SELECT DISTINCT (reported_at AT TIME ZONE '{TIMEZONE}')::date, category FROM cases
+            """)
+        )
+    conn.execute(
+        text("""
+        CREATE TEMP TABLE IF NOT EXISTS heat_refresh_days (day date, category text)
+            ON COMMIT DROP;
+        CREATE TEMP TABLE IF NOT EXISTS heat_refresh_bins
+            (bin_x int, bin_y int, category text, year int) ON COMMIT DROP;
+        TRUNCATE heat_refresh_days, heat_refresh_bins;
+        """)
+    )
+    days = conn.execute(
+        text("""
+        WITH d AS (DELETE FROM heat_dirty RETURNING day, category)
+        INSERT INTO heat_refresh_days SELECT day, category FROM d
+        """)
+    ).rowcount
+    if not days:
+        return HeatRefresh()
+    conn.execute(text("ANALYZE heat_refresh_days"))
+    # the base bins these days held before (their cum rows must be recomputed too)
+    conn.execute(
+        text("""
+        WITH gone AS (
+            DELETE FROM heat_daily h USING heat_refresh_days d
+            WHERE h.category = d.category AND h.day = d.day AND h.level BETWEEN 17 AND 20
+            RETURNING h.level, h.bin_x, h.bin_y, h.category, h.day
+        )
+        INSERT INTO heat_refresh_bins
+        SELECT DISTINCT bin_x, bin_y, category, extract(year FROM day)::int
+        FROM gone WHERE level = 20
+        """)
+    )
+    # recount the days at the base level, straight from cases (index on category, time)
+    base = conn.execute(
+        text(f"""
+        WITH counted AS (
+            SELECT floor((ST_X(p.m) + :half) / :size)::int AS bin_x,
+                   floor((:half - ST_Y(p.m)) / :size)::int AS bin_y,
+                   c.category, d.day, count(*)::int AS n
+            FROM {_CASES_ALL if full else _CASES_OF_DAYS}
+            CROSS JOIN LATERAL (SELECT ST_Transform(c.geom, 3857) AS m) p
+            GROUP BY 1, 2, 3, 4
+        ),
+        added AS (
+            INSERT INTO heat_daily (level, tile_x, tile_y, day, category, bin_x, bin_y, n)
+            SELECT 20, bin_x >> {BIN_SHIFT}, bin_y >> {BIN_SHIFT}, day, category,
+                   bin_x, bin_y, n
+            FROM counted
+            RETURNING bin_x, bin_y, category, day
+        )
+        INSERT INTO heat_refresh_bins
+        SELECT DISTINCT bin_x, bin_y, category, extract(year FROM day)::int FROM added
+        WHERE NOT :full
+        """),
+        {"half": HALF, "size": 2 * HALF / 2**BASE_LEVEL, "full": full},
+    ).rowcount
+    for level in range(BASE_LEVEL - 1, DAILY_LEVELS[0] - 1, -1):  # 19, 18, 17 from below
+        conn.execute(
+            text(f"""
+            INSERT INTO heat_daily (level, tile_x, tile_y, day, category, bin_x, bin_y, n)
+            SELECT :level, (h.bin_x >> 1) >> {BIN_SHIFT}, (h.bin_y >> 1) >> {BIN_SHIFT},
+                   h.day, h.category, h.bin_x >> 1, h.bin_y >> 1, sum(h.n)
+            FROM heat_daily h JOIN heat_refresh_days d USING (day, category)
+            WHERE h.level = :level + 1
+            GROUP BY 3, 4, 5, 6, 7
+            """),
+            {"level": level},
+        )
+    cum_rows = _refresh_cum(conn, full=full)
+    if full:
+        conn.execute(text("ANALYZE heat_daily; ANALYZE heat_cum"))
+    log.info("heat refresh: %d day-categories, %d base rows, %d cum rows", days, base, cum_rows)
+    return HeatRefresh(days=days, base_rows=base, cum_rows=cum_rows)
+
+
+def _key(bx: np.ndarray, by: np.ndarray) -> np.ndarray:
+    return (bx.astype(np.int64) << 32) | by.astype(np.int64)
+
+
+def _refresh_cum(conn: Connection, *, full: bool) -> int:
+    """Recompute the running totals of every bin touched by the refreshed days."""
+    by_group: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    if full:  # every bin of every category and year
+        groups = conn.execute(
+            text(
+                f"SELECT DISTINCT category, extract(year FROM day)::int FROM heat_daily "
+                f"WHERE level = {DAILY_LEVELS[0]}"
+            )
+        ).all()
+        by_group = {(str(c), int(y)): [] for c, y in groups}
+    else:
+        touched = conn.execute(
+            text("SELECT DISTINCT bin_x, bin_y, category, year FROM heat_refresh_bins")
+        ).all()
+        for bx, by, cat, year in touched:
+            by_group.setdefault((str(cat), int(year)), []).append((int(bx), int(by)))
+    raw = conn.connection.driver_connection
+    assert raw is not None  # a live connection always has a driver connection
+    written = 0
+    for (cat, year), bins in sorted(by_group.items()):
+        jan1 = dt.date(year, 1, 1)
+        rows = conn.execute(
+            text("""
+            SELECT bin_x, bin_y, day - CAST(:jan1 AS date) AS doy0, n FROM heat_daily
+            WHERE level = 20 AND category = :cat AND day BETWEEN :jan1 AND :dec31
+            """),
+            {"cat": cat, "jan1": jan1, "dec31": dt.date(year, 12, 31)},
+        ).all()
+        base = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        tb = np.array(bins, dtype=np.int64).reshape(-1, 2)
+        out: list[tuple[int, int, int, str, int, int, int, bytes]] = []
+        for level in CUM_LEVELS:
+            shift = BASE_LEVEL - level
+            t_keys = np.unique(_key(tb[:, 0] >> shift, tb[:, 1] >> shift))
+            if not full:
+                conn.execute(
+                    text(f"""
+                    DELETE FROM heat_cum h
+                    USING unnest(CAST(:bx AS int[]), CAST(:by AS int[])) AS u (bx, by)
+                    WHERE h.level = :level AND h.tile_x = u.bx >> {BIN_SHIFT}
+                      AND h.tile_y = u.by >> {BIN_SHIFT} AND h.category = :cat
+                      AND h.year = :year AND h.bin_x = u.bx AND h.bin_y = u.by
+                    """),
+                    {"bx": (t_keys >> 32).tolist(), "by": (t_keys & 0xFFFFFFFF).tolist(),
+                     "level": level, "cat": cat, "year": year},
+                )  # fmt: skip
+            if not len(base):
+                continue
+            keys = _key(base[:, 0] >> shift, base[:, 1] >> shift)
+            keep = np.ones(len(keys), dtype=bool) if full else np.isin(keys, t_keys)
+            if not keep.any():
+                continue
+            uniq, inv = np.unique(keys[keep], return_inverse=True)
+            dense = np.zeros((len(uniq), DAYS), dtype=np.int64)
+            np.add.at(dense, (inv, base[keep, 2]), base[keep, 3])
+            cum = np.cumsum(dense, axis=1).astype(">i4")
+            bx = (uniq >> 32).astype(np.int64)
+            by = (uniq & 0xFFFFFFFF).astype(np.int64)
+            for i in range(len(uniq)):
+                x, y = int(bx[i]), int(by[i])
+                out.append(
+                    (level, x >> BIN_SHIFT, y >> BIN_SHIFT, cat, year, x, y, cum[i].tobytes())
+                )
+        if out:
+            with (
+                raw.cursor() as cur,
+                cur.copy(
+                    "COPY heat_cum (level, tile_x, tile_y, category, year, bin_x, bin_y, cum) "
+                    "FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.set_types(["int2", "int4", "int4", "text", "int2", "int4", "int4", "bytea"])
+                for row in out:
+                    copy.write_row(row)
+            written += len(out)
+    return written

@@ -1,0 +1,268 @@
+"""The tile service: validation, versions, cache, rendering, TileJSON (no web framework).
+
+``api.routes.tiles`` is a thin HTTP skin over :class:`TileService`:
+
+* **hit path** (no I/O): a version reading younger than the poll interval and a cached
+  entry for ``(layer, versions, z, x, y, params)``;
+* **miss path**: one ``REPEATABLE READ`` read-only transaction reads the layer versions
+  and renders the tile from that same snapshot, so the cache key always names the data
+  the bytes were made from; the tile is gzipped once and cached.
+
+Heat-backed tiles first bring the pyramid up to date when cases changed (see
+:mod:`tiles.heat`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import Connection, Engine, text
+
+from geogrid.errors import InvalidInput, NotFound
+from tiles import heat
+from tiles.cache import CachedTile, Snapshot, TileCache, VersionWatcher, compress, make_etag
+from tiles.layers import LAYERS, Layer, tile_query, valid_tile
+from tiles.params import TileParams, Window
+
+#: Cache-Control of tiles and heat answers: short, data can change at any time.
+CACHE_CONTROL = "public, max-age=30"
+
+_BOUNDS_SQL = text(
+    """
+    -- extent of the served area: all towns (else villages), in WGS84
+    SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
+    FROM (SELECT ST_Extent(geom) AS e FROM admin_areas WHERE level IN ('town', 'village')) q
+    """
+)
+
+
+class TileService:
+    """Serve MVT tiles, TileJSON and heat answers with a version-keyed cache.
+
+    Parameters
+    ----------
+    engine
+        The application's engine.
+    cache
+        The tile cache (default: 128 MB, 50,000 tiles).
+    poll_interval
+        Seconds a ``layer_versions`` reading is trusted (0: read on every request).
+    """
+
+    def __init__(
+        self, engine: Engine, *, cache: TileCache | None = None, poll_interval: float = 0.25
+    ) -> None:
+        self.engine = engine
+        self.cache = cache or TileCache()
+        self.watcher = VersionWatcher(engine, poll_interval, on_change=self.cache.purge_stale)
+
+    # ------------------------------------------------------------------ validation
+
+    @staticmethod
+    def layer(name: str) -> Layer:
+        """The layer called ``name``; :class:`NotFound` otherwise."""
+        layer = LAYERS.get(name)
+        if layer is None:
+            raise NotFound(
+                f"no tile layer {name!r}; layers: {', '.join(LAYERS)}", detail={"layer": name}
+            )
+        return layer
+
+    def check(self, name: str, z: int, x: int, y: int) -> Layer:
+        """Validate a tile address; :class:`NotFound` for a tile that cannot exist."""
+        layer = self.layer(name)
+        if not valid_tile(z, x, y):
+            raise NotFound(
+                f"no tile {z}/{x}/{y}: z must be 0–22 and x, y between 0 and 2**z - 1",
+                detail={"z": z, "x": x, "y": y},
+            )
+        if not layer.minzoom <= z <= layer.maxzoom:
+            raise NotFound(
+                f"layer {name!r} has tiles at zooms {layer.minzoom}–{layer.maxzoom}",
+                detail={"z": z},
+            )
+        return layer
+
+    # ------------------------------------------------------------------ tiles
+
+    @staticmethod
+    def _key(
+        layer: Layer, versions: Mapping[str, int], z: int, x: int, y: int, params: TileParams
+    ) -> tuple[object, ...]:
+        vs = tuple((name, versions.get(name, 0)) for name in layer.versions)
+        return (layer.name, vs, z, x, y, layer.cache_params(params))
+
+    def cached(self, name: str, z: int, x: int, y: int, params: TileParams) -> CachedTile | None:
+        """The cached tile when it can be answered without any I/O, else ``None``."""
+        layer = self.check(name, z, x, y)
+        snap = self.watcher.fresh()
+        if snap is None or (snap.heat_dirty and layer.needs_heat(z)):
+            return None
+        return self.cache.get(self._key(layer, snap.versions, z, x, y, params))
+
+    def tile(self, name: str, z: int, x: int, y: int, params: TileParams) -> CachedTile:
+        """The tile, from the cache or rendered now (blocking: run it in a thread)."""
+        layer = self.check(name, z, x, y)
+        snap = self.watcher.current()
+        if layer.needs_heat(z):
+            snap = self.ensure_heat(snap)
+        key = self._key(layer, snap.versions, z, x, y, params)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        sql, values = tile_query(layer, z, x, y, params)
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+            with conn.begin():
+                versions = self._versions(conn)
+                key = self._key(layer, versions, z, x, y, params)
+                hit = self.cache.get(key)
+                if hit is not None:
+                    return hit
+                body = conn.execute(text(sql), values).scalar()
+        data = bytes(body or b"")
+        tile = CachedTile(data, compress(data), make_etag(key))
+        self.cache.put(key, tile)
+        return tile
+
+    @staticmethod
+    def _versions(conn: Connection) -> dict[str, int]:
+        rows = conn.execute(text("SELECT layer, version FROM layer_versions")).all()
+        return {str(k): int(v) for k, v in rows}
+
+    def ensure_heat(self, snap: Snapshot | None = None) -> Snapshot:
+        """Refresh the heat pyramid if cases changed; the (new) version reading."""
+        snap = snap or self.watcher.current()
+        if not snap.heat_dirty:
+            return snap
+        with self.engine.begin() as conn:
+            heat.refresh_heat(conn)
+        return self.watcher.current(force=True)
+
+    # ------------------------------------------------------------------ TileJSON
+
+    def bounds(self) -> list[float]:
+        """WGS84 bounds of the served area (cached per boundary version)."""
+        snap = self.watcher.current()
+        key: tuple[object, ...] = (
+            "#bounds", (("towns", snap.versions.get("towns", 0)),), 0, 0, 0, ""
+        )  # fmt: skip
+        hit = self.cache.get(key)
+        if hit is not None:
+            return list(json.loads(hit.body))
+        with self.engine.connect() as conn:
+            row = conn.execute(_BOUNDS_SQL).one()
+        box = (
+            [round(float(v), 6) for v in row]
+            if row[0] is not None
+            else [-180.0, -85.0, 180.0, 85.0]
+        )
+        self.cache.put(key, CachedTile(json.dumps(box).encode(), None, ""))
+        return box
+
+    def tilejson(self, name: str, base_url: str, query: Mapping[str, str]) -> dict[str, Any]:
+        """A TileJSON 3.0.0 document for layer ``name``.
+
+        Parameters
+        ----------
+        name
+            Layer id.
+        base_url
+            The server's root URL as the client reached it (``http://host:port/``).
+        query
+            Content parameters (``plan``, ``from``, ``to``, ``category``) to carry into the
+            tile URL template; others are ignored.
+        """
+        layer = self.layer(name)
+        keep = {"plan"} if "plan" in layer.uses else set()
+        if "window" in layer.uses:
+            keep |= {"from", "to", "category"}
+        carried = {k: v for k, v in query.items() if k in keep and v}
+        url = f"{base_url.rstrip('/')}/tiles/{layer.name}/{{z}}/{{x}}/{{y}}.mvt"
+        if carried:
+            url += "?" + urlencode(carried)
+        b = self.bounds()
+        centre_zoom = max(layer.minzoom, min(11, layer.maxzoom))
+        return {
+            "tilejson": "3.0.0",
+            "name": layer.name,
+            "description": layer.description,
+            "version": "1.0.0",
+            "scheme": "xyz",
+            "tiles": [url],
+            "minzoom": layer.minzoom,
+            "maxzoom": layer.maxzoom,
+            "bounds": b,
+            "center": [round((b[0] + b[2]) / 2, 6), round((b[1] + b[3]) / 2, 6), centre_zoom],
+            "vector_layers": [
+                {
+                    "id": layer.name,
+                    "description": layer.description,
+                    "minzoom": layer.minzoom,
+                    "maxzoom": layer.maxzoom,
+                    "fields": dict(layer.fields),
+                }
+            ],
+        }
+
+    # ------------------------------------------------------------------ heat answers
+
+    def _cached_json(self, key: tuple[object, ...], make: Any) -> CachedTile:
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        with self.engine.connect() as conn:
+            body = make(conn).encode()
+        tile = CachedTile(body, compress(body), make_etag(key))
+        self.cache.put(key, tile)
+        return tile
+
+    def heat_geojson(
+        self, *, bbox: tuple[float, float, float, float], z: int, window: Window
+    ) -> CachedTile:
+        """Heat bins of a bbox as GeoJSON (see :func:`tiles.heat.heat_geojson`), cached."""
+        snap = self.ensure_heat()
+        key = ("#api-heat", (("heat", snap.versions.get("heat", 0)),), z, 0, 0,
+               f"{bbox}|{window.key()}")  # fmt: skip
+        return self._cached_json(
+            key, lambda conn: heat.heat_geojson(conn, bbox=bbox, z=z, window=window)
+        )
+
+    def cases_by_grid(self, *, window: Window, plan: int | None = None) -> CachedTile:
+        """Grids with case counts plus per-category ``totals`` (GeoJSON), cached."""
+        snap = self.ensure_heat()
+        vs = tuple((n, snap.versions.get(n, 0)) for n in ("cases", "grids", "heat"))
+        key = ("#api-cases-by-grid", vs, 0, 0, 0, f"plan={plan}|{window.key()}")
+
+        def make(conn: Connection) -> str:
+            fc = json.loads(heat.cases_by_grid(conn, window, plan=plan))
+            fc["totals"] = heat.category_totals(conn, window)
+            fc["window"] = {
+                "from": window.start.isoformat(), "to": window.end.isoformat(),
+                "categories": list(window.categories) if window.categories else None,
+            }  # fmt: skip
+            return json.dumps(fc, ensure_ascii=False)
+
+        return self._cached_json(key, make)
+
+
+def parse_bbox(value: str) -> tuple[float, float, float, float]:
+    """``min_lon,min_lat,max_lon,max_lat`` → floats; :class:`InvalidInput` otherwise.
+
+    >>> parse_bbox("114.2,30.3,114.4,30.5")
+    (114.2, 30.3, 114.4, 30.5)
+    """
+    try:
+        parts = tuple(float(p) for p in value.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 4:
+        raise InvalidInput(
+            "bbox must be four numbers: min_lon,min_lat,max_lon,max_lat", detail={"bbox": value}
+        )
+    return parts[0], parts[1], parts[2], parts[3]
