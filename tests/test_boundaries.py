@@ -126,6 +126,6 @@ def test_reimport_updates_in_place(town: Engine, sample_town) -> None:  # type: 
     assert first.updated == 0 or first.inserted == 0
     v1 = import_boundaries(town, sample_town.boundaries, level="village")
     v2 = import_boundaries(town, sample_town.boundaries, level="village")
-    assert (v1.inserted, v2.inserted, v2.updated) == (v1.read, 0, v1.read)
+    assert (v1.inserted, v2.inserted, v2.updated, v2.unchanged) == (v1.read, 0, 0, v1.read)
     g = import_boundaries(town, sample_town.groups, level="group")
     assert g.inserted == g.read > 0

@@ -232,3 +232,22 @@ def test_notebook_api_read_geocode_load(town_db: Engine, sample_town) -> None:  
     assert "户号" in rejects.columns  # original headers
     report = load_register(town_db, households)
     assert report.inserted == len(households)
+
+
+def test_derived_territories_do_not_move_reimported_households(
+    town_db: Engine, sample_town
+) -> None:  # type: ignore[no-untyped-def]
+    raw = register_frame(sample_town.households_utf8_csv)
+    first, _ = import_frame(town_db, raw)
+    with town_db.begin() as conn:  # what a plan does: territories for groups without one
+        derived = conn.execute(
+            text(
+                "UPDATE villager_groups g SET geom = ST_Multi(ST_Buffer(ST_Centroid(v.geom), "
+                "0.001)), territory_source = 'derived' FROM admin_areas v "
+                "WHERE v.code = g.village_code AND g.geom IS NULL"
+            )
+        ).rowcount
+    assert derived > 0
+    again, _ = import_frame(town_db, raw)
+    assert (again.inserted, again.updated) == (0, 0)
+    assert again.unchanged == first.inserted

@@ -1,4 +1,4 @@
-"""``geogrid import``: boundaries (and, as they land, households and overlay layers)."""
+"""``geogrid import``: boundaries, households, address points and overlay layers."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def boundaries(
         engine.dispose()
     repaired = f", repaired {len(report.repaired)}" if report.repaired else ""
     console.print(
-        f"{level}: read {report.read}, inserted {report.inserted}, updated {report.updated}"
-        f"{repaired}"
+        f"{level}: read {report.read}, inserted {report.inserted}, updated {report.updated}, "
+        f"unchanged {report.unchanged}{repaired}"
     )
 
 
@@ -140,6 +140,135 @@ def address_points(
     )
     if report.rejects_file:
         console.print(f"rejected rows with their reasons: {report.rejects_file}")
+
+
+def _import_overlay(
+    kind: str,
+    file: Path,
+    crs: str,
+    map_: list[str],
+    sheet: str | None,
+    layer: str | None,
+    encoding: str | None,
+    rejects: Path | None,
+) -> None:
+    """Run :func:`geogrid.overlays.import_overlay` with a progress bar and print the summary."""
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from geogrid.overlays import KINDS, import_overlay, parse_overlay_maps
+
+    overlay = next(k for k in KINDS if k == kind)
+    column_map = parse_overlay_maps(overlay, map_)
+    engine = store.make_engine(store.database_url(Settings()))
+    tasks: dict[str, TaskID] = {}
+    try:
+        with Progress(
+            TextColumn("{task.description:>9}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=max(total, 1))
+                bar.update(tasks[stage], completed=done if total else 1, total=max(total, 1))
+
+            report = import_overlay(
+                engine,
+                file,
+                overlay,
+                crs=crs,
+                column_map=column_map,
+                sheet=_index_or_name(sheet),
+                layer=_index_or_name(layer),
+                encoding=encoding,
+                rejects_path=rejects,
+                progress=progress,
+            )
+    finally:
+        engine.dispose()
+    title = f"{file.name}: {kind.replace('_', ' ')}"
+    table = Table(title=title + (f" ({report.encoding})" if report.encoding else ""))
+    table.add_column("rows")
+    table.add_column("count", justify="right")
+    for label, value in (
+        ("read", report.read),
+        ("inserted", report.inserted),
+        ("updated", report.updated),
+        ("unchanged", report.unchanged),
+        ("rejected", report.rejected),
+        ("in a grid of an active plan", report.in_grid),
+        ("villages", len(report.by_village)),
+    ):
+        table.add_row(label, f"{value:,}")
+    for why, count in report.rejects_by_reason.items():
+        table.add_row(f"rejected: {why}", f"{count:,}")
+    console.print(table)
+    if report.rejects_file:
+        console.print(f"rejected rows with their reasons: {report.rejects_file}")
+
+
+_CRS_HELP = "CRS of rows without a 坐标系 column: wgs84, cgcs2000, gcj02, bd09."
+_MAP_HELP = "Override a column: --map 原列名=field (repeatable)."
+_REJECTS_HELP = "Reject file (default: FILE.rejects.csv next to the input)."
+
+
+@import_app.command("cases")
+def cases(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV, Excel or GIS file."),
+    crs: str = typer.Option("wgs84", help=_CRS_HELP),
+    map_: list[str] = typer.Option([], "--map", help=_MAP_HELP),
+    sheet: str | None = typer.Option(None, help="Excel sheet (name or 0-based index)."),
+    layer: str | None = typer.Option(None, help="GeoPackage/GeoJSON layer."),
+    encoding: str | None = typer.Option(None, help="Force the CSV encoding (else detected)."),
+    rejects: Path | None = typer.Option(None, help=_REJECTS_HELP),
+) -> None:
+    """Load cases (事件): upsert by 事件编号, placed in a village and a grid of the active plan.
+
+    Fields: 事件编号/case_id, 类别/category, 上报时间/reported_at, 描述/description,
+    状态/status (optional), 经度/lon, 纬度/lat, 坐标系/crs (optional).
+    """
+    _import_overlay("cases", file, crs, map_, sheet, layer, encoding, rejects)
+
+
+@import_app.command("key-units")
+def key_units(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV, Excel or GIS file."),
+    crs: str = typer.Option("wgs84", help=_CRS_HELP),
+    map_: list[str] = typer.Option([], "--map", help=_MAP_HELP),
+    sheet: str | None = typer.Option(None, help="Excel sheet (name or 0-based index)."),
+    layer: str | None = typer.Option(None, help="GeoPackage/GeoJSON layer."),
+    encoding: str | None = typer.Option(None, help="Force the CSV encoding (else detected)."),
+    rejects: Path | None = typer.Option(None, help=_REJECTS_HELP),
+) -> None:
+    """Load key units (重点单位): upsert by 单位编号.
+
+    Fields: 单位编号/unit_id, 单位名称/name, 类型/type, 风险等级/risk_level (1–3 or 高/中/低),
+    地址/address, 经度/lon, 纬度/lat, 坐标系/crs (optional).
+    """
+    _import_overlay("key_units", file, crs, map_, sheet, layer, encoding, rejects)
+
+
+@import_app.command("inspection-points")
+def inspection_points(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV, Excel or GIS file."),
+    crs: str = typer.Option("wgs84", help=_CRS_HELP),
+    map_: list[str] = typer.Option([], "--map", help=_MAP_HELP),
+    sheet: str | None = typer.Option(None, help="Excel sheet (name or 0-based index)."),
+    layer: str | None = typer.Option(None, help="GeoPackage/GeoJSON layer."),
+    encoding: str | None = typer.Option(None, help="Force the CSV encoding (else detected)."),
+    rejects: Path | None = typer.Option(None, help=_REJECTS_HELP),
+) -> None:
+    """Load fire inspection points (消防检查点): upsert by 检查点编号.
+
+    Fields: 检查点编号/point_id, 名称/name, 检查周期/schedule (每周/每月/每季度/每半年/每年),
+    最近检查/last_inspected, 单位编号/unit_no (optional link to a key unit), 经度/lon,
+    纬度/lat, 坐标系/crs (optional). Import key units first to link points to them.
+    """
+    _import_overlay("inspection_points", file, crs, map_, sheet, layer, encoding, rejects)
 
 
 def _index_or_name(value: str | None) -> str | int | None:

@@ -45,6 +45,7 @@ class BoundaryReport:
     read: int = 0
     inserted: int = 0
     updated: int = 0
+    unchanged: int = 0
     repaired: list[str] = field(default_factory=list)
 
 
@@ -203,7 +204,9 @@ def import_boundaries(
                         "ST_GeomFromWKB(:g, 4326), 'supplied') "
                         "ON CONFLICT (village_code, group_no) DO UPDATE SET name = "
                         "EXCLUDED.name, geom = EXCLUDED.geom, territory_source = 'supplied', "
-                        "updated_at = now() RETURNING (xmax = 0)"
+                        "updated_at = now() WHERE (villager_groups.name, villager_groups.geom, "
+                        "villager_groups.territory_source) IS DISTINCT FROM "
+                        "(EXCLUDED.name, EXCLUDED.geom, 'supplied') RETURNING (xmax = 0)"
                     ),
                     {
                         "v": str(getattr(row, str(vcol))),
@@ -212,7 +215,7 @@ def import_boundaries(
                         "g": row.geometry.wkb,
                     },
                 )
-                _count(report, bool(res.scalar_one()))
+                _count(report, res.scalar())
             return report
         ncol_name = _find(cols, "name")
         pcol = _find(cols, "parent_code")
@@ -238,7 +241,10 @@ def import_boundaries(
                     "VALUES (:c, :lvl, :n, :p, ST_GeomFromWKB(:g, 4326)) "
                     "ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, level = "
                     "EXCLUDED.level, parent_code = EXCLUDED.parent_code, geom = EXCLUDED.geom, "
-                    "updated_at = now() RETURNING (xmax = 0)"
+                    "updated_at = now() WHERE (admin_areas.name, admin_areas.level, "
+                    "admin_areas.parent_code, admin_areas.geom) IS DISTINCT FROM "
+                    "(EXCLUDED.name, EXCLUDED.level, EXCLUDED.parent_code, EXCLUDED.geom) "
+                    "RETURNING (xmax = 0)"
                 ),
                 {
                     "c": code,
@@ -248,7 +254,7 @@ def import_boundaries(
                     "g": row.geometry.wkb,
                 },
             )
-            _count(report, bool(res.scalar_one()))
+            _count(report, res.scalar())
     return report
 
 
@@ -288,8 +294,11 @@ def _check_parents(
         )
 
 
-def _count(report: BoundaryReport, inserted: bool) -> None:
-    if inserted:
+def _count(report: BoundaryReport, inserted: bool | None) -> None:
+    """``RETURNING (xmax = 0)``: true inserted, false updated, no row: unchanged."""
+    if inserted is None:
+        report.unchanged += 1
+    elif inserted:
         report.inserted += 1
     else:
         report.updated += 1

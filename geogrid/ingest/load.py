@@ -494,12 +494,15 @@ def load_gazetteer(conn: Connection, good: pd.DataFrame) -> Gazetteer:
         ):
             points[addr] = (x, y)
     villages = sorted(good["village_code"].unique().tolist())
+    # only supplied group polygons: territories derived by a plan come from the households
+    # themselves, and geocoding against them would make re-imports drift
     groups = {
         (v, int(g)): wkb.loads(bytes(geom))
         for v, g, geom in conn.execute(
             text(
                 "SELECT village_code, group_no, ST_AsBinary(geom) FROM villager_groups "
-                "WHERE geom IS NOT NULL AND village_code = ANY(:v)"
+                "WHERE geom IS NOT NULL AND territory_source = 'supplied' "
+                "AND village_code = ANY(:v)"
             ),
             {"v": villages},
         )
