@@ -9,10 +9,12 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from api import errors
-from api.routes import ogc, pages, plans, tiles
 from api.deps import ConnDep
+from api.routes import ogc, pages, plans, tiles
 from geogrid import __version__, store
+from geogrid.plans import PlanJobs
 from geogrid.settings import Settings
+from tiles.service import TileService
 
 
 def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
@@ -32,12 +34,18 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         url = database_url or store.database_url(settings)
         app.state.settings = settings
         app.state.engine = store.make_engine(url, pool_size=10, max_overflow=10)
+        app.state.tiles = TileService(app.state.engine)
+        app.state.plan_jobs = PlanJobs(app.state.engine)
         try:
             yield
         finally:
+            app.state.plan_jobs.shutdown(wait=False)
             app.state.engine.dispose()
 
-    app = FastAPI(title="geogrid", version=__version__, lifespan=lifespan)
+    # /docs is served by api.routes.pages from local assets (the default loads a CDN).
+    app = FastAPI(
+        title="geogrid", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     errors.install(app)
     for module in (plans, ogc, tiles, pages):
         app.include_router(module.router)

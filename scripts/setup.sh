@@ -57,7 +57,10 @@ if [ -f package.json ]; then
     LOCKSUM=$( (cat package.json; cat package-lock.json 2>/dev/null) | sha256sum | cut -d' ' -f1)
     if [ ! -d node_modules ] || [ "$(cat node_modules/.geogrid-installed 2>/dev/null)" != "$LOCKSUM" ]; then
         echo "setup: installing web assets with npm"
-        if [ -f package-lock.json ]; then npm ci --silent --no-audit --no-fund; else npm install --silent --no-audit --no-fund; fi
+        # --ignore-scripts: no package needs a build step, and swagger-ui-dist's @scarf/scarf
+        # postinstall would try to phone home from an intranet machine.
+        NPMFLAGS="--silent --no-audit --no-fund --ignore-scripts"
+        if [ -f package-lock.json ]; then npm ci $NPMFLAGS; else npm install $NPMFLAGS; fi
         echo "$LOCKSUM" > node_modules/.geogrid-installed
     fi
 fi

@@ -1,5 +1,179 @@
-"""Routes: pages (to be filled in)."""
+"""Routes: map pages, their page data, local web assets and the OpenAPI docs page.
 
-from fastapi import APIRouter
+Pages: ``/`` (index), ``/planner``, ``/leader``, ``/embed/{layer}``, ``/public``
+(网格化图谱) and ``/docs`` (Swagger UI from local assets). Assets: ``/assets/npm/...``
+(allow-listed npm packages from ``node_modules``) and ``/assets/static/...`` (our own
+scripts and styles); ``/basemap/{z}/{x}/{y}.png`` serves a local XYZ tile folder.
+Rendering and SQL live in :mod:`tiles.pages`; this module only wires HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+
+from api.deps import ConnDep
+from geogrid.errors import NotFound
+from tiles import pages as tp
 
 router = APIRouter()
+
+_ASSET_CACHE = "public, max-age=3600"
+
+
+def get_map_settings(request: Request) -> tp.MapSettings:
+    """Map settings, read from the environment once per app (tests may preset them)."""
+    state = request.app.state
+    if getattr(state, "map_settings", None) is None:
+        state.map_settings = tp.MapSettings()
+    settings: tp.MapSettings = state.map_settings
+    return settings
+
+
+MapSettingsDep = Annotated[tp.MapSettings, Depends(get_map_settings)]
+
+
+def _html(body: str) -> HTMLResponse:
+    return HTMLResponse(body, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/", response_class=HTMLResponse, tags=["pages"], summary="Index of map pages")
+def index(ms: MapSettingsDep) -> HTMLResponse:
+    """List the map pages and say whether the web assets are installed."""
+    config = tp.page_config(ms, "index")
+    return _html(
+        tp.render_page(
+            "index.html",
+            config=config,
+            title="geogrid 网格化服务管理",
+            missing=tp.missing_assets(ms),
+        )
+    )
+
+
+@router.get("/planner", response_class=HTMLResponse, tags=["pages"], summary="Planner page")
+def planner(conn: ConnDep, ms: MapSettingsDep, plan: int | None = None) -> HTMLResponse:
+    """Draft vs active plan, grid metrics on click, move a group between grids."""
+    config = tp.page_config(ms, "planner", plan=plan, bounds=tp.area_bounds(conn))
+    return _html(tp.render_page("planner.html", config=config, title="网格规划 Planner"))
+
+
+@router.get("/leader", response_class=HTMLResponse, tags=["pages"], summary="Leader page")
+def leader(conn: ConnDep, ms: MapSettingsDep) -> HTMLResponse:
+    """Heat map with time and category filters, case counts per grid."""
+    config = tp.page_config(
+        ms, "leader", bounds=tp.area_bounds(conn), categories=tp.case_categories(conn)
+    )
+    return _html(tp.render_page("leader.html", config=config, title="领导驾驶舱 Leader"))
+
+
+@router.get("/public", response_class=HTMLResponse, tags=["pages"], summary="Public grid map")
+def public(conn: ConnDep, ms: MapSettingsDep) -> HTMLResponse:
+    """网格化图谱: each grid with its responsible staff; no resident data."""
+    config = tp.page_config(ms, "public", bounds=tp.area_bounds(conn))
+    return _html(tp.render_page("public.html", config=config, title="网格化图谱 Public grid map"))
+
+
+@router.get("/embed/{layer}", response_class=HTMLResponse, tags=["pages"], summary="Embed map")
+def embed(conn: ConnDep, ms: MapSettingsDep, layer: Annotated[str, Path()]) -> HTMLResponse:
+    """A minimal map of one layer for iframes in other portals."""
+    if layer not in tp.EMBED_LAYERS:
+        raise NotFound(f"no embeddable layer {layer!r}; choose one of {', '.join(tp.EMBED_LAYERS)}")
+    config = tp.page_config(
+        ms, "embed", layer=layer, label=tp.EMBED_LAYERS[layer], bounds=tp.area_bounds(conn)
+    )
+    return _html(tp.render_page("embed.html", config=config, title=tp.EMBED_LAYERS[layer]))
+
+
+# -- page data -----------------------------------------------------------------------------
+
+
+@router.get("/public/grids.geojson", tags=["pages"], summary="Public grids with staff")
+def public_grids(conn: ConnDep, town: str | None = None) -> JSONResponse:
+    """Grids of the active plan with their staff (no resident data)."""
+    return JSONResponse(
+        tp.public_grids(conn, town_code=town),
+        media_type="application/geo+json",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@router.get("/public/photos/{staff_id}", tags=["pages"], summary="Staff photo")
+def staff_photo(conn: ConnDep, ms: MapSettingsDep, staff_id: int) -> Response:
+    """The staff member's photo, or a placeholder avatar when none is on file."""
+    name, photo = tp.staff_photo_name(conn, staff_id)
+    if photo:
+        try:
+            return FileResponse(tp.staff_photo(ms, photo), headers={"Cache-Control": _ASSET_CACHE})
+        except NotFound:
+            pass  # a missing file falls back to the placeholder, like no photo at all
+    return Response(tp.placeholder_photo(name), media_type="image/svg+xml")
+
+
+@router.get("/planner/plans/{plan_id}/groups.geojson", tags=["pages"], summary="Plan groups")
+def planner_groups(conn: ConnDep, plan_id: int) -> JSONResponse:
+    """Villager groups of a plan with the grid each belongs to (household counts only)."""
+    return JSONResponse(
+        tp.plan_groups(conn, plan_id),
+        media_type="application/geo+json",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+# -- assets --------------------------------------------------------------------------------
+
+
+@router.get("/assets/npm/{package}/{path:path}", include_in_schema=False)
+def npm_asset(ms: MapSettingsDep, package: str, path: str) -> FileResponse:
+    """A file of an allow-listed npm package (Leaflet, VectorGrid, swagger-ui)."""
+    return FileResponse(tp.npm_asset(package, path, ms), headers={"Cache-Control": _ASSET_CACHE})
+
+
+@router.get("/assets/static/{path:path}", include_in_schema=False)
+def static_asset(path: str) -> FileResponse:
+    """One of geogrid's own page scripts or styles."""
+    return FileResponse(tp.static_asset(path), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/assets", tags=["pages"], summary="Installed web assets")
+def asset_listing(ms: MapSettingsDep) -> dict[str, Any]:
+    """Which web assets the pages use and whether any are missing."""
+    a = tp.ASSETS
+    return {
+        "assets": [
+            a.leaflet_js,
+            a.leaflet_css,
+            a.vectorgrid_js,
+            a.swagger_js,
+            a.swagger_css,
+            f"{a.static}/geogrid-map.js",
+            f"{a.static}/geogrid.css",
+        ],
+        "missing": tp.missing_assets(ms),
+        "basemap": tp.basemap_config(ms)["kind"],
+    }
+
+
+@router.get("/basemap/{z}/{x}/{y}.png", include_in_schema=False)
+def basemap_tile(ms: MapSettingsDep, z: int, x: int, y: int) -> FileResponse:
+    """A tile of the local XYZ base-map folder (``GEOGRID_BASEMAP_DIR``)."""
+    return FileResponse(tp.basemap_tile(ms, z, x, y), headers={"Cache-Control": _ASSET_CACHE})
+
+
+@router.get("/docs", include_in_schema=False)
+def docs(request: Request, ms: MapSettingsDep) -> HTMLResponse:
+    """Swagger UI for the OpenAPI document, loaded from local assets only."""
+    tp.npm_asset("swagger-ui-dist", "swagger-ui-bundle.js", ms)  # clear error if missing
+    a = tp.ASSETS
+    return get_swagger_ui_html(
+        openapi_url=request.app.openapi_url or "/openapi.json",
+        title=f"{request.app.title} — 接口文档 API docs",
+        swagger_js_url=a.swagger_js,
+        swagger_css_url=a.swagger_css,
+        swagger_favicon_url=a.swagger_favicon,
+        # No online validator badge (its default is an https URL).
+        swagger_ui_parameters={"validatorUrl": None},
+    )

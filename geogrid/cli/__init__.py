@@ -21,6 +21,7 @@ from geogrid.errors import GeogridError
 #: Topic modules, each with ``register(app: typer.Typer) -> None``.
 TOPICS = (
     "db", "sample", "coords", "address", "importer", "partition", "plan", "serve", "demo",
+    "mapcmd",
 )  # fmt: skip
 
 err_console = Console(stderr=True)

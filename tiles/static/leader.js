@@ -1,0 +1,114 @@
+/* Leader page: incident heat map (pre-aggregated heat tiles), time range and category filters,
+ * cases per grid (choropleth from /api/stats/cases-by-grid), raw case points at street zoom.
+ * Data: /tiles/heat/{z}/{x}/{y}.mvt?from&to&category, /tiles/cases/{z}/{x}/{y}.mvt (z >= 16),
+ * /api/stats/cases-by-grid?from&to&category (grids of the active plan with their case counts). */
+(function () {
+  "use strict";
+  var cfg = GG.config();
+  var map = GG.createMap("map");
+  var STREET_ZOOM = 16;
+  var fromEl = document.getElementById("gg-from");
+  var toEl = document.getElementById("gg-to");
+  var catEl = document.getElementById("gg-category");
+  var HEAT_BREAKS = [1, 3, 10, 30, 100, 300];
+  var COUNT_BREAKS = [0, 1, 5, 10, 25, 50];
+  var control = L.control.layers(null, null, { collapsed: false }).addTo(map);
+  var layers = { heat: null, points: null, grids: null };
+
+  (cfg.categories || []).forEach(function (c) {
+    var o = document.createElement("option");
+    o.value = c; o.textContent = c;
+    catEl.appendChild(o);
+  });
+  var today = new Date();
+  var from = new Date(today.getTime() - 365 * 864e5);
+  toEl.value = cfg.to || today.toISOString().slice(0, 10);
+  fromEl.value = cfg.from || from.toISOString().slice(0, 10);
+
+  function filters() {
+    return { from: fromEl.value, to: toEl.value, category: catEl.value };
+  }
+
+  function count(props) {
+    var v = GG.prop(props, ["n", "cases", "count", "value"]);
+    return typeof v === "number" ? v : parseFloat(v) || 0;
+  }
+
+  function heatStyle(props) {
+    return { fill: true, fillColor: GG.binColour(count(props), HEAT_BREAKS, GG.REDS), fillOpacity: 0.7,
+             stroke: false, radius: 6 };
+  }
+
+  function anyLayer(styleFn) {
+    // Style every MVT layer name the same way, whatever the server calls it.
+    return new Proxy({}, { get: function () { return styleFn; } });
+  }
+
+  function replace(key, layer, label) {
+    var wasOn = !layers[key] || map.hasLayer(layers[key]);
+    if (layers[key]) { control.removeLayer(layers[key]); map.removeLayer(layers[key]); }
+    layers[key] = layer;
+    if (wasOn) { layer.addTo(map); }
+    control.addOverlay(layer, label);
+  }
+
+  function loadTiles() {
+    var f = filters();
+    replace("heat", GG.vectorTiles(GG.url("/tiles/heat/{z}/{x}/{y}.mvt", f), {
+      vectorTileLayerStyles: anyLayer(heatStyle), interactive: false, maxNativeZoom: 16
+    }), "事件热力 Heat");
+    replace("points", GG.vectorTiles(GG.url("/tiles/cases/{z}/{x}/{y}.mvt", f), {
+      vectorTileLayerStyles: anyLayer(function () {
+        return { radius: 4, fill: true, fillColor: "#a50f15", fillOpacity: 0.9, color: "#fff", weight: 1 };
+      }),
+      minZoom: STREET_ZOOM, interactive: true
+    }).on("click", function (e) {
+      var p = e.layer && e.layer.properties || {};
+      L.popup().setLatLng(e.latlng).setContent(
+        "<b>" + GG.esc(p.category || "事件") + "</b><br>" + GG.esc(p.case_no || "") + "<br>" +
+        GG.esc(p.status || "") + " " + GG.esc(p.reported_at || "") + "<br>" + GG.esc(p.description || "")
+      ).openOn(map);
+    }), "事件点位 Points (≥16级)");
+  }
+
+  function loadCounts() {
+    return GG.fetchJSON(GG.url("/api/stats/cases-by-grid", filters())).then(function (res) {
+      var fc = res.data, total = 0, ranked = [];
+      var layer = GG.geojson(fc, {
+        style: function (f) {
+          return { color: GG.GRID_STROKE, weight: 1.5, fillColor: GG.binColour(count(f.properties), COUNT_BREAKS, GG.REDS), fillOpacity: 0.45 };
+        },
+        onEachFeature: function (f, l) {
+          var n = count(f.properties), name = f.properties.name || f.properties.code;
+          total += n;
+          ranked.push([name, n]);
+          l.bindTooltip(GG.esc(name) + "：" + n + " 件 / " + GG.esc(f.properties.households) + " 户", { sticky: true });
+        }
+      });
+      replace("grids", layer, "各网格事件数 Cases per grid");
+      if (layers.heat) { layers.heat.bringToFront(); }
+      ranked.sort(function (a, b) { return b[1] - a[1]; });
+      document.getElementById("gg-total").textContent = String(total);
+      document.getElementById("gg-top").innerHTML = ranked.slice(0, 15).map(function (r) {
+        return "<li>" + GG.esc(r[0]) + "：<b>" + r[1] + "</b></li>";
+      }).join("");
+      if (!fc.features.length) { GG.status("暂无现行方案 No active plan", "error"); }
+    });
+  }
+
+  GG.legend("事件数 Cases", HEAT_BREAKS, GG.REDS).addTo(map);
+  loadTiles();
+  loadCounts().then(function () {
+    document.body.dataset.ready = "1";
+  }).catch(function (err) {
+    GG.status("加载失败 Load failed: " + err.message, "error");
+    document.body.dataset.ready = "error";
+  });
+
+  document.getElementById("gg-filters").addEventListener("submit", function (e) {
+    e.preventDefault();
+    loadTiles();
+    loadCounts().catch(function (err) { GG.status("加载失败: " + err.message, "error"); });
+  });
+  window.ggLeader = { map: map, layers: layers };
+})();
