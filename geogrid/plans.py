@@ -60,6 +60,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from geogrid.errors import Conflict, IllegalTransition, InvalidInput, NotFound
+from geogrid.overlays import assign_grids
 from partition import (
     PartitionParams,
     Plan,
@@ -1309,6 +1310,8 @@ def activate_plan(engine: Engine, plan_id: int) -> PlanInfo:
                 f"another plan of town {town} was activated at the same time; retry.",
                 detail={"plan_id": plan_id},
             ) from exc
+        # overlays (cases, key units, inspection points) follow the new grids, atomically
+        assign_grids(conn, town_code=town)
         return get_plan(conn, plan_id)
 
 

@@ -282,10 +282,28 @@ def test_redraw_with_unchanged_data_moves_nothing(town: Town) -> None:
 
 
 def test_activate_archives_previous_and_refuses_non_drafts(town: Town) -> None:
-    with town.engine.connect() as conn:
+    with town.engine.begin() as conn:
         assert plans.get_plan(conn, town.a).status == "active"
+        conn.execute(  # a key unit not yet placed in any grid
+            text(
+                "INSERT INTO key_units (unit_no, name, unit_type, risk_level, geom, village_code) "
+                "SELECT 'KU-T', '测试小学', '学校', 2, ST_PointOnSurface(geom), code "
+                "FROM admin_areas "
+                "WHERE level = 'village' ORDER BY code LIMIT 1"
+            )
+        )
     active = plans.activate_plan(town.engine, town.r)
     assert active.status == "active" and active.activated_at is not None
+    with town.engine.connect() as conn:  # overlays follow the newly active grids
+        placed = conn.execute(
+            text(
+                "SELECT k.grid_code = g.code FROM key_units k JOIN grids g "
+                "ON g.plan_id = :p AND g.level = 3 AND ST_Contains(g.geom, k.geom) "
+                "WHERE k.unit_no = 'KU-T'"
+            ),
+            {"p": town.r},
+        ).scalar_one()
+    assert placed is True
     with town.engine.connect() as conn:
         assert plans.get_plan(conn, town.a).status == "archived"
         actives = conn.execute(

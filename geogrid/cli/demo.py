@@ -80,11 +80,7 @@ def ensure_active_plan(engine: Engine, town_code: str, cadres: Path | None) -> i
             author="geogrid demo",
             jobs=2,
         )
-        activate_plan(engine, plan_id)
-    from geogrid import overlays
-
-    with engine.begin() as conn:
-        overlays.assign_grids(conn, town_code=town_code)
+        activate_plan(engine, plan_id)  # also places the overlays in the new grids
     console.print(f"plan {plan_id} partitioned and activated")
     return plan_id
 
