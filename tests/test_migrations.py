@@ -141,3 +141,17 @@ def test_layer_versions_bump_on_change(db_conn) -> None:  # type: ignore[no-unty
     )
     assert version("cases") == before[0] + 1
     assert version("villages") == before[1]
+
+
+def test_layer_versions_do_not_move_when_nothing_changed(db_conn) -> None:  # type: ignore[no-untyped-def]
+    def version() -> int:
+        return int(
+            db_conn.execute(
+                text("SELECT version FROM layer_versions WHERE layer = 'cases'")
+            ).scalar_one()
+        )
+
+    before = version()
+    db_conn.execute(text("UPDATE cases SET category = category WHERE false"))
+    db_conn.execute(text("DELETE FROM cases WHERE case_no = 'no such case'"))
+    assert version() == before
