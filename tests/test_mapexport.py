@@ -32,13 +32,12 @@ def test_export_is_self_contained_and_draws_offline(
     missing = CliRunner().invoke(build_app(), ["map", "export", "--plan", "999", "-o", str(out)])
     assert missing.exit_code == 1 and "does not exist" in str(missing.exception)
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    assert Path(CHROMIUM).exists(), "Debian chromium is missing: run scripts/setup.sh"
     import io
 
     import numpy as np
     from PIL import Image
+    from playwright import sync_api
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
