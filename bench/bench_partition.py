@@ -1,0 +1,394 @@
+"""Benchmark: geogrid's partitioner against PySAL spopt on the same villages.
+
+Run ``.venv/bin/python bench/bench_partition.py`` (sample town) or add ``--county``
+(generated county, ~250 villages, ~300k households). Inputs are generated into a cache
+folder on first use (``--data``, default ``$TMPDIR/geogrid-bench``).
+
+Method
+------
+geogrid runs end to end (territories included) on the village set, once in one process
+(``jobs=1``, comparable with the peers) and once with ``--jobs`` processes. The peers get
+*the same units*: geogrid's group territories, household counts and edge adjacency
+(rook contiguity on the territories), village by village:
+
+* spopt ``MaxPHeuristic`` with the band's lower bound (100 households) as floor;
+* spopt ``AZP`` with the same number of regions per village as geogrid;
+
+both use the unit centroids as attributes (compact regions). On the county, peers run on
+a subset of villages (``--peer-villages``, default 40) and geogrid's numbers for the same
+subset are printed next to them. Reported per method: runtime, share of grids with
+100–200 households, mean/max |households − 150|, mean Polsby–Popper (metric CRS) and
+contiguity violations (regions not joined along borders of > 1 m, or in several pieces).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from rich.console import Console
+from rich.table import Table
+
+from partition import PartitionParams, partition_plan, quality_report, validate_plan
+from partition._geo import cover_union, polygon_parts, utm_crs
+from partition.plan import neighbours
+from partition.solver import components
+
+console = Console(highlight=False, width=220)
+LO, HI, TARGET = 100, 200, 150
+
+
+@dataclass
+class Row:
+    method: str
+    villages: int
+    seconds: float
+    grids: int
+    in_band: float
+    mean_dev: float
+    max_dev: float
+    mean_pp: float
+    contiguity: int
+    note: str = ""
+    completed: tuple[str, ...] = ()
+
+
+def _load() -> float:
+    import os
+
+    return os.getloadavg()[0]
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def _inputs(
+    data: Path, county: bool
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    from geogrid.sample.town import generate_county, generate_town
+
+    folder = data / ("county" if county else "town")
+    if not (folder / "truth" / "households.gpkg").exists():
+        console.log(f"generating {'county' if county else 'sample town'} into {folder}")
+        if county:
+            generate_county(0, folder, formats=("csv",))
+        else:
+            generate_town(0, folder, formats=("csv",))
+    hh = gpd.read_file(folder / "truth" / "households.gpkg", layer="households")
+    villages = gpd.read_file(folder / "boundaries.gpkg", layer="villages")
+    groups = gpd.read_file(folder / "groups.gpkg", layer="groups")
+    return hh, villages, groups
+
+
+def _score(
+    method: str,
+    regions: list[tuple[np.ndarray, list[shapely.Geometry]]],
+    seconds: float,
+    villages: int,
+    note: str = "",
+) -> Row:
+    """``regions``: per region, the unit households and unit metric geometries."""
+    h = np.array([w.sum() for w, _ in regions], dtype=float)
+    dev = np.abs(h - TARGET)
+    pp, bad = [], 0
+    for _, geoms in regions:
+        geom = cover_union(geoms)
+        parts = polygon_parts(geom)
+        pp.append(4 * math.pi * geom.area / geom.length**2 if geom.length else 0.0)
+        if len(geoms) > 1:
+            nb = neighbours(geoms)
+            if len(components(list(range(len(geoms))), nb)) > 1:
+                bad += 1
+                continue
+        if len(parts) > 1:
+            bad += 1
+    return Row(
+        method,
+        villages,
+        seconds,
+        len(h),
+        float(((h >= LO) & (h <= HI)).mean()),
+        float(dev.mean()),
+        float(dev.max()),
+        float(np.mean(pp)),
+        bad,
+        note,
+    )
+
+
+def _units_by_village(plan) -> dict[str, tuple[gpd.GeoDataFrame, list[shapely.Geometry]]]:
+    out = {}
+    for code, units in plan.assignment.groupby("village_code", sort=True):
+        units = units.reset_index(drop=True)
+        c = units.geometry.union_all().centroid
+        metric = units.to_crs(utm_crs(c.x, c.y))
+        out[str(code)] = (metric, list(metric.geometry))
+    return out
+
+
+def _geogrid_regions(plan, codes: list[str], units_by_v) -> list[tuple[np.ndarray, list]]:
+    regions = []
+    for code in codes:
+        metric, geoms = units_by_v[code]
+        for _, idx in metric.groupby("grid_code").groups.items():
+            ix = list(idx)
+            regions.append((metric["households"].to_numpy()[ix], [geoms[i] for i in ix]))
+    return regions
+
+
+def _run_peer(
+    name: str,
+    solve: Callable[[gpd.GeoDataFrame, object, int], np.ndarray],
+    plan,
+    codes: list[str],
+    units_by_v,
+    timeout: float,
+) -> Row:
+    from libpysal.weights import W
+
+    regions: list[tuple[np.ndarray, list]] = []
+    seconds = 0.0
+    failures = timeouts = 0
+    done = set(codes)
+    for code in codes:
+        metric, geoms = units_by_v[code]
+        n_grids = int((plan.grids["village_code"] == code).sum())
+        frame = metric[["households"]].copy()
+        cent = shapely.centroid(np.asarray(geoms, dtype=object))
+        frame["x"] = shapely.get_x(cent)
+        frame["y"] = shapely.get_y(cent)
+        frame = gpd.GeoDataFrame(frame, geometry=geoms, crs=metric.crs)
+        nb = neighbours(geoms)
+        w = W({i: nb[i] for i in range(len(geoms))}, silence_warnings=True)
+        status, labels, took = _with_timeout(solve, (frame, w, n_grids), timeout)
+        seconds += took
+        if status == "timeout":
+            timeouts += 1
+            done.discard(code)
+            continue  # no labels: excluded from the quality columns, time counted
+        if status == "error":
+            logging.getLogger("bench").debug("%s failed on %s", name, code)
+            labels = np.zeros(len(geoms), dtype=int)
+            failures += 1
+        hh = frame["households"].to_numpy()
+        for r in sorted(set(labels.tolist())):
+            ix = np.flatnonzero(labels == r)
+            regions.append((hh[ix], [geoms[i] for i in ix]))
+    notes = []
+    if failures:
+        notes.append(f"{failures} villages failed → 1 region")
+    if timeouts:
+        notes.append(f"{timeouts} villages hit the {timeout:.0f} s limit (time counted, no grids)")
+    row = _score(name, regions, seconds, len(codes), "; ".join(notes))
+    row.completed = tuple(sorted(done))
+    return row
+
+
+def _child(conn, solve, args) -> None:  # runs in a forked process
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            labels = np.asarray(solve(*args))
+        conn.send(("ok", labels, time.perf_counter() - t0))
+    except Exception:  # a peer failing on a village is a result, not a crash
+        conn.send(("error", None, time.perf_counter() - t0))
+
+
+def _with_timeout(solve, args, timeout: float):
+    """Run ``solve(*args)`` in a forked process; give up after ``timeout`` seconds."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, solve, args))
+    proc.start()
+    if parent.poll(timeout):
+        result = parent.recv()
+        proc.join()
+        return result
+    proc.terminate()
+    proc.join()
+    return "timeout", None, timeout
+
+
+def _maxp(frame: gpd.GeoDataFrame, w, _k: int) -> np.ndarray:
+    from spopt.region import MaxPHeuristic
+
+    if frame["households"].sum() < LO:  # infeasible floor: one region
+        return np.zeros(len(frame), dtype=int)
+    np.random.seed(0)  # MaxPHeuristic has no seed argument (global numpy state)
+    model = MaxPHeuristic(frame, w, ["x", "y"], "households", LO, top_n=2, policy="multiple")
+    model.solve()
+    return np.asarray(model.labels_)
+
+
+def _azp(frame: gpd.GeoDataFrame, w, k: int) -> np.ndarray:
+    from spopt.region import AZP
+
+    if k <= 1:
+        return np.zeros(len(frame), dtype=int)
+    model = AZP(frame, w, ["x", "y"], n_clusters=k, random_state=0)
+    model.solve()
+    return np.asarray(model.labels_)
+
+
+def bench(data: Path, county: bool, jobs: int, peer_villages: int, timeout: float) -> list[Row]:
+    hh, villages, groups = _inputs(data, county)
+    label = "county" if county else "sample town"
+    console.log(f"{label}: {len(villages)} villages, {len(hh)} households")
+    params = PartitionParams()
+    rows: list[Row] = []
+    t0 = time.perf_counter()
+    plan_j = partition_plan(hh, villages, groups, params=params, jobs=jobs)
+    t_jobs = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    plan = partition_plan(hh, villages, groups, params=params, jobs=1)
+    t_one, cpu_one = time.perf_counter() - t0, time.process_time() - c0
+    problems = validate_plan(plan, hh)
+    same = plan.grids[["code", "groups"]].equals(plan_j.grids[["code", "groups"]])
+    rep = quality_report(plan)
+    units_by_v = _units_by_village(plan)
+    codes = sorted(units_by_v)
+    peer_codes = (
+        codes if not county else codes[:: max(1, len(codes) // peer_villages)][:peer_villages]
+    )
+    regions_all = _geogrid_regions(plan, codes, units_by_v)
+    bound = rep["totals"]["bound_share_in_band"]
+    rows.append(
+        _score(
+            f"geogrid (jobs={jobs})",
+            regions_all,
+            t_jobs,
+            len(codes),
+            f"violations {len(problems)}; bound in-band {100 * bound:.1f}%; "
+            f"same plan as jobs=1: {same}",
+        )
+    )
+    rows.append(
+        _score(
+            "geogrid (jobs=1)",
+            regions_all,
+            t_one,
+            len(codes),
+            f"territories included; CPU {cpu_one:.1f} s; load avg {_load():.1f} on {_cpus()} CPUs",
+        )
+    )
+    if peer_codes != codes:
+        sub = _geogrid_regions(plan, peer_codes, units_by_v)
+        # time geogrid on exactly the peers' subset, in-process, territories included
+        sub_v = villages[villages["code"].isin(peer_codes)]
+        sub_h = hh[hh["village_code"].isin(peer_codes)]
+        sub_g = groups[groups["village_code"].isin(peer_codes)]
+        t0 = time.perf_counter()
+        partition_plan(sub_h, sub_v, sub_g, params=params, jobs=1)
+        rows.append(
+            _score("geogrid (jobs=1), peer subset", sub, time.perf_counter() - t0, len(peer_codes))
+        )
+    note = "" if peer_codes == codes else f"subset of {len(peer_codes)} villages"
+    for name, fn in (
+        ("spopt MaxPHeuristic (floor 100)", _maxp),
+        ("spopt AZP (k = geogrid's)", _azp),
+    ):
+        console.log(f"running {name} on {len(peer_codes)} villages")
+        r = _run_peer(name, fn, plan, peer_codes, units_by_v, timeout)
+        r.note = "; ".join(x for x in (note, r.note, "same units, unit-only time") if x)
+        rows.append(r)
+        if len(r.completed) < len(peer_codes):
+            same = _geogrid_regions(plan, list(r.completed), units_by_v)
+            rows.append(
+                _score(
+                    f"geogrid on the {len(r.completed)} villages {name.split(' (')[0]} finished",
+                    same,
+                    float("nan"),
+                    len(r.completed),
+                    "quality only",
+                )
+            )
+    _print(label, rows, len(hh))
+    return rows
+
+
+def _print(label: str, rows: list[Row], n_households: int) -> None:
+    table = Table(title=f"{label}: {n_households} households")
+    for col in (
+        "method",
+        "villages",
+        "seconds",
+        "grids",
+        "in 100–200",
+        "mean |dev|",
+        "max |dev|",
+        "mean PP",
+        "contiguity viol.",
+        "note",
+    ):
+        table.add_column(col, justify="left" if col in ("method", "note") else "right")
+    for r in rows:
+        table.add_row(
+            r.method,
+            str(r.villages),
+            "–" if math.isnan(r.seconds) else f"{r.seconds:.2f}",
+            str(r.grids),
+            f"{100 * r.in_band:.1f}%",
+            f"{r.mean_dev:.1f}",
+            f"{r.max_dev:.0f}",
+            f"{r.mean_pp:.3f}",
+            str(r.contiguity),
+            r.note,
+        )
+    console.print(table)
+    base = {r.method: r for r in rows}
+    ref_t = base.get("geogrid (jobs=1), peer subset") or base["geogrid (jobs=1)"]
+    for r in rows:
+        if r.method.startswith("spopt"):
+            peer = r.method.split(" (")[0]
+            ref = next(
+                (x for x in rows if x.method.startswith("geogrid on the") and peer in x.method),
+                ref_t,
+            )
+            console.print(
+                f"{r.method}: geogrid is {r.seconds / ref_t.seconds:.1f}× faster "
+                f"(geogrid time includes territories), "
+                f"in-band {100 * ref.in_band:.1f}% vs {100 * r.in_band:.1f}%, "
+                f"mean |dev| {ref.mean_dev:.1f} vs {r.mean_dev:.1f}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--county", action="store_true", help="also run the generated county")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "geogrid-bench",
+        help="input cache folder (generated on first use)",
+    )
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--peer-villages", type=int, default=20)
+    parser.add_argument("--peer-timeout", type=float, default=10.0, help="seconds per village")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    bench(args.data, False, args.jobs, args.peer_villages, args.peer_timeout)
+    if args.county:
+        bench(args.data, True, args.jobs, args.peer_villages, args.peer_timeout)
+
+
+if __name__ == "__main__":
+    pd.set_option("display.width", 200)
+    main()

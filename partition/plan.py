@@ -1,0 +1,1163 @@
+"""Partition households into basic grids, village by village.
+
+:func:`partition_plan` validates the inputs, splits them into one picklable work item
+per village and runs :func:`partition_village` on each (serially, in a process pool, or on
+a Dask cluster), then assembles a :class:`Plan`.
+
+Named policies for awkward input
+--------------------------------
+* **Village in several parts** — every part is partitioned on its own (a group with
+  households in two parts becomes one unit per part, flagged).
+* **Oversized group** (more households than ``hi``) — ``split_large=False``: the group is
+  its own grid, flagged ``oversized``; ``split_large=True``: its households are split into
+  contiguous, balanced parts, each its own grid, flagged ``split_group``.
+* **Empty village** (no households) — ``empty_village="single"``: one grid covering the
+  village, flagged ``empty``; ``"skip"``: no grid, noted in :attr:`Plan.villages`.
+* **Households outside every village** (no known village code and no village polygon
+  containing them) — listed in :attr:`Plan.unassigned`; households outside their own
+  village's polygon stay with their group and are marked ``outside_boundary``.
+* **Fixed number of grids** larger than the number of groups — :class:`InvalidInput`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS, Transformer
+from shapely.geometry.base import BaseGeometry
+
+from geogrid.errors import InvalidInput
+from partition._geo import (
+    GRID_SIZE,
+    MIN_SHARED_BORDER,
+    as_multipolygon,
+    clean,
+    cover_union,
+    polygon_parts,
+    rebuild_coverage,
+    renode,
+    shared_lengths,
+    union,
+    utm_crs,
+)
+from partition.solver import (
+    BalanceBound,
+    Objective,
+    balance_bound_parts,
+    components,
+    partition_units,
+    solve_k,
+)
+from partition.territories import derive_metric, repair_metric
+
+__all__ = [
+    "PartitionParams",
+    "Plan",
+    "VillageWork",
+    "partition_plan",
+    "partition_village",
+    "village_work",
+]
+
+log = logging.getLogger(__name__)
+
+HOUSEHOLD_COLUMNS = ("register_no", "group_no")
+VILLAGE_COLUMNS = ("code",)
+GROUP_COLUMNS = ("village_code", "group_no")
+GRID_LEVEL = 3
+
+
+@dataclass(frozen=True)
+class PartitionParams:
+    """Parameters of a partition run (stored with the plan).
+
+    Parameters
+    ----------
+    target, lo, hi
+        Target households per grid and the tolerance band.
+    seed
+        Seed of the per-village :class:`numpy.random.Generator` (mixed with the code).
+    split_large
+        Split groups above ``hi`` into contiguous parts instead of leaving them alone.
+    empty_village
+        Policy for villages without households: ``"single"`` or ``"skip"``.
+    restarts, kicks
+        Search effort: KMeans starts per k and perturbation rounds per start.
+    """
+
+    target: int = 150
+    lo: int = 100
+    hi: int = 200
+    seed: int = 0
+    split_large: bool = False
+    empty_village: Literal["single", "skip"] = "single"
+    restarts: int = 2
+    kicks: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lo <= self.target <= self.hi:
+            raise InvalidInput(
+                f"need 0 < min <= target <= max, got {self.lo} <= {self.target} <= {self.hi}."
+            )
+        if self.empty_village not in ("single", "skip"):
+            raise InvalidInput("empty_village must be 'single' or 'skip'.")
+
+    def objective(self, **changes: float) -> Objective:
+        """The solver objective for these parameters."""
+        return replace(
+            Objective(target=float(self.target), lo=float(self.lo), hi=float(self.hi)),
+            **changes,
+        )
+
+
+@dataclass
+class VillageWork:
+    """Everything needed to partition one village (picklable, EPSG:4326)."""
+
+    code: str
+    name: str
+    geometry: BaseGeometry
+    households: pd.DataFrame  # register_no, group_no, population, lon, lat
+    groups: dict[int, BaseGeometry] | None = None
+    k: int | None = None
+    existing: list[tuple[str, BaseGeometry, str | None]] | None = None
+
+
+@dataclass
+class VillageResult:
+    """Output of :func:`partition_village` (EPSG:4326 geometries)."""
+
+    code: str
+    grids: list[dict[str, Any]]
+    units: list[dict[str, Any]]
+    households: pd.DataFrame  # register_no, unit, grid_code, outside_boundary
+    bound: BalanceBound
+    notes: list[str]
+    moved: int | None = None
+
+
+@dataclass
+class Plan:
+    """A partition result: grids, group→grid assignment and what could not be placed.
+
+    Attributes
+    ----------
+    grids
+        One row per grid: ``code, village_code, grid_no, level, households, population,
+        groups`` (text, e.g. ``"1,2,5"``), ``flags`` (text), geometry MultiPolygon,
+        EPSG:4326.
+    assignment
+        One row per unit (group or group part): ``village_code, unit, group_no, part,
+        grid_code, households, population`` plus the unit territory as geometry.
+    households
+        ``register_no, village_code, unit, grid_code, outside_boundary``.
+    unassigned
+        Households in no grid, with ``reason``.
+    villages
+        Per village: code, name, geometry (EPSG:4326), bound on in-band share and on
+        mean deviation, households moved (redraw), notes.
+    params
+        The :class:`PartitionParams` used.
+    """
+
+    grids: gpd.GeoDataFrame
+    assignment: gpd.GeoDataFrame
+    households: pd.DataFrame
+    unassigned: pd.DataFrame
+    villages: gpd.GeoDataFrame
+    params: PartitionParams
+    redraw: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def households_moved(self) -> int | None:
+        """Households assigned to another grid than in the existing plan (redraw only)."""
+        if not self.redraw:
+            return None
+        return int(self.villages["moved"].fillna(0).sum())
+
+
+# --------------------------------------------------------------------------- geometry utils
+
+
+def _metric_crs(geom4326: BaseGeometry) -> CRS:
+    c = geom4326.centroid if not geom4326.is_empty else shapely.Point(0, 0)
+    return utm_crs(c.x, c.y)
+
+
+class _Proj:
+    """Forward/backward transformers between EPSG:4326 and a metric CRS."""
+
+    def __init__(self, metric: CRS) -> None:
+        self.metric = metric
+        self.fwd = Transformer.from_crs(4326, metric, always_xy=True)
+        self.inv = Transformer.from_crs(metric, 4326, always_xy=True)
+
+    def to_metric(self, geom: BaseGeometry) -> BaseGeometry:
+        return shapely.transform(
+            geom, lambda c: np.column_stack(self.fwd.transform(c[:, 0], c[:, 1]))
+        )
+
+    def to_4326(self, geom: BaseGeometry) -> BaseGeometry:
+        return shapely.transform(
+            geom, lambda c: np.column_stack(self.inv.transform(c[:, 0], c[:, 1]))
+        )
+
+    def xy(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        x, y = self.fwd.transform(np.asarray(lon, float), np.asarray(lat, float))
+        return np.column_stack([x, y])
+
+
+def neighbours(
+    geoms: Sequence[BaseGeometry], min_border: float = MIN_SHARED_BORDER
+) -> list[list[int]]:
+    """Edge adjacency lists: ``i`` and ``j`` are neighbours if they share > ``min_border`` m.
+
+    Polygons meeting only at a corner are not neighbours.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> neighbours([shapely.box(0, 0, 10, 10), shapely.box(10, 0, 20, 10),
+    ...             shapely.box(20, 10, 30, 20)])
+    [[1], [0], []]
+    """
+    nb: list[list[int]] = [[] for _ in geoms]
+    for (i, j), length in shared_lengths(geoms).items():
+        if length > min_border:
+            nb[i].append(j)
+            nb[j].append(i)
+    return [sorted(x) for x in nb]
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _check_frame(frame: Any, what: str, columns: Iterable[str], geom_type: str | None) -> None:
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise InvalidInput(f"{what} must be a GeoDataFrame.")
+    if frame.crs is None:
+        raise InvalidInput(f"{what} have no CRS; set it (e.g. EPSG:4326) first.")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"{what} lack the column(s) {', '.join(missing)}.")
+    if geom_type and len(frame):
+        types = set(frame.geom_type.dropna())
+        bad = types - ({"Point"} if geom_type == "Point" else {"Polygon", "MultiPolygon"})
+        if bad or frame.geometry.isna().any():
+            raise InvalidInput(f"{what} must all be {geom_type} geometries, found {sorted(bad)}.")
+
+
+def _check_villages(villages: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    _check_frame(villages, "villages", VILLAGE_COLUMNS, "Polygon")
+    v = villages.to_crs(4326).copy()
+    v["code"] = v["code"].astype(str)
+    bad_codes = v.loc[~v["code"].str.fullmatch(r"\d{12}"), "code"].tolist()
+    if bad_codes:
+        raise InvalidInput(f"village codes must be 12 digits: {bad_codes[:5]}.")
+    if v["code"].duplicated().any():
+        raise InvalidInput(
+            f"duplicate village codes: {v.loc[v['code'].duplicated(), 'code'].tolist()[:5]}."
+        )
+    invalid = v.loc[~v.geometry.is_valid, "code"].tolist()
+    if invalid:
+        raise InvalidInput(
+            f"village geometries are invalid: {invalid[:5]}; repair them (e.g. make_valid) first."
+        )
+    empty = v.loc[v.geometry.is_empty, "code"].tolist()
+    if empty:
+        raise InvalidInput(f"village geometries are empty: {empty[:5]}.")
+    if "name" not in v.columns:
+        v["name"] = v["code"]
+    return v.sort_values("code").reset_index(drop=True)
+
+
+def _single_points(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Unwrap one-point MultiPoints (as GeoPackage writers often store points)."""
+    multi = (frame.geom_type == "MultiPoint").to_numpy()
+    if not multi.any():
+        return frame
+    geoms = frame.geometry.to_numpy()
+    n = shapely.get_num_geometries(geoms[multi])
+    if (n != 1).any():
+        raise InvalidInput(f"{int((n != 1).sum())} household geometries hold several points.")
+    frame = frame.copy()
+    frame.loc[multi, frame.geometry.name] = shapely.get_geometry(geoms[multi], 0)
+    return frame
+
+
+def _check_households(households: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    if isinstance(households, gpd.GeoDataFrame) and households.crs is not None:
+        households = _single_points(households)
+    _check_frame(households, "households", HOUSEHOLD_COLUMNS, "Point")
+    h = households.to_crs(4326).copy()
+    if h["register_no"].isna().any():
+        raise InvalidInput("households have an empty register_no.")
+    h["register_no"] = h["register_no"].astype(str)
+    key = ["village_code", "register_no"] if "village_code" in h.columns else ["register_no"]
+    dup = h.duplicated(key)
+    if dup.any():
+        raise InvalidInput(
+            f"duplicate household {' + '.join(key)}: {h.loc[dup, 'register_no'].tolist()[:5]}; "
+            "a register number must be unique within its village."
+        )
+    if h["group_no"].isna().any():
+        raise InvalidInput(
+            f"{int(h['group_no'].isna().sum())} households have no group_no; assign them first."
+        )
+    h["group_no"] = h["group_no"].astype(np.int64)
+    if "population" not in h.columns:
+        h["population"] = 1
+    h["population"] = h["population"].fillna(0).astype(np.int64)
+    if "village_code" not in h.columns:
+        h["village_code"] = None
+    h["village_code"] = h["village_code"].astype("string")
+    empty = h.geometry.is_empty
+    if empty.any():
+        raise InvalidInput(f"{int(empty.sum())} households have empty geometry.")
+    return h
+
+
+def _locate(h: gpd.GeoDataFrame, v: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Give every household a known village code; return (located, unassigned)."""
+    known = set(v["code"])
+    ok = h["village_code"].isin(known).fillna(False).to_numpy(dtype=bool)
+    h = h.copy()
+    if (~ok).any():
+        lost = h.loc[~ok]
+        joined = gpd.sjoin(
+            lost[["geometry"]], v[["code", "geometry"]], predicate="within", how="left"
+        )
+        joined = joined[~joined.index.duplicated(keep="first")]
+        h.loc[~ok, "village_code"] = joined["code"].reindex(lost.index).astype("string")
+    found = h["village_code"].isin(known).fillna(False).to_numpy(dtype=bool)
+    unassigned = pd.DataFrame(
+        {
+            "register_no": h.loc[~found, "register_no"].to_numpy(),
+            "village_code": households_code(h.loc[~found]),
+            "reason": "outside_every_village",
+        }
+    )
+    if len(unassigned):
+        log.warning(
+            "%d households lie outside every village; reported, not assigned", len(unassigned)
+        )
+    return h.loc[found], unassigned
+
+
+def households_code(frame: pd.DataFrame) -> list[str | None]:
+    """Village codes of ``frame`` as plain strings (missing → None)."""
+    return [None if pd.isna(x) else str(x) for x in frame["village_code"]]
+
+
+def village_work(
+    households: gpd.GeoDataFrame,
+    villages: gpd.GeoDataFrame,
+    groups: gpd.GeoDataFrame | None = None,
+    *,
+    cadres: Mapping[str, int] | None = None,
+    existing: gpd.GeoDataFrame | None = None,
+) -> tuple[list[VillageWork], pd.DataFrame]:
+    """Validate the inputs and cut them into one :class:`VillageWork` per village.
+
+    Returns the work items (sorted by village code) and the unassigned households.
+
+    Raises
+    ------
+    geogrid.errors.InvalidInput
+        Missing CRS or columns, wrong geometry types, invalid village geometry, bad or
+        duplicate codes, cadre counts that are not positive integers.
+    """
+    v = _check_villages(villages)
+    h = _check_households(households)
+    h, unassigned = _locate(h, v)
+    g_by_village: dict[str, dict[int, BaseGeometry]] = {}
+    if groups is not None:
+        _check_frame(groups, "group polygons", GROUP_COLUMNS, "Polygon")
+        g = groups.to_crs(4326)
+        for code, gn, geom in zip(
+            g["village_code"].astype(str), g["group_no"], g.geometry, strict=True
+        ):
+            if geom is None or pd.isna(gn):
+                continue
+            d = g_by_village.setdefault(code, {})
+            d[int(gn)] = union([d[int(gn)], geom]) if int(gn) in d else geom
+    ex_by_village: dict[str, list[tuple[str, BaseGeometry, str | None]]] = {}
+    if existing is not None:
+        _check_frame(existing, "existing grids", ("code",), "Polygon")
+        e = existing.to_crs(4326)
+        vc = (
+            e["village_code"].astype(str)
+            if "village_code" in e.columns
+            else e["code"].astype(str).str[:12]
+        )
+        grp = e["groups"] if "groups" in e.columns else pd.Series([None] * len(e), index=e.index)
+        for code, vcode, geom, gtxt in zip(e["code"].astype(str), vc, e.geometry, grp, strict=True):
+            ex_by_village.setdefault(vcode, []).append(
+                (code, geom, None if gtxt is None or pd.isna(gtxt) else str(gtxt))
+            )
+    if cadres is not None:
+        bad = {c: k for c, k in cadres.items() if not isinstance(k, int | np.integer) or k < 1}
+        if bad:
+            raise InvalidInput(
+                f"cadre counts must be positive integers: {dict(list(bad.items())[:5])}."
+            )
+    lonlat = shapely.get_coordinates(h.geometry.values)
+    h = pd.DataFrame(
+        {
+            "register_no": h["register_no"].to_numpy(),
+            "village_code": h["village_code"].astype(str).to_numpy(),
+            "group_no": h["group_no"].to_numpy(),
+            "population": h["population"].to_numpy(),
+            "lon": lonlat[:, 0],
+            "lat": lonlat[:, 1],
+        }
+    )
+    by_v = {
+        code: frame.drop(columns="village_code").reset_index(drop=True)
+        for code, frame in h.groupby("village_code", sort=True)
+    }
+    empty = pd.DataFrame(
+        {"register_no": [], "group_no": [], "population": [], "lon": [], "lat": []}
+    )
+    work = [
+        VillageWork(
+            code=code,
+            name=str(name),
+            geometry=geom,
+            households=by_v.get(code, empty),
+            groups=g_by_village.get(code),
+            k=None if cadres is None else (int(cadres[code]) if code in cadres else None),
+            existing=ex_by_village.get(code) if existing is not None else None,
+        )
+        for code, name, geom in zip(v["code"], v["name"], v.geometry, strict=True)
+    ]
+    return work, unassigned
+
+
+# --------------------------------------------------------------------------- one village
+
+
+@dataclass
+class _Unit:
+    name: str
+    group_no: int | None
+    part: int
+    geom: BaseGeometry  # metric
+    hh: np.ndarray  # household row indices
+    w: int
+    pop: int
+    alone: str | None = None  # flag when the unit must stand alone
+
+
+def _village_rng(seed: int, code: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(code)])
+
+
+def _bisect(xy: np.ndarray, idx: np.ndarray, k: int, out: list[np.ndarray]) -> None:
+    """Recursive principal-axis bisection of points ``idx`` into ``k`` near-equal parts."""
+    if k <= 1 or len(idx) <= 1:
+        out.append(idx)
+        return
+    pts = xy[idx] - xy[idx].mean(axis=0)
+    cov = pts.T @ pts
+    _, vecs = np.linalg.eigh(cov)
+    axis = vecs[:, -1]
+    proj = pts @ axis
+    order = idx[np.lexsort((idx, proj))]
+    k1 = k // 2
+    cut = round(len(idx) * k1 / k)
+    _bisect(xy, order[:cut], k1, out)
+    _bisect(xy, order[cut:], k - k1, out)
+
+
+def _split_unit(unit: _Unit, xy: np.ndarray, params: PartitionParams) -> list[_Unit]:
+    """Split an oversized unit into contiguous balanced parts (``split_large``).
+
+    Households are cut into ``k`` near-equal parts by recursive bisection along the
+    principal axis; the parts' territories are derived inside the group's territory
+    (Voronoi, dissolved, fragments handed over), so each part is one connected polygon.
+    """
+    k = max(math.ceil(unit.w / params.hi), round(unit.w / params.target))
+    if k <= 1:
+        return [unit]
+    parts: list[np.ndarray] = []
+    _bisect(xy, np.asarray(unit.hh), k, parts)
+    codes = np.empty(len(xy), dtype=np.int64)
+    for j, p in enumerate(parts):
+        codes[p] = j
+    terr = derive_metric(unit.geom, xy[unit.hh], codes[unit.hh])
+    return [
+        _Unit(
+            name=f"{unit.name}.{j + 1}",
+            group_no=unit.group_no,
+            part=unit.part,
+            geom=terr[j],
+            hh=np.sort(parts[j]),
+            w=len(parts[j]),
+            pop=0,
+            alone="split_group",
+        )
+        for j in range(len(parts))
+    ]
+
+
+def _units_for_part(
+    work: VillageWork,
+    part_geom: BaseGeometry,
+    part_no: int,
+    multi_part: bool,
+    hh_idx: np.ndarray,
+    xy: np.ndarray,
+    groups_m: dict[int, BaseGeometry] | None,
+    notes: list[str],
+    params: PartitionParams,
+) -> list[_Unit]:
+    codes = work.households["group_no"].to_numpy()[hh_idx].astype(np.int64)
+    supplied = None
+    if groups_m:
+        supplied = {g: geom for g, geom in groups_m.items() if geom.intersects(part_geom)}
+    if len(hh_idx) == 0 and not supplied:
+        return []
+    suffix = f"@{part_no + 1}" if multi_part else ""
+    meta: dict[int, tuple[str, int, str | None]] = {
+        int(g): (f"{g}{suffix}", int(g), None) for g in np.unique(codes).tolist()
+    }
+    if supplied:
+        meta.update({int(g): (f"{g}{suffix}", int(g), None) for g in supplied})
+    if params.split_large and len(codes):
+        # policy split_large: oversized groups without a supplied polygon are split here,
+        # before territories are derived, so the parts come out of the same Voronoi tiling
+        nxt = int(max(meta)) + 1
+        gs, counts = np.unique(codes, return_counts=True)
+        for g, c in zip(gs.tolist(), counts.tolist(), strict=True):
+            if c <= params.hi or (supplied and g in supplied):
+                continue
+            k = max(math.ceil(c / params.hi), round(c / params.target))
+            pieces: list[np.ndarray] = []
+            sel = np.flatnonzero(codes == g)
+            _bisect(xy[hh_idx], sel, k, pieces)
+            del meta[int(g)]
+            for j, piece in enumerate(pieces):
+                codes[piece] = nxt
+                meta[nxt] = (f"{g}.{j + 1}{suffix}", int(g), "split_group")
+                nxt += 1
+    if supplied:
+        terr, repairs = repair_metric(part_geom, supplied, xy[hh_idx], codes)
+        notes.extend(repairs)
+    else:
+        terr = derive_metric(part_geom, xy[hh_idx], codes)
+    units = []
+    for g in sorted(terr, key=lambda c: _unit_sort(meta[c][0])):
+        mine = hh_idx[codes == g]
+        name, gno, alone = meta[g]
+        units.append(
+            _Unit(
+                name=name,
+                group_no=gno,
+                part=part_no,
+                geom=terr[g],
+                hh=mine,
+                w=len(mine),
+                pop=0,
+                alone=alone,
+            )
+        )
+    return units
+
+
+def _initial_from_existing(
+    units: list[_Unit], existing_m: list[tuple[str, BaseGeometry, set[str] | None]]
+) -> list[str | None]:
+    """Old grid code of every unit: by its ``groups`` list, else by largest overlap."""
+    out: list[str | None] = []
+    for u in units:
+        code = None
+        for ecode, _, names in existing_m:
+            if names is not None and u.name in names:
+                code = ecode
+                break
+        if code is None:
+            best = 0.0
+            for ecode, egeom, _ in existing_m:
+                a = u.geom.intersection(egeom).area if u.geom.intersects(egeom) else 0.0
+                if a > best + 1e-9:
+                    code, best = ecode, a
+            if best < 0.5 * u.geom.area:
+                code = None if best == 0 else code
+        out.append(code)
+    return out
+
+
+def _repair_labels(labels: np.ndarray, w: np.ndarray, nb: list[list[int]]) -> np.ndarray:
+    """Make every label class connected: stray pieces and unlabelled units join neighbours."""
+    labels = labels.copy()
+    for r in sorted(set(labels.tolist()) - {-1}):
+        members = [i for i in range(len(labels)) if labels[i] == r]
+        comps = components(members, nb)
+        if len(comps) > 1:
+            comps.sort(key=lambda c: (-w[c].sum(), c))
+            for c in comps[1:]:
+                labels[c] = -1
+    while (labels < 0).any():
+        progress = False
+        for i in np.flatnonzero(labels < 0).tolist():
+            cand = sorted({int(labels[j]) for j in nb[i] if labels[j] >= 0})
+            if not cand:
+                continue
+            weight = {r: float(w[labels == r].sum()) for r in cand}
+            labels[i] = min(cand, key=lambda r: (weight[r], r))
+            progress = True
+        if not progress:
+            free = np.flatnonzero(labels < 0)
+            labels[free[0]] = labels.max() + 1
+    return labels
+
+
+def _edge_match(units: list[_Unit], notes: list[str]) -> None:
+    """Make the unit territories a valid coverage (shared edges vertex for vertex).
+
+    Territories from one Voronoi tiling already are; repaired, split or snapped ones
+    may carry a neighbour's vertex 1–2 cm off or missing, which the tiling rule (shapely
+    coverage validity) refuses. Snapping to neighbours' vertices within two precision
+    cells fixes that without moving any boundary visibly.
+    """
+    geoms = [u.geom for u in units]
+    if len(geoms) < 2 or shapely.coverage_is_valid(np.asarray(geoms, dtype=object)):
+        return
+    fixed = renode(geoms, tolerance=2 * GRID_SIZE)
+    if not shapely.coverage_is_valid(np.asarray(fixed, dtype=object)):
+        fixed = rebuild_coverage(geoms)
+    if not shapely.coverage_is_valid(np.asarray(fixed, dtype=object)):
+        notes.append("group territories could not be edge-matched exactly")
+        return
+    for u, g in zip(units, fixed, strict=True):
+        u.geom = g
+
+
+def partition_village(work: VillageWork, params: PartitionParams) -> VillageResult:
+    """Partition one village into grids (pure function of its inputs and ``params``).
+
+    Parameters
+    ----------
+    work
+        The village, its households, optional group polygons, fixed grid count and
+        existing grids (redraw).
+    params
+        Target, band, seed and policies.
+
+    Returns
+    -------
+    VillageResult
+        Grids, unit assignment and household assignment in EPSG:4326.
+    """
+    rng = _village_rng(params.seed, work.code)
+    proj = _Proj(_metric_crs(work.geometry))
+    village_m = clean(proj.to_metric(work.geometry))
+    parts = polygon_parts(village_m)
+    hh = work.households
+    xy = proj.xy(hh["lon"].to_numpy(), hh["lat"].to_numpy()) if len(hh) else np.zeros((0, 2))
+    inside = (
+        shapely.intersects_xy(village_m, xy[:, 0], xy[:, 1]) if len(xy) else np.zeros(0, dtype=bool)
+    )
+    if len(parts) > 1 and len(xy):
+        pts = shapely.points(xy)
+        dist = np.column_stack([shapely.distance(p, pts) for p in parts])
+        part_of = np.argmin(dist, axis=1)
+    else:
+        part_of = np.zeros(len(xy), dtype=np.int64)
+    notes: list[str] = []
+    if (~inside).any():
+        notes.append(f"{int((~inside).sum())} households lie outside the village boundary")
+    if len(parts) > 1:
+        notes.append(f"village in {len(parts)} parts: each part partitioned separately")
+    groups_m = (
+        {g: clean(proj.to_metric(geom)) for g, geom in work.groups.items()} if work.groups else None
+    )
+    units: list[_Unit] = []
+    for p, part in enumerate(parts):
+        idx = np.flatnonzero(part_of == p)
+        pu = _units_for_part(work, part, p, len(parts) > 1, idx, xy, groups_m, notes, params)
+        if not pu:
+            pu = [
+                _Unit(
+                    name="-" if len(parts) == 1 else f"-@{p + 1}",
+                    group_no=None,
+                    part=p,
+                    geom=part,
+                    hh=idx,
+                    w=0,
+                    pop=0,
+                    alone="empty",
+                )
+            ]
+        units.extend(pu)
+    pop_all = hh["population"].to_numpy() if len(hh) else np.zeros(0)
+    if params.split_large:
+        split: list[_Unit] = []
+        for u in units:
+            if u.w > params.hi and u.alone is None:  # supplied polygon: split inside it
+                split.extend(_split_unit(u, xy, params))
+            else:
+                split.append(u)
+        units = split
+    _edge_match(units, notes)
+    for u in units:
+        u.pop = int(pop_all[u.hh].sum()) if len(u.hh) else 0
+    if work.existing is None and work.k is not None:
+        ngroups = len({u.name for u in units if u.w > 0 or u.group_no is not None})
+        if work.k > ngroups:
+            raise InvalidInput(
+                f"village {work.code}: {work.k} cadres (grids) requested but it has only "
+                f"{ngroups} villager groups; a grid is a union of whole groups.",
+                detail={"village_code": work.code, "cadres": work.k, "groups": ngroups},
+            )
+    w_parts = [
+        [u.w for u in units if u.alone != "empty" and u.part == p] for p in range(len(parts))
+    ]
+    bound = balance_bound_parts(
+        w_parts, params.target, params.lo, params.hi, work.k if work.existing is None else None
+    )
+
+    geoms = [u.geom for u in units]
+    nb = neighbours(geoms)
+    w = np.array([u.w for u in units], dtype=float)
+    arr = np.asarray(geoms, dtype=object)
+    cxy = shapely.get_coordinates(shapely.centroid(arr)) if len(arr) else np.zeros((0, 2))
+    area = shapely.area(arr).astype(float) if len(arr) else np.zeros(0)
+    labels = np.full(len(units), -1, dtype=np.int64)
+    flags_of: dict[int, set[str]] = {}
+    moved: int | None = None
+    old_codes: list[str | None] = []
+    label_codes: dict[int, str] = {}
+
+    if work.existing is not None:
+        existing_m = [
+            (c, clean(proj.to_metric(geom)), set(t.split(",")) if t else None)
+            for c, geom, t in work.existing
+        ]
+        old_codes = _initial_from_existing(units, existing_m)
+        code_ids = {c: i for i, c in enumerate(sorted({c for c in old_codes if c}))}
+        start = np.array([code_ids[c] if c else -1 for c in old_codes], dtype=np.int64)
+        nxt = len(code_ids)
+        for i, u in enumerate(units):  # policy: oversized / split / empty units stand alone
+            if (u.alone or u.w > params.hi) and (start == start[i]).sum() > 1:
+                start[i] = nxt
+                nxt += 1
+        # units in different village parts never share a grid
+        for r in sorted(set(start.tolist()) - {-1}):
+            members = np.flatnonzero(start == r)
+            partsr = sorted({units[i].part for i in members})
+            for p in partsr[1:]:
+                start[[i for i in members if units[i].part == p]] = nxt
+                nxt += 1
+        start = _repair_labels(start, w, nb)
+        fixed = np.array([bool(u.alone) or u.w > params.hi for u in units])
+        obj = params.objective(move=1.0, balance=1e-3, compactness=1e-3)
+        labels = start.copy()
+        free_nodes = [i for i in range(len(units)) if not fixed[i]]
+        for comp in components(free_nodes, nb):
+            cl = sorted(set(start[comp].tolist()))
+            remap = {r: j for j, r in enumerate(cl)}
+            local = {g: j for j, g in enumerate(comp)}
+            sub_nb = [[local[v] for v in nb[g] if v in local] for g in comp]
+            init = np.array([remap[int(start[g])] for g in comp])
+            lab, _ = solve_k(
+                w[comp],
+                cxy[comp],
+                area[comp],
+                sub_nb,
+                len(cl),
+                rng,
+                objective=obj,
+                initial=init,
+                kicks=params.kicks,
+            )
+            inv = {j: r for r, j in remap.items()}
+            labels[comp] = [inv[int(x)] for x in lab]
+        inv_code = {i: c for c, i in code_ids.items()}
+        moved = int(
+            sum(
+                units[i].w
+                for i in range(len(units))
+                if old_codes[i] and inv_code.get(int(labels[i])) != old_codes[i]
+            )
+        )
+        label_codes = {r: c for r, c in inv_code.items() if (labels == r).any()}
+        for i, u in enumerate(units):
+            if u.alone or u.w > params.hi:
+                flags_of.setdefault(int(labels[i]), set()).add(u.alone or "oversized")
+    else:
+        nxt = 0
+        by_part: dict[int, list[int]] = {}
+        for i, u in enumerate(units):
+            if u.alone:
+                labels[i] = nxt
+                flags_of.setdefault(nxt, set()).add(u.alone)
+                nxt += 1
+            else:
+                by_part.setdefault(u.part, []).append(i)
+        k_left = None if work.k is None else work.k - nxt
+        part_ks: dict[int, int | None] = dict.fromkeys(by_part)
+        if k_left is not None:
+            if k_left < len(by_part):
+                raise InvalidInput(
+                    f"village {work.code}: {work.k} grids requested but it needs at least "
+                    f"{nxt + len(by_part)} (village parts and split groups each need a grid).",
+                    detail={"village_code": work.code},
+                )
+            weights = {p: float(w[ix].sum()) + 1e-9 for p, ix in by_part.items()}
+            share = dict.fromkeys(by_part, 1)
+            for _ in range(k_left - len(by_part)):
+                room = [p for p in by_part if share[p] < len(by_part[p])]
+                p = max(room, key=lambda q: (weights[q] / share[q], -q))
+                share[p] += 1
+            part_ks = {p: share[p] for p in by_part}
+        for p in sorted(by_part):
+            ix = np.asarray(by_part[p])
+            local = {g: j for j, g in enumerate(ix.tolist())}
+            sub_nb = [[local[v] for v in nb[g] if v in local] for g in ix.tolist()]
+            lab, over = partition_units(
+                w[ix],
+                cxy[ix],
+                area[ix],
+                sub_nb,
+                rng,
+                objective=params.objective(),
+                k=part_ks[p],
+                restarts=params.restarts,
+                kicks=params.kicks,
+            )
+            for r in np.flatnonzero(over).tolist():
+                flags_of.setdefault(nxt + r, set()).add("oversized")
+            labels[ix] = lab + nxt
+            nxt += int(lab.max()) + 1 if len(lab) else 0
+    return _assemble(
+        work, params, proj, units, labels, flags_of, bound, notes, moved, label_codes, hh, inside
+    )
+
+
+def _nw_key(geom: BaseGeometry) -> tuple[float, float, float]:
+    """North-west → south-east ordering key of a metric geometry (diagonal, then north)."""
+    c = geom.centroid
+    return (round(c.x - c.y, 3), round(-c.y, 3), round(c.x, 3))
+
+
+def _assemble(
+    work: VillageWork,
+    params: PartitionParams,
+    proj: _Proj,
+    units: list[_Unit],
+    labels: np.ndarray,
+    flags_of: dict[int, set[str]],
+    bound: BalanceBound,
+    notes: list[str],
+    moved: int | None,
+    label_codes: dict[int, str],
+    hh: pd.DataFrame,
+    inside: np.ndarray,
+) -> VillageResult:
+    grids_m: dict[int, BaseGeometry] = {}
+    for r in sorted(set(labels.tolist())):
+        members = [units[i].geom for i in range(len(units)) if labels[i] == r]
+        grids_m[r] = cover_union(members)
+    if label_codes:  # redraw keeps the existing codes; new grids numbered after them
+        used = {int(c[-3:]) for c in label_codes.values()}
+        nxt = max(used, default=0) + 1
+        numbers: dict[int, int] = {}
+        for r in sorted(grids_m, key=lambda q: _nw_key(grids_m[q])):
+            if r in label_codes:
+                numbers[r] = int(label_codes[r][-3:])
+            else:
+                numbers[r] = nxt
+                nxt += 1
+    else:
+        order = sorted(grids_m, key=lambda q: _nw_key(grids_m[q]))
+        numbers = {r: j + 1 for j, r in enumerate(order)}
+    out_of_band_forced = bound.max_in_band_share < 1.0 - 1e-9
+    grids: list[dict[str, Any]] = []
+    for r, geom in grids_m.items():
+        mem = [i for i in range(len(units)) if labels[i] == r]
+        h = sum(units[i].w for i in mem)
+        flags = set(flags_of.get(r, set()))
+        if not params.lo <= h <= params.hi and "empty" not in flags:
+            flags.add("out_of_band")
+            if out_of_band_forced:
+                flags.add("forced_imbalance")
+        code = f"{work.code}{numbers[r]:03d}"
+        grids.append(
+            {
+                "code": code,
+                "village_code": work.code,
+                "grid_no": numbers[r],
+                "level": GRID_LEVEL,
+                "households": int(h),
+                "population": int(sum(units[i].pop for i in mem)),
+                "groups": ",".join(
+                    units[i].name for i in sorted(mem, key=lambda i: _unit_sort(units[i].name))
+                ),
+                "flags": ",".join(sorted(flags)),
+                "area_km2": float(geom.area / 1e6),
+                "polsby_popper": float(4 * math.pi * geom.area / geom.length**2)
+                if geom.length
+                else 0.0,
+                "geometry": as_multipolygon(proj.to_4326(geom)),
+            }
+        )
+    grids.sort(key=lambda g: g["grid_no"])
+    code_of = {r: f"{work.code}{numbers[r]:03d}" for r in grids_m}
+    unit_rows = [
+        {
+            "village_code": work.code,
+            "unit": u.name,
+            "group_no": u.group_no,
+            "part": u.part + 1,
+            "grid_code": code_of[int(labels[i])],
+            "households": int(u.w),
+            "population": int(u.pop),
+            "geometry": as_multipolygon(proj.to_4326(u.geom)),
+        }
+        for i, u in enumerate(units)
+    ]
+    unit_rows.sort(key=lambda d: _unit_sort(d["unit"]))
+    reg = hh["register_no"].to_numpy() if len(hh) else np.zeros(0, dtype=object)
+    h_unit = np.empty(len(hh), dtype=object)
+    h_grid = np.empty(len(hh), dtype=object)
+    for i, u in enumerate(units):
+        h_unit[u.hh] = u.name
+        h_grid[u.hh] = code_of[int(labels[i])]
+    households = pd.DataFrame(
+        {
+            "register_no": reg,
+            "village_code": work.code,
+            "unit": h_unit,
+            "grid_code": h_grid,
+            "outside_boundary": ~inside if len(hh) else np.zeros(0, dtype=bool),
+        }
+    )
+    return VillageResult(work.code, grids, unit_rows, households, bound, notes, moved)
+
+
+def _unit_sort(name: str) -> tuple[int, str]:
+    head = name.split("@")[0].split(".")[0]
+    return (int(head) if head.isdigit() else -1, name)
+
+
+def _empty_result(work: VillageWork) -> VillageResult:
+    return VillageResult(
+        work.code, [], [], pd.DataFrame(), BalanceBound(1.0, 0.0), ["empty village skipped"]
+    )
+
+
+# --------------------------------------------------------------------------- many villages
+
+
+ProgressFn = Callable[[str], None]
+
+
+def _run_one(work: VillageWork, params: PartitionParams) -> VillageResult:
+    if len(work.households) == 0 and not work.groups and params.empty_village == "skip":
+        return _empty_result(work)
+    return partition_village(work, params)
+
+
+def run_villages(
+    work: Sequence[VillageWork],
+    params: PartitionParams,
+    *,
+    jobs: int | None = None,
+    scheduler: Any = None,
+    progress: ProgressFn | None = None,
+) -> list[VillageResult]:
+    """Run :func:`partition_village` over ``work``: serial, process pool or Dask.
+
+    Parameters
+    ----------
+    jobs
+        Worker processes; ``None`` → number of CPUs; ``1`` → in this process.
+    scheduler
+        A Dask scheduler address (``"tcp://..."``) or a ``distributed.Client``; when
+        given, villages run on that cluster and ``jobs`` is ignored.
+    progress
+        Called with each village code as it finishes (any order).
+
+    Returns
+    -------
+    list of VillageResult
+        In the order of ``work`` (results do not depend on scheduling).
+    """
+    results: dict[str, VillageResult] = {}
+
+    def done(res: VillageResult) -> None:
+        results[res.code] = res
+        if progress is not None:
+            progress(res.code)
+
+    if scheduler is not None:
+        from distributed import Client, as_completed
+
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        try:
+            futures = [client.submit(_run_one, w, params, pure=False) for w in work]
+            for fut in as_completed(futures):
+                done(fut.result())
+        finally:
+            if client is not scheduler:
+                client.close()
+    else:
+        import os
+
+        n = jobs if jobs is not None else (os.cpu_count() or 1)
+        n = max(1, min(n, len(work)))
+        if n == 1:
+            for w in work:
+                done(_run_one(w, params))
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures import as_completed as cf_completed
+
+            # fork: workers inherit the imported modules (forkserver/spawn re-import
+            # geopandas and scikit-learn in every worker, seconds each)
+            method = "fork" if sys.platform == "linux" else "spawn"
+            ctx = mp.get_context(method)
+            with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+                futs = [pool.submit(_run_one, w, params) for w in work]
+                for f in cf_completed(futs):
+                    done(f.result())
+    return [results[w.code] for w in work]
+
+
+def partition_plan(
+    households: gpd.GeoDataFrame,
+    villages: gpd.GeoDataFrame,
+    groups: gpd.GeoDataFrame | None = None,
+    *,
+    params: PartitionParams | None = None,
+    cadres: Mapping[str, int] | None = None,
+    existing: gpd.GeoDataFrame | None = None,
+    jobs: int | None = 1,
+    scheduler: Any = None,
+    progress: ProgressFn | None = None,
+) -> Plan:
+    """Partition every village into basic grids of whole villager groups.
+
+    Parameters
+    ----------
+    households
+        Points with ``register_no``, ``group_no`` and optionally ``village_code`` and
+        ``population`` (any CRS; it must be set).
+    villages
+        Polygons with a 12-digit ``code`` (and ``name``).
+    groups
+        Optional group polygons (``village_code``, ``group_no``) for some villages;
+        checked and repaired, missing ones derived from households.
+    params
+        :class:`PartitionParams`; default target 150 in 100–200, seed 0.
+    cadres
+        Exact grid count per village code (villages not listed are free).
+    existing
+        Current grids (``code``, geometry, optional ``groups``): redraw with minimal change.
+    jobs, scheduler, progress
+        See :func:`run_villages`.
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    geogrid.errors.InvalidInput
+        Invalid inputs (see :func:`village_work`) or an impossible cadre count.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> v = gpd.GeoDataFrame({"code": ["440101001001"]},
+    ...     geometry=[shapely.box(113.30, 23.10, 113.31, 23.11)], crs=4326)
+    >>> hh = gpd.GeoDataFrame({"register_no": ["a", "b"], "group_no": [1, 2]},
+    ...     geometry=shapely.points([(113.301, 23.101), (113.309, 23.109)]), crs=4326)
+    >>> partition_plan(hh, v).grids[["code", "households", "groups"]].values.tolist()
+    [['440101001001001', 2, '1,2']]
+    """
+    params = params or PartitionParams()
+    work, unassigned = village_work(households, villages, groups, cadres=cadres, existing=existing)
+    results = run_villages(work, params, jobs=jobs, scheduler=scheduler, progress=progress)
+    return assemble_plan(work, results, unassigned, params, redraw=existing is not None)
+
+
+def assemble_plan(
+    work: Sequence[VillageWork],
+    results: Sequence[VillageResult],
+    unassigned: pd.DataFrame,
+    params: PartitionParams,
+    *,
+    redraw: bool = False,
+) -> Plan:
+    """Collect per-village results into one :class:`Plan`."""
+    grid_rows = [g for r in results for g in r.grids]
+    grid_cols = [
+        "code",
+        "village_code",
+        "grid_no",
+        "level",
+        "households",
+        "population",
+        "groups",
+        "flags",
+        "area_km2",
+        "polsby_popper",
+        "geometry",
+    ]
+    grids = gpd.GeoDataFrame(
+        pd.DataFrame(grid_rows, columns=grid_cols), geometry="geometry", crs=4326
+    )
+    unit_cols = [
+        "village_code",
+        "unit",
+        "group_no",
+        "part",
+        "grid_code",
+        "households",
+        "population",
+        "geometry",
+    ]
+    assignment = gpd.GeoDataFrame(
+        pd.DataFrame([u for r in results for u in r.units], columns=unit_cols),
+        geometry="geometry",
+        crs=4326,
+    )
+    assignment["group_no"] = assignment["group_no"].astype("Int64")
+    hh_frames = [r.households for r in results if len(r.households)]
+    households = (
+        pd.concat(hh_frames, ignore_index=True)
+        if hh_frames
+        else pd.DataFrame(
+            columns=["register_no", "village_code", "unit", "grid_code", "outside_boundary"]
+        )
+    )
+    villages = gpd.GeoDataFrame(
+        {
+            "code": [w.code for w in work],
+            "name": [w.name for w in work],
+            "cadres": [w.k for w in work],
+            "bound_in_band_share": [r.bound.max_in_band_share for r in results],
+            "bound_mean_abs_dev": [r.bound.min_mean_abs_dev for r in results],
+            "moved": [r.moved for r in results],
+            "notes": ["; ".join(r.notes) for r in results],
+        },
+        geometry=[w.geometry for w in work],
+        crs=4326,
+    )
+    return Plan(
+        grids, assignment, households, unassigned.reset_index(drop=True), villages, params, redraw
+    )
