@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from geogrid import store
+from geogrid.cli.progress import stage_progress
 from geogrid.ingest.boundaries import Level, import_boundaries
 from geogrid.settings import Settings
 
@@ -59,29 +60,13 @@ def households(
     ),
 ) -> None:
     """Read, validate, geocode and load a household register (upsert by village + 户号)."""
-    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
     from geogrid.ingest.columns import parse_column_maps
     from geogrid.ingest.load import import_households
 
     column_map = parse_column_maps(map_)
     engine = store.make_engine(store.database_url(Settings()))
-    tasks: dict[str, TaskID] = {}
     try:
-        with Progress(
-            TextColumn("{task.description:>9}"),
-            BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=max(total, 1))
-                bar.update(tasks[stage], completed=done if total else 1, total=max(total, 1))
-
+        with stage_progress(console) as progress:
             report = import_households(
                 engine,
                 file,
@@ -153,29 +138,13 @@ def _import_overlay(
     rejects: Path | None,
 ) -> None:
     """Run :func:`geogrid.overlays.import_overlay` with a progress bar and print the summary."""
-    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
     from geogrid.overlays import KINDS, import_overlay, parse_overlay_maps
 
     overlay = next(k for k in KINDS if k == kind)
     column_map = parse_overlay_maps(overlay, map_)
     engine = store.make_engine(store.database_url(Settings()))
-    tasks: dict[str, TaskID] = {}
     try:
-        with Progress(
-            TextColumn("{task.description:>9}"),
-            BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=max(total, 1))
-                bar.update(tasks[stage], completed=done if total else 1, total=max(total, 1))
-
+        with stage_progress(console) as progress:
             report = import_overlay(
                 engine,
                 file,

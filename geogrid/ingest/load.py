@@ -684,6 +684,13 @@ def _bulk_mode(conn: Connection, n: int) -> bool:
     )
 
 
+def with_originals(reg: RegisterFrame, rejects: pd.DataFrame) -> pd.DataFrame:
+    """Rejected rows under the file's own headers: ``source_row``, ``reason``, values."""
+    originals = reg.originals(rejects.index)
+    originals.insert(1, "reason", rejects["reason"].to_numpy())
+    return originals
+
+
 def write_rejects(rejects: pd.DataFrame, path: Path) -> None:
     """The reject file: UTF-8 with BOM (opens in Excel), row number, reason, original values."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -880,9 +887,7 @@ def import_households(
     report.encoding = reg.encoding
     target = rejects_path or path.with_name(path.name + ".rejects.csv")
     if len(rejects):
-        originals = reg.originals(rejects.index)
-        originals.insert(1, "reason", rejects["reason"].to_numpy())
-        write_rejects(originals, target)
+        write_rejects(with_originals(reg, rejects), target)
         report.rejects_file = target
     elif rejects_path is None and target.exists():
         target.unlink()  # a stale reject file from an earlier run of this file
@@ -948,9 +953,7 @@ def import_address_points(
     report.rejected = len(rejects)
     target = rejects_path or path.with_name(path.name + ".rejects.csv")
     if len(rejects):
-        originals = reg.originals(rejects.index)
-        originals.insert(1, "reason", rejects["reason"].to_numpy())
-        write_rejects(originals, target)
+        write_rejects(with_originals(reg, rejects), target)
         report.rejects_file = target
     return report
 
@@ -979,9 +982,7 @@ def geocode_register(
         households, rejects = geocode_households(
             conn, register_coordinates(reg), town=town, default_crs=_coords.normalize_crs(crs)
         )
-    originals = reg.originals(rejects.index)
-    originals.insert(1, "reason", rejects["reason"].to_numpy())
-    return households, originals
+    return households, with_originals(reg, rejects)
 
 
 def load_register(engine: Engine, households: gpd.GeoDataFrame) -> ImportReport:
