@@ -579,11 +579,9 @@ def load_households(conn: Connection, good: pd.DataFrame) -> tuple[int, int]:
             "geocode_precision text, geocode_source text) ON COMMIT DROP"
         )
     )
-    stage = good.copy()
-    # empty strings must stay distinguishable from NULL in CSV: store them as NULL
-    for c in ("address_raw", "address_norm", "natural_village", "head_name", "phone"):
-        stage[c] = stage[c].where(stage[c].astype(object).map(bool, na_action="ignore"), None)
-    stage["group_no"] = stage["group_no"].astype("Int64")
+    # text columns hold None, never "" (prepare_households reads blanks as missing), so
+    # CSV's empty field means NULL without ambiguity
+    stage = good[list(_STAGE_COLUMNS)].assign(group_no=good["group_no"].astype("Int64"))
     _copy_frame(conn, "stage_households", stage, _STAGE_COLUMNS)
     conn.execute(
         text(
@@ -713,7 +711,8 @@ def geocode_households(
     town: str | None = None,
     default_crs: str = "wgs84",
     progress: Progress | None = None,
-) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    as_geodataframe: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate, convert and geocode a register (reads the store, writes nothing).
 
     Parameters
@@ -731,7 +730,9 @@ def geocode_households(
     -------
     (households, rejects)
         A GeoDataFrame in EPSG:4326 with ``geocode_precision`` and ``geocode_source``
-        (point geometry; empty where geocoding failed), and the rejected rows.
+        (point geometry; empty where geocoding failed), and the rejected rows. With
+        ``as_geodataframe=False`` a plain frame with ``lon``/``lat`` (the bulk load path,
+        which needs no geometry objects).
     """
     step = progress or (lambda stage, done, total: None)
     villages = load_villages(conn, town)
@@ -765,9 +766,11 @@ def geocode_households(
         why = placed["reason"].reindex(good.index[failed]).fillna("no polygon to place in")
         good.loc[failed, "geocode_source"] = ("failed: " + why).to_numpy()
     step("geocode", int(todo.sum()), int(todo.sum()))
+    rejects = rejects.sort_values("source_row") if len(rejects) else rejects
+    if not as_geodataframe:
+        return good, rejects
     geometry = gpd.points_from_xy(good["lon"], good["lat"], crs=4326)
-    out = gpd.GeoDataFrame(good, geometry=geometry, crs=4326)
-    return out, rejects.sort_values("source_row") if len(rejects) else rejects
+    return gpd.GeoDataFrame(good, geometry=geometry, crs=4326), rejects
 
 
 def import_frame(
@@ -786,8 +789,9 @@ def import_frame(
     step = progress or (lambda stage, done, total: None)
     with engine.begin() as conn:
         good, rejects = geocode_households(
-            conn, raw, town=town, default_crs=default_crs, progress=progress
-        )
+            conn, raw, town=town, default_crs=default_crs, progress=progress,
+            as_geodataframe=False,
+        )  # fmt: skip
         step("load", 0, len(good))
         report = load_geocoded(conn, good)
         step("load", len(good), len(good))
