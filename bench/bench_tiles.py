@@ -245,7 +245,8 @@ def ensure_tipg() -> Path:
     if not python.exists():
         print(f"installing TiPg into {TIPG_VENV}")
         subprocess.run([sys.executable, "-m", "venv", str(TIPG_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "tipg", "uvicorn"], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "tipg", "uvicorn[standard]"], check=True)  # same server stack
     return python
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -66,7 +67,12 @@ def test_cli_partition_writes_grids_assignment_and_reports(town_files: Path, tmp
     rep = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert rep["violations"] == []
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert "https://" not in html and "http://" not in html
+    # self-contained: Leaflet inlined, no tag or stylesheet loads anything from a network
+    loads = r"""<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*["']?(https?:)?//"""
+    assert not re.search(loads, html, flags=re.I)
+    assert not re.search(r"""url\(\s*["']?(https?:)?//""", html)
+    assert 'src="assets/' not in html
+    assert "L.map" in html
     assert "within band" in result.output
 
     # redraw from the written grids: nothing moves

@@ -463,7 +463,9 @@ def test_cli_create_with_cadres_then_move_diff_report(
     html = tmp_path / "report.html"
     res = runner.invoke(app, ["plan", "report", str(m), "-o", str(html)], env=env)
     assert res.exit_code == 0, res.output
-    assert "<html" in html.read_text(encoding="utf-8").lower()
+    page = html.read_text(encoding="utf-8")
+    assert "<html" in page.lower()
+    assert 'src="assets/' not in page  # Leaflet inlined: the file works offline on its own
 
     res = runner.invoke(app, ["plan", "activate", str(m)], env=env)
     assert res.exit_code == 0, res.output

@@ -37,6 +37,16 @@ def _read_layer(path: Path, preferred: str, what: str) -> gpd.GeoDataFrame:
     return frame
 
 
+def report_assets(asset_base_url: str | None) -> dict[str, Any]:
+    """Inline Leaflet from the npm install (a self-contained offline report), unless the
+    user names where the page should load it from."""
+    if asset_base_url is not None:
+        return {"asset_base_url": asset_base_url}
+    from geogrid.mapexport import find_node_modules
+
+    return {"inline_assets": find_node_modules() / "leaflet" / "dist"}
+
+
 def read_cadres(path: Path) -> dict[str, int]:
     """Read ``village_code, cadres`` from a CSV (UTF-8 or GBK) into a mapping."""
     try:
@@ -108,8 +118,10 @@ def partition_command(
     report_json: Path | None = typer.Option(
         None, "--json", dir_okay=False, help="Quality report as JSON."
     ),
-    asset_base_url: str = typer.Option(
-        "assets", "--asset-base-url", help="Where the HTML report loads leaflet.js/css."
+    asset_base_url: str | None = typer.Option(
+        None,
+        "--asset-base-url",
+        help="Load leaflet.js/css from this URL instead of inlining them into the report.",
     ),
 ) -> None:
     """Partition households into contiguous grids of whole villager groups (files only)."""
@@ -154,7 +166,7 @@ def partition_command(
     if report_json:
         report_json.write_text(json.dumps(rep, ensure_ascii=False, indent=1), encoding="utf-8")
     if report:
-        write_html_report(plan, report, asset_base_url=asset_base_url)
+        write_html_report(plan, report, **report_assets(asset_base_url))
     _summary(rep, output, problems)
 
 

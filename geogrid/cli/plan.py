@@ -236,18 +236,14 @@ def report(
     output: Path = typer.Option(
         ..., "-o", "--output", dir_okay=False, help="report.html (map) or report.json."
     ),
-    asset_base_url: str = typer.Option(
-        "assets", "--asset-base-url", help="Where the HTML report loads leaflet.js/css."
-    ),
-    inline_assets: Path | None = typer.Option(
+    asset_base_url: str | None = typer.Option(
         None,
-        "--inline-assets",
-        exists=True,
-        file_okay=False,
-        help="Folder with leaflet.js and leaflet.css to inline (one self-contained file).",
+        "--asset-base-url",
+        help="Load leaflet.js/css from this URL instead of inlining them into the report.",
     ),
 ) -> None:
     """Write a plan's quality report as JSON or as an offline HTML page with a map."""
+    from geogrid.cli.partition import report_assets
     from partition import quality_report, write_html_report
 
     suffix = output.suffix.lower()
@@ -260,7 +256,7 @@ def report(
         rep = quality_report(plan) | {"plan_id": plan_id}
         output.write_text(json.dumps(rep, ensure_ascii=False, indent=1), encoding="utf-8")
     else:
-        write_html_report(plan, output, asset_base_url=asset_base_url, inline_assets=inline_assets)
+        write_html_report(plan, output, **report_assets(asset_base_url))
     console.print(f"wrote {output}")
 
 
