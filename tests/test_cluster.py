@@ -174,3 +174,58 @@ def test_unknown_option_prints_usage(home: Path) -> None:
     proc = run(home, "db", "up", "--no-such-option")
     assert proc.returncode == 2
     assert "Usage:" in proc.stderr and "No such option" in proc.stderr
+
+
+def test_works_as_a_normal_user(home: Path) -> None:
+    """The unprivileged path: the server runs as the user who runs geogrid.
+
+    As root (CI), run geogrid itself as ``nobody``; as a normal user every test here
+    already takes that path.
+    """
+    if os.geteuid() != 0:
+        assert run(home, "db", "up").returncode == 0
+        owner = pwd.getpwuid(os.stat(home / "pgdata").st_uid).pw_name
+        assert owner == pwd.getpwuid(os.geteuid()).pw_name
+        return
+    import site
+    import sysconfig
+
+    user_home = make_home("geogrid-nobody-")
+    try:
+        os.chown(user_home, 65534, 65534)
+        # an interpreter nobody may execute (pyenv's lives under /root): Debian's own
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        python = f"/usr/bin/{version}"
+        if not Path(python).exists():
+            python = os.path.realpath(sys.executable)
+        repo = str(Path(__file__).resolve().parents[1])
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(user_home),
+            "GEOGRID_HOME": str(user_home),
+            "GEOGRID_CLUSTER_FSYNC": "false",
+            "PYTHONPATH": os.pathsep.join([repo, *site.getsitepackages(),
+                                           sysconfig.get_paths()["purelib"]]),
+        }  # fmt: skip
+
+        def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["runuser", "-u", "nobody", "--", "env", *(f"{k}={v}" for k, v in env.items()),
+                 python, "-m", "geogrid", *args],
+                capture_output=True, text=True, timeout=180, check=False,
+            )  # fmt: skip
+
+        up = as_nobody("db", "up")
+        assert up.returncode == 0, up.stderr
+        pid = _postmaster_pid(user_home)
+        owner = subprocess.run(
+            ["ps", "-o", "user=", "-p", str(pid)], capture_output=True, text=True
+        ).stdout.strip()
+        assert owner == "nobody"
+        assert as_nobody("db", "status").returncode == 0
+        assert as_nobody("db", "down").returncode == 0
+    finally:
+        pidfile = user_home / "pgdata" / "postmaster.pid"
+        if pidfile.exists():
+            subprocess.run(["kill", pidfile.read_text().splitlines()[0]], check=False)
+        shutil.rmtree(user_home, ignore_errors=True)
