@@ -442,3 +442,41 @@ def test_errors_have_a_body(client: TestClient) -> None:
         r = client.get(url)
         assert r.status_code == status, url
         assert r.json()["description"], url
+
+
+def test_dense_street_zoom_tiles_send_counts_not_a_truncated_list(
+    own: tuple[TestClient, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tiles import layers as tile_layers
+
+    client, engine = own
+    bbox = town_bbox(engine)
+    z = 15
+    covering = tiles_covering(bbox, z)
+
+    def inside(feature: dict[str, Any]) -> bool:  # points of the tile proper, not its buffer
+        px, py = feature["geometry"]["coordinates"]
+        return 0 <= px < 4096 and 0 <= py < 4096
+
+    per_tile = {
+        (x, y): sum(
+            inside(f)
+            for f in decode(client.get(f"/tiles/cases/{z}/{x}/{y}.mvt"))
+            .get("cases", {})
+            .get("features", [])
+        )
+        for x, y in covering
+    }
+    busiest = max(per_tile, key=per_tile.__getitem__)
+    assert per_tile[busiest] > 20
+    monkeypatch.setattr(tile_layers, "CASE_POINTS_MAX", 10)
+    with engine.begin() as conn:  # a new data version, so nothing comes from the cache
+        conn.execute(
+            text(
+                "UPDATE cases SET status = status WHERE case_no = (SELECT min(case_no) FROM cases)"
+            )
+        )
+    x, y = busiest
+    feats = decode(client.get(f"/tiles/cases/{z}/{x}/{y}.mvt"))["cases"]["features"]
+    assert all("case_no" not in f["properties"] for f in feats)  # counts, not points
+    assert sum(f["properties"]["count"] for f in feats) == per_tile[busiest]  # nothing lost

@@ -34,8 +34,13 @@ BUFFER = 64
 #: The tile margin of the index filter, as a fraction of the tile (BUFFER / EXTENT).
 MARGIN = BUFFER / EXTENT
 MAX_ZOOM = 22
-#: From this zoom on, the cases layer sends one point per case.
+#: From this zoom on, the cases layer sends one point per case (unless the tile is dense).
 CASE_POINTS_MINZOOM = 15
+#: A street-zoom tile with more cases than this sends counts per bin instead of points:
+#: never a silent cap (TiPg truncates at 10,000), never a multi-megabyte tile.
+CASE_POINTS_MAX = 2000
+#: The finest zoom the heat pyramid has bins for (bins of level z + 4 ≤ 20).
+CASE_BINS_MAXZOOM = 16
 
 #: The tile envelope, in 3857 for ST_AsMVTGeom and in 4326 (the tables' SRID) for the index.
 BOUNDS = """
@@ -158,6 +163,33 @@ SELECT ST_AsMVT(t, 'cases', 4096, 'geom') FROM (
 ) t WHERE t.geom IS NOT NULL
 """
 
+_CASE_ADAPTIVE = f"""
+-- cases at street zoom (z15–z16): one point per case with its public fields, unless the
+-- tile holds more than :cap cases; then the count per heat bin, as below street zoom
+WITH {BOUNDS},
+{{bins}},
+dense AS (
+    SELECT count(*) > :cap AS yes FROM (
+        SELECT 1 FROM cases c, bounds b
+        WHERE c.geom && b.area AND {_CASE_FILTER} {{category}} LIMIT :cap + 1
+    ) s
+)
+SELECT ST_AsMVT(t, 'cases', 4096, 'geom') FROM (
+    SELECT NULL::bigint AS count, c.case_no, c.category, c.status,
+           to_char(c.reported_at AT TIME ZONE '{TIMEZONE}',
+                   'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS reported_at,
+           c.village_code, c.grid_code, c.description,
+           {POINT.format(g="c.geom")} AS geom
+    FROM cases c, bounds b, dense
+    WHERE NOT dense.yes AND c.geom && b.area AND {_CASE_FILTER} {{category}}
+    UNION ALL
+    SELECT bins.n, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           ST_AsMVTGeom(ST_Centroid(ST_TileEnvelope(:level, bins.bin_x, bins.bin_y)),
+                        b.tile, 4096, 0, false)
+    FROM bins, bounds b, dense WHERE dense.yes AND bins.n > 0
+) t WHERE t.geom IS NOT NULL
+"""
+
 _CASE_CLUSTERS = f"""
 -- cases below street zoom: the count of cases per heat bin (1/16 of the tile side), drawn
 -- at the bin's centre; counts come from the pre-computed pyramid (see tiles.heat)
@@ -274,9 +306,12 @@ def _window_values(params: TileParams) -> dict[str, Any]:
 
 def _cases(z: int, params: TileParams) -> Query:
     has_cats = params.window.categories is not None
-    if z >= CASE_POINTS_MINZOOM:
+    if z > CASE_BINS_MAXZOOM:  # a tile of at most ~600 m: points
         return _CASE_POINTS.format(category=_CATEGORY[has_cats]), _window_values(params)
     bins, values = heat.bins_sql(z, params.window, tile_params=True)
+    if z >= CASE_POINTS_MINZOOM:
+        sql = _CASE_ADAPTIVE.format(bins=bins, category=_CATEGORY[has_cats])
+        return sql, {**values, **_window_values(params), "cap": CASE_POINTS_MAX}
     return _CASE_CLUSTERS.format(bins=bins), values
 
 
@@ -308,12 +343,13 @@ LAYERS: dict[str, Layer] = {
               _static(HOUSEHOLDS)),
         Layer("cases",
               f"Cases: counts per bin below z{CASE_POINTS_MINZOOM}, points from "
-              f"z{CASE_POINTS_MINZOOM} (?from=&to=&category=)",
+              f"z{CASE_POINTS_MINZOOM} (counts again where a tile has more than "
+              f"{CASE_POINTS_MAX}) (?from=&to=&category=)",
               ("cases", "heat"),
               {"count": _N, "case_no": _S, "category": _S, "status": _S, "reported_at": _S,
                "village_code": _S, "grid_code": _S, "description": _S},
               _cases, uses=frozenset({"window"}),
-              needs_heat=lambda z: z < CASE_POINTS_MINZOOM),
+              needs_heat=lambda z: z <= CASE_BINS_MAXZOOM),
         Layer("key_units", "Key units (重点单位)", ("key_units",),
               {"unit_no": _S, "name": _S, "unit_type": _S, "risk_level": _N,
                "village_code": _S, "grid_code": _S},
