@@ -28,7 +28,7 @@ err_console = Console(stderr=True)
 
 
 def build_app() -> typer.Typer:
-    """Build the Typer application with every available topic registered."""
+    """Build the Typer application with every topic registered."""
     app = typer.Typer(
         name="geogrid",
         help="geogrid: GIS mapping and grid partitioning for township grid management.",
@@ -37,13 +37,7 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
     )
     for topic in TOPICS:
-        try:
-            module = importlib.import_module(f"geogrid.cli.{topic}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"geogrid.cli.{topic}":
-                continue  # topic not built yet
-            raise
-        module.register(app)
+        importlib.import_module(f"geogrid.cli.{topic}").register(app)
     return app
 
 
