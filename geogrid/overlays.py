@@ -40,7 +40,7 @@ from sqlalchemy import Connection, Engine, text
 
 from geogrid import coords
 from geogrid.errors import InvalidInput
-from geogrid.ingest.load import ImportReport, _copy_frame, write_rejects
+from geogrid.ingest.load import ImportReport, _copy_frame, save_rejects
 from geogrid.ingest.readers import HEADER_SCAN_ROWS, _cell_text, detect_encoding
 
 __all__ = [
@@ -1026,15 +1026,10 @@ def import_overlay(
         str(k): int(v)
         for k, v in reasons.astype(str).str.split(":").str[0].value_counts().sort_index().items()
     }
-    target = rejects_path or path.with_name(path.name + ".rejects.csv")
-    if len(reasons):
-        order = raw.loc[reasons.index, "source_row"].sort_values().index
-        originals = frame.originals(order)
-        originals.insert(1, "reason", reasons.loc[order].to_numpy())
-        write_rejects(originals, target)
-        report.rejects_file = target
-    elif rejects_path is None and target.exists():
-        target.unlink()
+    order = raw.loc[reasons.index, "source_row"].sort_values().index
+    originals = frame.originals(order)
+    originals.insert(1, "reason", reasons.loc[order].to_numpy())
+    save_rejects(report, originals, path, rejects_path)
     log.info("%s: %s", kind, report.as_dict())
     return report
 

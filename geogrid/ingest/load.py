@@ -689,6 +689,22 @@ def with_originals(reg: RegisterFrame, rejects: pd.DataFrame) -> pd.DataFrame:
     return originals
 
 
+def save_rejects(
+    report: ImportReport, rejected: pd.DataFrame, path: Path, rejects_path: Path | None
+) -> None:
+    """Write the reject file of an import of ``path`` (rows under their original headers).
+
+    Default place: ``<file name>.rejects.csv`` next to the input; with no rejected row, a
+    stale default reject file from an earlier run of the same file is removed.
+    """
+    target = rejects_path or path.with_name(path.name + ".rejects.csv")
+    if len(rejected):
+        write_rejects(rejected, target)
+        report.rejects_file = target
+    elif rejects_path is None and target.exists():
+        target.unlink()
+
+
 def write_rejects(rejects: pd.DataFrame, path: Path) -> None:
     """The reject file: UTF-8 with BOM (opens in Excel), row number, reason, original values."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -889,12 +905,7 @@ def import_households(
         engine, raw, town=town, default_crs=default_crs, progress=progress
     )
     report.encoding = reg.encoding
-    target = rejects_path or path.with_name(path.name + ".rejects.csv")
-    if len(rejects):
-        write_rejects(with_originals(reg, rejects), target)
-        report.rejects_file = target
-    elif rejects_path is None and target.exists():
-        target.unlink()  # a stale reject file from an earlier run of this file
+    save_rejects(report, with_originals(reg, rejects), path, rejects_path)
     return report
 
 
@@ -955,10 +966,7 @@ def import_address_points(
     report.inserted, report.updated = int(row[0]), int(row[1])
     report.unchanged = len(good) - report.inserted - report.updated
     report.rejected = len(rejects)
-    target = rejects_path or path.with_name(path.name + ".rejects.csv")
-    if len(rejects):
-        write_rejects(with_originals(reg, rejects), target)
-        report.rejects_file = target
+    save_rejects(report, with_originals(reg, rejects), path, rejects_path)
     return report
 
 
