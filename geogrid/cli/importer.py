@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +16,26 @@ from geogrid.settings import Settings
 
 console = Console(highlight=False, soft_wrap=True)
 import_app = typer.Typer(help="Load township data into PostGIS.", no_args_is_help=True)
+
+# Options shared by the table imports (households, address points, overlays).
+InputFile = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, help="CSV, Excel or GIS file.")
+]
+CrsOpt = Annotated[
+    str, typer.Option(help="CRS of rows without a 坐标系 column: wgs84, cgcs2000, gcj02, bd09.")
+]
+MapOpt = Annotated[
+    list[str], typer.Option("--map", help="Override a column: --map 原列名=field (repeatable).")
+]
+SheetOpt = Annotated[str | None, typer.Option(help="Excel sheet (name or 0-based index).")]
+LayerOpt = Annotated[str | None, typer.Option(help="GeoPackage/GeoJSON layer.")]
+EncodingOpt = Annotated[str | None, typer.Option(help="Force the CSV encoding (else detected).")]
+RejectsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Reject file (default: FILE.rejects.csv next to the input, "
+                 "e.g. x.xlsx.rejects.csv)."),
+]  # fmt: skip
+TownOpt = Annotated[str | None, typer.Option(help="Match village names within this town only.")]
 
 
 @import_app.command("boundaries")
@@ -43,21 +64,14 @@ def boundaries(
 
 @import_app.command("households")
 def households(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The register file."),
-    crs: str = typer.Option(
-        "wgs84", help="CRS of rows without a 坐标系 column: wgs84, cgcs2000, gcj02, bd09."
-    ),
-    town: str | None = typer.Option(None, help="Match village names within this town only."),
-    map_: list[str] = typer.Option(
-        [], "--map", help="Override a column: --map 原列名=field (repeatable)."
-    ),
-    sheet: str | None = typer.Option(None, help="Excel sheet (name or 0-based index)."),
-    layer: str | None = typer.Option(None, help="GeoPackage/GeoJSON layer."),
-    encoding: str | None = typer.Option(None, help="Force the CSV encoding (else detected)."),
-    rejects: Path | None = typer.Option(
-        None,
-        help="Reject file (default: FILE.rejects.csv next to the input, e.g. x.xlsx.rejects.csv).",
-    ),
+    file: InputFile,
+    crs: CrsOpt = "wgs84",
+    town: TownOpt = None,
+    map_: MapOpt = [],  # noqa: B006 - typer copies option defaults
+    sheet: SheetOpt = None,
+    layer: LayerOpt = None,
+    encoding: EncodingOpt = None,
+    rejects: RejectsOpt = None,
 ) -> None:
     """Read, validate, geocode and load a household register (upsert by village + 户号)."""
     from geogrid.ingest.columns import parse_column_maps
@@ -103,10 +117,10 @@ def households(
 
 @import_app.command("address-points")
 def address_points(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Points file."),
-    crs: str = typer.Option("wgs84", help="CRS of rows without a 坐标系 column."),
-    town: str | None = typer.Option(None, help="Match village names within this town only."),
-    map_: list[str] = typer.Option([], "--map", help="Override a column: --map 原列名=field."),
+    file: InputFile,
+    crs: CrsOpt = "wgs84",
+    town: TownOpt = None,
+    map_: MapOpt = [],  # noqa: B006 - typer copies option defaults
 ) -> None:
     """Load known address points (门牌) into the offline geocoding gazetteer."""
     from geogrid.ingest.columns import parse_column_maps
@@ -180,20 +194,15 @@ def _import_overlay(
         console.print(f"rejected rows with their reasons: {report.rejects_file}")
 
 
-_CRS_HELP = "CRS of rows without a 坐标系 column: wgs84, cgcs2000, gcj02, bd09."
-_MAP_HELP = "Override a column: --map 原列名=field (repeatable)."
-_REJECTS_HELP = "Reject file (default: FILE.rejects.csv next to the input)."
-
-
 @import_app.command("cases")
 def cases(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV, Excel or GIS file."),
-    crs: str = typer.Option("wgs84", help=_CRS_HELP),
-    map_: list[str] = typer.Option([], "--map", help=_MAP_HELP),
-    sheet: str | None = typer.Option(None, help="Excel sheet (name or 0-based index)."),
-    layer: str | None = typer.Option(None, help="GeoPackage/GeoJSON layer."),
-    encoding: str | None = typer.Option(None, help="Force the CSV encoding (else detected)."),
-    rejects: Path | None = typer.Option(None, help=_REJECTS_HELP),
+    file: InputFile,
+    crs: CrsOpt = "wgs84",
+    map_: MapOpt = [],  # noqa: B006 - typer copies option defaults
+    sheet: SheetOpt = None,
+    layer: LayerOpt = None,
+    encoding: EncodingOpt = None,
+    rejects: RejectsOpt = None,
 ) -> None:
     """Load cases (事件): upsert by 事件编号, placed in a village and a grid of the active plan.
 
@@ -205,13 +214,13 @@ def cases(
 
 @import_app.command("key-units")
 def key_units(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV, Excel or GIS file."),
-    crs: str = typer.Option("wgs84", help=_CRS_HELP),
-    map_: list[str] = typer.Option([], "--map", help=_MAP_HELP),
-    sheet: str | None = typer.Option(None, help="Excel sheet (name or 0-based index)."),
-    layer: str | None = typer.Option(None, help="GeoPackage/GeoJSON layer."),
-    encoding: str | None = typer.Option(None, help="Force the CSV encoding (else detected)."),
-    rejects: Path | None = typer.Option(None, help=_REJECTS_HELP),
+    file: InputFile,
+    crs: CrsOpt = "wgs84",
+    map_: MapOpt = [],  # noqa: B006 - typer copies option defaults
+    sheet: SheetOpt = None,
+    layer: LayerOpt = None,
+    encoding: EncodingOpt = None,
+    rejects: RejectsOpt = None,
 ) -> None:
     """Load key units (重点单位): upsert by 单位编号.
 
@@ -223,13 +232,13 @@ def key_units(
 
 @import_app.command("inspection-points")
 def inspection_points(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV, Excel or GIS file."),
-    crs: str = typer.Option("wgs84", help=_CRS_HELP),
-    map_: list[str] = typer.Option([], "--map", help=_MAP_HELP),
-    sheet: str | None = typer.Option(None, help="Excel sheet (name or 0-based index)."),
-    layer: str | None = typer.Option(None, help="GeoPackage/GeoJSON layer."),
-    encoding: str | None = typer.Option(None, help="Force the CSV encoding (else detected)."),
-    rejects: Path | None = typer.Option(None, help=_REJECTS_HELP),
+    file: InputFile,
+    crs: CrsOpt = "wgs84",
+    map_: MapOpt = [],  # noqa: B006 - typer copies option defaults
+    sheet: SheetOpt = None,
+    layer: LayerOpt = None,
+    encoding: EncodingOpt = None,
+    rejects: RejectsOpt = None,
 ) -> None:
     """Load fire inspection points (消防检查点): upsert by 检查点编号.
 
