@@ -133,6 +133,17 @@ def sample_town(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     return generate_town(seed=7, out=tmp_path_factory.mktemp("sample-town"))
 
 
+@pytest.fixture
+def town_db(engine: Engine, sample_town) -> Engine:  # type: ignore[no-untyped-def]
+    """A fresh database with the sample town's boundaries and supplied group polygons."""
+    from geogrid.ingest.boundaries import import_boundaries
+
+    import_boundaries(engine, sample_town.boundaries, level="town")
+    import_boundaries(engine, sample_town.boundaries, level="village")
+    import_boundaries(engine, sample_town.groups, level="group")
+    return engine
+
+
 @pytest.fixture(scope="session")
 def _town_template(pg: TestCluster, sample_town) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A database holding the sample town's boundaries, groups and households."""

@@ -11,16 +11,10 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from geogrid.cli import build_app
-from geogrid.ingest.boundaries import import_boundaries
 
 
 @pytest.fixture
-def boundaries_url(
-    db_url: str, engine: Engine, sample_town, monkeypatch: pytest.MonkeyPatch
-) -> str:  # type: ignore[no-untyped-def]
-    import_boundaries(engine, sample_town.boundaries, level="town")
-    import_boundaries(engine, sample_town.boundaries, level="village")
-    import_boundaries(engine, sample_town.groups, level="group")
+def boundaries_url(db_url: str, town_db: Engine, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("GEOGRID_DATABASE_URL", db_url)
     return db_url
 

@@ -10,7 +10,6 @@ import shapely
 from sqlalchemy import Engine, text
 
 from geogrid.coords import haversine_m, wgs84_to_gcj02
-from geogrid.ingest.boundaries import import_boundaries
 from geogrid.ingest.load import import_frame
 
 HEADERS = {
@@ -32,14 +31,6 @@ def truth_xy(truth: gpd.GeoDataFrame) -> np.ndarray:
     xy = shapely.get_coordinates(truth.geometry.values)
     assert len(xy) == len(truth)
     return xy
-
-
-@pytest.fixture
-def town_db(engine: Engine, sample_town) -> Engine:  # type: ignore[no-untyped-def]
-    import_boundaries(engine, sample_town.boundaries, level="town")
-    import_boundaries(engine, sample_town.boundaries, level="village")
-    import_boundaries(engine, sample_town.groups, level="group")
-    return engine
 
 
 def test_sample_register_loads_with_precision_and_rejects(town_db: Engine, sample_town) -> None:  # type: ignore[no-untyped-def]

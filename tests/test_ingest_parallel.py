@@ -7,11 +7,11 @@ import pytest
 from sqlalchemy import Engine
 
 import geogrid.ingest.load as load
-from tests.test_ingest_load import register_frame, town_db  # noqa: F401 (fixture)
+from tests.test_ingest_load import register_frame
 
 
 def test_parallel_prepare_equals_serial(
-    town_db: Engine,  # noqa: F811
+    town_db: Engine,
     sample_town,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -31,7 +31,7 @@ def test_parallel_prepare_equals_serial(
 
 
 def test_forked_copy_serialisation_loads_every_row(
-    town_db: Engine,  # noqa: F811
+    town_db: Engine,
     sample_town,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
