@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from api import errors
 from api.deps import ConnDep
@@ -15,6 +18,13 @@ from geogrid import __version__, store
 from geogrid.plans import PlanJobs
 from geogrid.settings import Settings
 from tiles.service import TileService
+
+log = logging.getLogger(__name__)
+
+#: Pooled database connections kept open (as many again may overflow under load).
+POOL_SIZE = 10
+#: Connections warmed at start-up (see :meth:`tiles.service.TileService.warm`).
+WARM_CONNECTIONS = 4
 
 
 def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
@@ -33,8 +43,12 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = database_url or store.database_url(settings)
         app.state.settings = settings
-        app.state.engine = store.make_engine(url, pool_size=10, max_overflow=10)
+        app.state.engine = store.make_serving_engine(url, pool_size=POOL_SIZE)
         app.state.tiles = TileService(app.state.engine)
+        try:
+            await anyio.to_thread.run_sync(app.state.tiles.warm, WARM_CONNECTIONS)
+        except OperationalError as exc:  # the database may come up later: /health tells
+            log.warning("database not reachable at start-up: %s", str(exc).splitlines()[0])
         app.state.plan_jobs = PlanJobs(app.state.engine)
         try:
             yield

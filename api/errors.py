@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from geogrid.errors import (
     ConfigurationError,
@@ -16,6 +19,8 @@ from geogrid.errors import (
     NotFound,
 )
 from geogrid.plans import StaleVersion
+
+log = logging.getLogger(__name__)
 
 #: Domain error → HTTP status. The most specific class wins (checked in MRO order).
 STATUS: dict[type[GeogridError], int] = {
@@ -46,6 +51,19 @@ def install(app: FastAPI) -> None:
             status_code=status_for(exc),
             content={"code": type(exc).__name__, "description": exc.message, **exc.detail},
         )
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+        # the server is down, restarting or refusing connections: say so, and retry later
+        # (the driver's message names hosts and ports, so it goes to the log only)
+        log.warning("database unavailable for %s: %s", request.url.path,
+                    str(exc.orig or exc).strip().splitlines()[0])  # fmt: skip
+        return JSONResponse(
+            status_code=503,
+            headers={"Retry-After": "5"},
+            content={"code": "DatabaseUnavailable",
+                     "description": "the database is not reachable; try again shortly"},
+        )  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,6 +18,29 @@ def test_health_reaches_postgis(db_url: str, tmp_path) -> None:  # type: ignore[
     assert body["postgis"].startswith("3.")
 
 
+def test_server_connections_are_warm_and_plan_per_request(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from api.app import WARM_CONNECTIONS
+
+    app = create_app(Settings(home=tmp_path), database_url=db_url)
+    with TestClient(app):
+        engine = app.state.engine
+        # the lifespan opened and exercised the pool before the first request
+        assert engine.pool.checkedin() == WARM_CONNECTIONS
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+            assert conn.exec_driver_sql("SHOW application_name").scalar() == "geogrid-api"
+
+
+def test_an_unreachable_database_does_not_stop_start_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = "postgresql://nobody:wrong@127.0.0.1:9/none"  # port 9 (discard): refused
+    app = create_app(Settings(home=tmp_path), database_url=url)
+    with TestClient(app) as client:
+        r = client.get("/health")
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert r.json()["code"] == "DatabaseUnavailable"
+    assert "127.0.0.1" not in r.text and "nobody" not in r.text  # no connection details
+
+
 def test_domain_errors_map_to_4xx() -> None:
     assert status_for(InvalidInput("x")) == 400
     assert status_for(NotFound("x")) == 404
