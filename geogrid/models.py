@@ -386,11 +386,12 @@ class LayerVersion(Base):
 
 
 class HeatDaily(Base):
-    """Cases per heat bin, category and local day at street zooms (levels 17–20).
+    """Cases per level-20 heat bin, category and local day: the heat pyramid's base.
 
     A bin of level ``s`` is the Web-Mercator tile ``(s, bin_x, bin_y)``; a heat tile at
     zoom ``z`` shows the 16 × 16 bins of level ``z + 4`` whose ``(tile_x, tile_y)`` are its
-    ``(x, y)``. Level 20 is the base from which the coarser levels are computed.
+    ``(x, y)``. Tiles z15–z16 sum these rows; every coarser level is computed from them
+    (revision 0006: only level 20 is stored here).
     """
 
     __tablename__ = "heat_daily"
@@ -407,7 +408,7 @@ class HeatDaily(Base):
 
 
 class HeatCum(Base):
-    """Running day totals of cases per heat bin, category and year (levels 4–16).
+    """Running day totals of cases per heat bin, category and year (levels 4–18).
 
     ``cum`` holds 366 big-endian int4: ``cum[d]`` counts the cases from 1 January to day of
     year ``d``, so a window costs two reads (SQL ``geogrid_heat_at(cum, d)``).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -230,7 +231,7 @@ def test_cases_aggregate_below_street_zoom_without_loss(client: TestClient, engi
     bbox = town_bbox(engine)
     z = one_tile_zoom(bbox)
     everything = count(engine)
-    for zoom in (z, 13, 14):  # running totals (z <= 12) and daily bins (13, 14)
+    for zoom in (z, 13, 14):  # running totals (z <= 14)
         assert total(client, "cases", "count", zoom, tiles_covering(bbox, zoom)) == everything
     # street zoom: one point per case with its public fields
     x, y = lonlat_to_tile((bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2, 15)
@@ -253,7 +254,7 @@ def test_heat_tiles_sum_the_window_and_categories(client: TestClient, engine: En
     )
     assert 0 < expected < count(engine)
     q = f"?from={start}&to={end}&category={cats}"
-    for z in (z1, 12, 13, 14, 15):  # every storage band: cum, daily, straight from cases
+    for z in (z1, 12, 13, 14, 15, 16):  # both bands: running totals, sums of base rows
         assert total(client, "heat", "n", z, tiles_covering(bbox, z), q) == expected, z
     # the same through the GeoJSON API
     r = client.get(
@@ -265,6 +266,63 @@ def test_heat_tiles_sum_the_window_and_categories(client: TestClient, engine: En
     assert fc["type"] == "FeatureCollection"
     assert sum(f["properties"]["n"] for f in fc["features"]) == expected
     assert fc["features"][0]["geometry"]["type"] == "Polygon"
+
+
+def tile_bbox(z: int, x: int, y: int, inset: float = 1e-9) -> tuple[float, float, float, float]:
+    """WGS84 bounds of an XYZ tile, moved ``inset`` degrees inwards on every side."""
+    n = 2**z
+
+    def lat(row: int) -> float:
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / n))))
+
+    return (x / n * 360 - 180 + inset, lat(y + 1) + inset,
+            (x + 1) / n * 360 - 180 - inset, lat(y) - inset)  # fmt: skip
+
+
+def test_heat_bands_agree_on_one_tile(client: TestClient, engine: Engine) -> None:
+    """Running totals (z13–z14) and regrouped base rows (z15–z16) count the same cases."""
+    bbox = town_bbox(engine)
+    x, y = lonlat_to_tile((bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2, 13)
+    window = {"from": "2025-02-11", "to": "2025-10-30", "category": "环境卫生,治安问题"}
+    query = "?" + "&".join(f"{k}={v}" for k, v in window.items())
+    want = total(client, "heat", "n", 13, [(x, y)], query)
+    assert want > 0
+    for z in (13, 14, 15, 16):
+        n = 2 ** (z - 13)  # the z13 tile's tiles at z
+        kids = [(x * n + i, y * n + j) for i in range(n) for j in range(n)]
+        assert total(client, "heat", "n", z, kids, query) == want, z
+        fc = client.get(
+            "/api/heat",
+            params={"bbox": ",".join(map(str, tile_bbox(13, x, y))), "z": z, **window},
+        ).json()
+        assert sum(f["properties"]["n"] for f in fc["features"]) == want, z
+        assert {f["properties"]["level"] for f in fc["features"]} == {z + 4}
+
+
+def test_old_heat_layout_is_rebuilt_after_upgrade(own: tuple[TestClient, Engine]) -> None:
+    client, engine = own
+    url = engine.url.render_as_string(hide_password=False)
+    bbox = town_bbox(engine)
+    z = one_tile_zoom(bbox)
+    before = total(client, "heat", "n", z, tiles_covering(bbox, z))
+    assert before == count(engine)
+    store.downgrade(url, "0005")  # revision 0004's layout: the pyramid is dropped...
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM heat_daily")).scalar_one() == 0
+        days = conn.execute(
+            text("SELECT count(DISTINCT ((reported_at AT TIME ZONE 'Asia/Shanghai')::date, "
+                 "category)) FROM cases")
+        ).scalar_one()  # fmt: skip
+        # ...and every day of every category is marked for a rebuild
+        assert conn.execute(text("SELECT count(*) FROM heat_dirty")).scalar_one() == days
+    store.upgrade(url)
+    assert total(client, "heat", "n", z, tiles_covering(bbox, z)) == before  # rebuilt
+    with engine.connect() as conn:
+        levels = conn.execute(text("SELECT DISTINCT level FROM heat_cum ORDER BY 1")).scalars()
+        assert list(levels) == list(heat.CUM_LEVELS) == list(range(4, 19))
+        base = conn.execute(text("SELECT DISTINCT level FROM heat_daily")).scalars()
+        assert list(base) == [heat.BASE_LEVEL]
+        assert conn.execute(text("SELECT count(*) FROM heat_dirty")).scalar_one() == 0
 
 
 def test_shared_grid_borders_stay_shared(client: TestClient, engine: Engine) -> None:

@@ -8,28 +8,33 @@ zoom ``z`` shows the 16 × 16 bins of level ``z + 4`` inside it (16 screen pixel
 tile's bins are those with ``bin_x >> 4 = x`` and ``bin_y >> 4 = y`` (stored as
 ``tile_x``/``tile_y``: the leading key of every index).
 
-Three storage bands keep every tile query bounded by the *number of bins in the tile*
-(at most 256 × categories × years rows), never by the number of cases:
+Two storage bands keep every tile query bounded by the *number of bins in the tile*
+(at most 256 × categories × years rows at z0–z14), never by the number of cases:
 
-* z0–z12 (levels 4–16): ``heat_cum``, one row per (bin, category, year) holding 366
+* z0–z14 (levels 4–18): ``heat_cum``, one row per (bin, category, year) holding 366
   running day totals; a window ``[from, to]`` is ``cum[to] - cum[from - 1]``, two array
   reads per row however long the window (SQL ``geogrid_heat_at``).
-* z13–z16 (levels 17–20): ``heat_daily``, one row per (bin, category, local day) with a
-  count; a street-level tile holds a few thousand rows at most, so summing them is cheap.
-  Level 20 (bins of ~35 m) is the *base* every coarser level is computed from.
-* Deeper zooms (not served today): straight from ``cases`` through its GiST index.
+* z15–z16 (levels 19–20): ``heat_daily``, one row per (level-20 bin, category, local day)
+  with a count — the *base* every coarser level is computed from. At ~35 m a base bin
+  seldom holds two cases of one category on one day, so a daily level would be as large
+  as the cases table: a z15 tile sums the base rows of its four z16 tiles instead (a
+  street tile holds a few thousand cases at most, and no level is stored twice).
+* Deeper zooms have no heat bins: the cases layer sends the points themselves there.
+
+Running totals stop at level 18 because below it they stop paying: level 18 has ~132,000
+(bin, category, year) rows for 1,000,000 cases (1.5 kB each), level 19 would have ~300,000.
 
 Refresh
 -------
 Statement triggers on ``cases`` (transition tables, migration 0004) record each changed
 (local day, category) in ``heat_dirty``. :func:`refresh_heat` takes those pairs, recounts
-just those days at level 20 from ``cases`` (index on ``(category, reported_at)``), rebuilds
-levels 17–19 for them, and recomputes the ``heat_cum`` rows of the bins those days touched
-(old and new), at each level, from the level-20 base of their category and year (numpy:
-``add.at`` then ``cumsum``). Nothing else is rewritten. The tile service calls it before
-serving heat when ``heat_dirty`` is not empty (a one-row poll), under a transaction
-advisory lock so that one process refreshes at a time; scripts may call it after a bulk
-load (``full=True`` rebuilds everything).
+just those days at the base level from ``cases`` (index on ``(category, reported_at)``) and
+recomputes the ``heat_cum`` rows of the bins those days touched (old and new), at each
+level, from the base of their category and year (numpy: ``bincount`` then ``cumsum``,
+written with one binary ``COPY`` per category and year). Nothing else is rewritten. The
+tile service calls it before serving heat when ``heat_dirty`` is not empty (a one-row
+poll), under a transaction advisory lock so that one process refreshes at a time; scripts
+may call it after a bulk load (``full=True`` rebuilds everything).
 """
 
 from __future__ import annotations
@@ -52,9 +57,10 @@ log = logging.getLogger(__name__)
 BIN_SHIFT = 4
 #: Level of the base counts (bins of z16 tiles, ~30–40 m).
 BASE_LEVEL = 20
-#: Levels served from heat_daily; below, heat_cum; above, the cases table.
-DAILY_LEVELS = (17, 18, 19, 20)
-CUM_LEVELS = tuple(range(BIN_SHIFT, 17))
+#: Levels summed from the base's daily rows; coarser ones come from heat_cum.
+DAILY_LEVELS = (19, 20)
+#: Levels kept as running totals (tiles z0–z14).
+CUM_LEVELS = tuple(range(BIN_SHIFT, DAILY_LEVELS[0]))
 #: Highest heat tile zoom (bins of level 20, ~35 m).
 MAX_ZOOM = 16
 DAYS = 366
@@ -95,8 +101,8 @@ def bins_sql(z: int, window: Window, *, tile_params: bool) -> tuple[str, dict[st
     window
         Days and categories to count.
     tile_params
-        True: one tile, bound as ``:x``/``:y`` with a ``bounds(area)`` CTE in scope (the
-        tile queries). False: bin ranges ``:bx0..:bx1``, ``:by0..:by1`` (the GeoJSON API).
+        True: one tile, bound as ``:x``/``:y`` (the tile queries). False: bin ranges
+        ``:bx0..:bx1``, ``:by0..:by1`` (the GeoJSON API).
 
     Returns
     -------
@@ -109,14 +115,12 @@ def bins_sql(z: int, window: Window, *, tile_params: bool) -> tuple[str, dict[st
         values["categories"] = list(window.categories or ())
     if tile_params:
         tiles = "h.tile_x = :x AND h.tile_y = :y"
-        own = f"(q.bin_x >> {BIN_SHIFT}) = :x AND (q.bin_y >> {BIN_SHIFT}) = :y"
     else:
         tiles = (
             f"h.tile_x BETWEEN (:bx0 >> {BIN_SHIFT}) AND (:bx1 >> {BIN_SHIFT}) "
             f"AND h.tile_y BETWEEN (:by0 >> {BIN_SHIFT}) AND (:by1 >> {BIN_SHIFT}) "
             "AND h.bin_x BETWEEN :bx0 AND :bx1 AND h.bin_y BETWEEN :by0 AND :by1"
         )
-        own = "q.bin_x BETWEEN :bx0 AND :bx1 AND q.bin_y BETWEEN :by0 AND :by1"
     if level in CUM_LEVELS:
         values.update(
             y0=window.start.year, y1=window.end.year,
@@ -138,39 +142,48 @@ def bins_sql(z: int, window: Window, *, tile_params: bool) -> tuple[str, dict[st
             values,
         )
     if level in DAILY_LEVELS:
-        values.update(d_start=window.start, d_end=window.end)
+        # base rows (level 20) of the tile's base tiles, regrouped into this level's bins
+        shift = BASE_LEVEL - level
+        values.update(d_start=window.start, d_end=window.end, base=BASE_LEVEL)
         cat = "AND h.category = ANY(:categories)" if cats else ""
+        if tile_params:
+            tiles = (
+                f"h.tile_x IN ({_children('x', shift)}) AND h.tile_y IN ({_children('y', shift)})"
+            )
+        else:
+            first = "(CAST(:b{v}0 AS int) << {s})"
+            last = "(((CAST(:b{v}1 AS int) + 1) << {s}) - 1)"
+            tiles = " AND ".join(
+                f"h.tile_{{v}} BETWEEN ({first} >> {BIN_SHIFT}) AND ({last} >> {BIN_SHIFT}) "
+                f"AND h.bin_{{v}} BETWEEN {first} AND {last}".format(v=v, s=shift)
+                for v in ("x", "y")
+            )
         return (
             f"""
-    -- daily counts of the window's days
+    -- daily counts of the window's days, from the base level
     bins AS (
-        SELECT h.bin_x, h.bin_y, sum(h.n)::int AS n
+        SELECT h.bin_x >> {shift} AS bin_x, h.bin_y >> {shift} AS bin_y, sum(h.n)::int AS n
         FROM heat_daily h
-        WHERE h.level = :level AND {tiles} AND h.day BETWEEN :d_start AND :d_end {cat}
-        GROUP BY h.bin_x, h.bin_y
+        WHERE h.level = :base AND {tiles} AND h.day BETWEEN :d_start AND :d_end {cat}
+        GROUP BY 1, 2
     )""",
             values,
         )
-    # street zooms: few cases per tile, counted straight from the cases table
-    size = 2 * HALF / 2**level
-    values.update(half=HALF, size=size, t0=window.t0, t1=window.t1)
-    cat = "AND c.category = ANY(:categories)" if cats else ""
-    return (
-        f"""
-    -- street zoom: cases of the tile (GiST index), binned on the fly
-    bins AS (
-        SELECT q.bin_x, q.bin_y, count(*)::int AS n
-        FROM (
-            SELECT floor((ST_X(p.m) + :half) / :size)::int AS bin_x,
-                   floor((:half - ST_Y(p.m)) / :size)::int AS bin_y
-            FROM cases c, bounds b, LATERAL (SELECT ST_Transform(c.geom, 3857) AS m) p
-            WHERE c.geom && b.area AND c.reported_at >= :t0 AND c.reported_at < :t1 {cat}
-        ) q
-        WHERE {own}
-        GROUP BY q.bin_x, q.bin_y
-    )""",
-        values,
-    )
+    raise ValueError(f"no heat bins at zoom {z} (0–{MAX_ZOOM})")
+
+
+def _children(param: str, shift: int) -> str:
+    """SQL list of the base tiles along one axis under tile ``:param`` (``shift`` levels up).
+
+    (psycopg binds a small Python int as ``int2``, which a shift would overflow: cast.)
+
+    >>> _children("x", 1)
+    '(CAST(:x AS int) << 1), (CAST(:x AS int) << 1) + 1'
+    """
+    if not shift:
+        return f":{param}"
+    first = f"(CAST(:{param} AS int) << {shift})"
+    return ", ".join(first + (f" + {i}" if i else "") for i in range(1 << shift))
 
 
 def _mercator(lon: float, lat: float) -> tuple[float, float]:
@@ -235,17 +248,9 @@ def heat_geojson(
         )
     bins, values = bins_sql(z, window, tile_params=False)
     values.update(bx0=bx0, bx1=bx1, by0=by0, by1=by1)
-    size = 2 * HALF / 2**level
-    values.update(
-        minx=-HALF + bx0 * size, maxx=-HALF + (bx1 + 1) * size,
-        miny=HALF - (by1 + 1) * size, maxy=HALF - by0 * size,
-    )  # fmt: skip
     sql = f"""
-    -- heat bins of a bbox as GeoJSON (the area is used only at street zooms)
-    WITH bounds AS (
-        SELECT ST_Transform(ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 3857), 4326) AS area
-    ),
-    {bins}
+    -- heat bins of a bbox as GeoJSON
+    WITH {bins}
     SELECT json_build_object(
         'type', 'FeatureCollection',
         'features', coalesce(json_agg(json_build_object(
@@ -381,17 +386,16 @@ def refresh_heat(conn: Connection, *, full: bool = False) -> HeatRefresh:
     if not days:
         return HeatRefresh()
     conn.execute(text("ANALYZE heat_refresh_days"))
-    # the base bins these days held before (their cum rows must be recomputed too)
+    # the base bins these days held before (their running totals must be recomputed too)
     conn.execute(
         text("""
         WITH gone AS (
             DELETE FROM heat_daily h USING heat_refresh_days d
-            WHERE h.category = d.category AND h.day = d.day AND h.level BETWEEN 17 AND 20
-            RETURNING h.level, h.bin_x, h.bin_y, h.category, h.day
+            WHERE h.category = d.category AND h.day = d.day
+            RETURNING h.bin_x, h.bin_y, h.category, h.day
         )
         INSERT INTO heat_refresh_bins
-        SELECT DISTINCT bin_x, bin_y, category, extract(year FROM day)::int
-        FROM gone WHERE level = 20
+        SELECT DISTINCT bin_x, bin_y, category, extract(year FROM day)::int FROM gone
         """)
     )
     # recount the days at the base level, straight from cases (index on category, time)
@@ -407,7 +411,7 @@ def refresh_heat(conn: Connection, *, full: bool = False) -> HeatRefresh:
         ),
         added AS (
             INSERT INTO heat_daily (level, tile_x, tile_y, day, category, bin_x, bin_y, n)
-            SELECT 20, bin_x >> {BIN_SHIFT}, bin_y >> {BIN_SHIFT}, day, category,
+            SELECT :base, bin_x >> {BIN_SHIFT}, bin_y >> {BIN_SHIFT}, day, category,
                    bin_x, bin_y, n
             FROM counted
             RETURNING bin_x, bin_y, category, day
@@ -416,20 +420,8 @@ def refresh_heat(conn: Connection, *, full: bool = False) -> HeatRefresh:
         SELECT DISTINCT bin_x, bin_y, category, extract(year FROM day)::int FROM added
         WHERE NOT :full
         """),
-        {"half": HALF, "size": 2 * HALF / 2**BASE_LEVEL, "full": full},
+        {"half": HALF, "size": 2 * HALF / 2**BASE_LEVEL, "full": full, "base": BASE_LEVEL},
     ).rowcount
-    for level in range(BASE_LEVEL - 1, DAILY_LEVELS[0] - 1, -1):  # 19, 18, 17 from below
-        conn.execute(
-            text(f"""
-            INSERT INTO heat_daily (level, tile_x, tile_y, day, category, bin_x, bin_y, n)
-            SELECT :level, (h.bin_x >> 1) >> {BIN_SHIFT}, (h.bin_y >> 1) >> {BIN_SHIFT},
-                   h.day, h.category, h.bin_x >> 1, h.bin_y >> 1, sum(h.n)
-            FROM heat_daily h JOIN heat_refresh_days d USING (day, category)
-            WHERE h.level = :level + 1
-            GROUP BY 3, 4, 5, 6, 7
-            """),
-            {"level": level},
-        )
     cum_rows = _refresh_cum(conn, full=full)
     if full:
         conn.execute(text("ANALYZE heat_daily; ANALYZE heat_cum"))
@@ -446,10 +438,7 @@ def _refresh_cum(conn: Connection, *, full: bool) -> int:
     by_group: dict[tuple[str, int], list[tuple[int, int]]] = {}
     if full:  # every bin of every category and year
         groups = conn.execute(
-            text(
-                f"SELECT DISTINCT category, extract(year FROM day)::int FROM heat_daily "
-                f"WHERE level = {DAILY_LEVELS[0]}"
-            )
+            text("SELECT DISTINCT category, extract(year FROM day)::int FROM heat_daily")
         ).all()
         by_group = {(str(c), int(y)): [] for c, y in groups}
     else:
@@ -466,28 +455,23 @@ def _refresh_cum(conn: Connection, *, full: bool) -> int:
         rows = conn.execute(
             text("""
             SELECT bin_x, bin_y, day - CAST(:jan1 AS date) AS doy0, n FROM heat_daily
-            WHERE level = 20 AND category = :cat AND day BETWEEN :jan1 AND :dec31
+            WHERE level = :base AND category = :cat AND day BETWEEN :jan1 AND :dec31
             """),
-            {"cat": cat, "jan1": jan1, "dec31": dt.date(year, 12, 31)},
+            {"cat": cat, "jan1": jan1, "dec31": dt.date(year, 12, 31), "base": BASE_LEVEL},
         ).all()
         base = np.array(rows, dtype=np.int64).reshape(-1, 4)
         tb = np.array(bins, dtype=np.int64).reshape(-1, 2)
-        out: list[tuple[int, int, int, str, int, int, int, bytes]] = []
+        blocks: list[bytes] = []
+        stale: list[np.ndarray] = []  # (level, bin_x, bin_y) rows to delete first
         for level in CUM_LEVELS:
             shift = BASE_LEVEL - level
             t_keys = np.unique(_key(tb[:, 0] >> shift, tb[:, 1] >> shift))
             if not full:
-                conn.execute(
-                    text(f"""
-                    DELETE FROM heat_cum h
-                    USING unnest(CAST(:bx AS int[]), CAST(:by AS int[])) AS u (bx, by)
-                    WHERE h.level = :level AND h.tile_x = u.bx >> {BIN_SHIFT}
-                      AND h.tile_y = u.by >> {BIN_SHIFT} AND h.category = :cat
-                      AND h.year = :year AND h.bin_x = u.bx AND h.bin_y = u.by
-                    """),
-                    {"bx": (t_keys >> 32).tolist(), "by": (t_keys & 0xFFFFFFFF).tolist(),
-                     "level": level, "cat": cat, "year": year},
-                )  # fmt: skip
+                stale.append(
+                    np.column_stack(
+                        [np.full(len(t_keys), level), t_keys >> 32, t_keys & 0xFFFFFFFF]
+                    )
+                )
             if not len(base):
                 continue
             keys = _key(base[:, 0] >> shift, base[:, 1] >> shift)
@@ -495,17 +479,26 @@ def _refresh_cum(conn: Connection, *, full: bool) -> int:
             if not keep.any():
                 continue
             uniq, inv = np.unique(keys[keep], return_inverse=True)
-            dense = np.zeros((len(uniq), DAYS), dtype=np.int64)
-            np.add.at(dense, (inv, base[keep, 2]), base[keep, 3])
-            cum = np.cumsum(dense, axis=1).astype(">i4")
-            bx = (uniq >> 32).astype(np.int64)
-            by = (uniq & 0xFFFFFFFF).astype(np.int64)
-            for i in range(len(uniq)):
-                x, y = int(bx[i]), int(by[i])
-                out.append(
-                    (level, x >> BIN_SHIFT, y >> BIN_SHIFT, cat, year, x, y, cum[i].tobytes())
-                )
-        if out:
+            daily = np.bincount(
+                inv * DAYS + base[keep, 2], weights=base[keep, 3], minlength=len(uniq) * DAYS
+            )
+            cum = np.cumsum(daily.reshape(len(uniq), DAYS), axis=1)
+            blocks.append(_cum_copy_rows(level, uniq, cum, cat, year))
+        if stale:
+            gone = np.concatenate(stale)
+            conn.execute(
+                text(f"""
+                DELETE FROM heat_cum h
+                USING unnest(CAST(:lv AS int[]), CAST(:bx AS int[]), CAST(:by AS int[]))
+                      AS u (lv, bx, by)
+                WHERE h.level = u.lv AND h.tile_x = u.bx >> {BIN_SHIFT}
+                  AND h.tile_y = u.by >> {BIN_SHIFT} AND h.category = :cat
+                  AND h.year = :year AND h.bin_x = u.bx AND h.bin_y = u.by
+                """),
+                {"lv": gone[:, 0].tolist(), "bx": gone[:, 1].tolist(),
+                 "by": gone[:, 2].tolist(), "cat": cat, "year": year},
+            )  # fmt: skip
+        if blocks:
             with (
                 raw.cursor() as cur,
                 cur.copy(
@@ -513,8 +506,52 @@ def _refresh_cum(conn: Connection, *, full: bool) -> int:
                     "FROM STDIN (FORMAT BINARY)"
                 ) as copy,
             ):
-                copy.set_types(["int2", "int4", "int4", "text", "int2", "int4", "int4", "bytea"])
-                for row in out:
-                    copy.write_row(row)
-            written += len(out)
+                copy.write(_COPY_SIGNATURE)
+                for block in blocks:
+                    copy.write(block)
+                copy.write(_COPY_TRAILER)
+            written += sum(len(b) for b in blocks) // _cum_row_dtype(cat).itemsize
     return written
+
+
+#: PostgreSQL's binary COPY header (signature, flags, header extension length) and trailer.
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+
+
+def _cum_row_dtype(category: str) -> np.dtype[np.void]:
+    """One ``heat_cum`` row in binary COPY layout: a field count, then (length, value) pairs.
+
+    Every field but the category has a fixed width, and one block holds one category, so
+    a block's rows are a packed numpy record array, written without a Python loop.
+    """
+    size = len(category.encode())
+    return np.dtype(
+        [("fields", ">i2"),
+         ("level_len", ">i4"), ("level", ">i2"),
+         ("tile_x_len", ">i4"), ("tile_x", ">i4"),
+         ("tile_y_len", ">i4"), ("tile_y", ">i4"),
+         ("category_len", ">i4"), ("category", f"S{size}"),
+         ("year_len", ">i4"), ("year", ">i2"),
+         ("bin_x_len", ">i4"), ("bin_x", ">i4"),
+         ("bin_y_len", ">i4"), ("bin_y", ">i4"),
+         ("cum_len", ">i4"), ("cum", ">i4", (DAYS,))]
+    )  # fmt: skip
+
+
+def _cum_copy_rows(level: int, keys: np.ndarray, cum: np.ndarray, cat: str, year: int) -> bytes:
+    """Binary COPY rows of ``heat_cum`` for the bins ``keys`` (see :func:`_key`)."""
+    rows = np.zeros(len(keys), dtype=_cum_row_dtype(cat))
+    bx, by = keys >> 32, keys & 0xFFFFFFFF
+    rows["fields"] = 8
+    for name, width, value in (
+        ("level", 2, level), ("tile_x", 4, bx >> BIN_SHIFT), ("tile_y", 4, by >> BIN_SHIFT),
+        ("year", 2, year), ("bin_x", 4, bx), ("bin_y", 4, by),
+    ):  # fmt: skip
+        rows[f"{name}_len"] = width
+        rows[name] = value
+    rows["category_len"] = len(cat.encode())
+    rows["category"] = cat.encode()
+    rows["cum_len"] = 4 * DAYS
+    rows["cum"] = cum
+    return rows.tobytes()
