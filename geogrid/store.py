@@ -81,8 +81,9 @@ def make_engine(url: str, **kwargs: object) -> Engine:
 #: fifth execution and PostgreSQL then switches to a *generic* plan after five more; for
 #: tile and bbox queries, whose best plan depends on the bound envelope, the generic plan
 #: of the street-zoom cases tile is ~20x slower (3 → 85 ms, measured on the county bench).
-#: Custom plans cost ~0.3 ms of planning each.
-SERVING_OPTIONS = "-c plan_cache_mode=force_custom_plan -c application_name=geogrid-api"
+#: Custom plans cost ~0.3 ms of planning each. JIT compilation is off: a request's queries
+#: run for milliseconds, and on a 1M-case bbox page JIT spent 105 ms compiling a 35 ms scan.
+SERVING_OPTIONS = "-c plan_cache_mode=force_custom_plan -c jit=off -c application_name=geogrid-api"
 
 
 def make_serving_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Engine:

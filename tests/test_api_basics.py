@@ -29,6 +29,7 @@ def test_server_connections_are_warm_and_plan_per_request(db_url: str, tmp_path)
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
             assert conn.exec_driver_sql("SHOW application_name").scalar() == "geogrid-api"
+            assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
 
 
 def test_an_unreachable_database_does_not_stop_start_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
