@@ -569,14 +569,21 @@ def _page_sql(coll: Collection, where_from: str) -> str:
     keys = ", ".join(f"{k} AS k{i}" for i, k in enumerate(coll.order))
     order = ", ".join(coll.order)
     agg_order = ", ".join(f"k{i}" for i in range(len(coll.order)))
+    in_page = f"({order}) IN (SELECT {agg_order} FROM page)"
     return f"""
-    SELECT count(*), COALESCE(json_agg(f ORDER BY {agg_order}), '[]'::json)::text
-    FROM (
-        SELECT {_feature_sql(coll)} AS f, {keys}
+    -- one page: the sort keys are paged first (an index walk); features are built for the
+    -- page's rows only (built before OFFSET, the skipped rows made deep pages cost seconds)
+    WITH page AS (
+        SELECT {keys}
         {where_from}
         ORDER BY {order}
         LIMIT :limit OFFSET :offset
-    ) page
+    )
+    SELECT count(*), COALESCE(json_agg(f ORDER BY {agg_order}), '[]'::json)::text
+    FROM (
+        SELECT {_feature_sql(coll)} AS f, {keys}
+        {_and(where_from, [in_page])}
+    ) q
     """
 
 
