@@ -453,8 +453,9 @@ def test_leader_page(live: Live, browser: Any) -> None:
     assert count_colour(img, (0xDE, 0x2D, 0x26), tol=60) > 50, "no heat bins drawn"
     # Filter by category: totals shrink and the heat tiles are re-requested with the filter.
     page.select_option("#gg-category", "安全隐患")
-    with page.expect_response(lambda r: "/api/stats/cases-by-grid?" in r.url):
+    with page.expect_response(lambda r: "/api/stats/cases-by-grid?" in r.url) as counts:
         page.click("#gg-filters button[type=submit]")
+    assert "geometry=false" in counts.value.url  # the grids drawn already are restyled
     page.wait_for_function(f"+document.getElementById('gg-total').textContent < {total}")
     heat = [u for u in visit.requests if "/tiles/heat/" in u]
     assert any("category=%E5%AE%89" in u for u in heat), heat[-3:]

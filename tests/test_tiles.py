@@ -22,6 +22,7 @@ from sqlalchemy import Engine, text
 
 from api import create_app
 from geogrid import store
+from geogrid.overlays import import_overlay
 from geogrid.settings import Settings
 from tiles import heat
 from tiles.layers import LAYERS, lonlat_to_tile
@@ -43,15 +44,14 @@ def _copy_csv(engine: Engine, path: Path, ddl: str, insert: str) -> None:
 
 
 def load_overlays(engine: Engine, sample: Any) -> None:
-    """Cases, key units and inspection points from the sample CSVs; an active plan."""
-    _copy_csv(
-        engine, sample.cases,
-        "case_id text, category text, reported_at timestamptz, lon float8, lat float8, "
-        "description text",
-        "INSERT INTO cases (case_no, category, reported_at, geom, description) "
-        "SELECT case_id, category, reported_at, ST_SetSRID(ST_MakePoint(lon, lat), 4326), "
-        "description FROM src",
-    )  # fmt: skip
+    """An active plan, then the sample's cases, key units and inspection points.
+
+    The cases come in through ``geogrid import`` (so each carries its village and grid);
+    the other overlays by SQL.
+    """
+    make_plan(engine, status="active", suffix="001")
+    report = import_overlay(engine, sample.cases, "cases")
+    assert report.rejected == 0 and report.in_grid == report.inserted
     _copy_csv(
         engine, sample.key_units,
         "unit_id text, name text, type text, risk_level int, lon float8, lat float8, "
@@ -67,7 +67,6 @@ def load_overlays(engine: Engine, sample: Any) -> None:
         "SELECT point_id, name, ST_SetSRID(ST_MakePoint(lon, lat), 4326), schedule, "
         "last_inspected FROM src",
     )  # fmt: skip
-    make_plan(engine, status="active", suffix="001")
 
 
 def make_plan(engine: Engine, *, status: str, suffix: str) -> int:
@@ -451,23 +450,46 @@ def test_heat_refreshes_incrementally(own: tuple[TestClient, Engine]) -> None:
 
 
 def test_cases_by_grid(client: TestClient, engine: Engine) -> None:
-    r = client.get("/api/stats/cases-by-grid", params={"category": "环境卫生"})
+    window = {"from": "2025-02-01", "to": "2025-08-31", "category": "环境卫生"}
+    r = client.get("/api/stats/cases-by-grid", params=window)
     assert r.status_code == 200
     fc = r.json()
+    where = ("category = '环境卫生' AND reported_at >= '2025-02-01 00:00+08' "
+             "AND reported_at < '2025-09-01 00:00+08'")  # fmt: skip
     with engine.connect() as conn:
-        n_grids = conn.execute(
-            text("SELECT count(*) FROM grids g JOIN plans p ON p.id = g.plan_id "
+        grids = conn.execute(
+            text("SELECT g.code FROM grids g JOIN plans p ON p.id = g.plan_id "
                  "WHERE p.status = 'active' AND g.level = 3")
-        ).scalar_one()  # fmt: skip
-    assert len(fc["features"]) == n_grids
-    inside = count(
-        engine, "category = '环境卫生' AND EXISTS (SELECT 1 FROM grids g WHERE "
-        "ST_Intersects(g.geom, cases.geom))"
-    )  # fmt: skip
-    # a case exactly on a shared border counts in both grids: allow for that
-    assert inside <= sum(f["properties"]["cases"] for f in fc["features"]) <= inside + 5
-    assert set(fc["totals"]) == {"环境卫生"}
-    assert fc["totals"]["环境卫生"] == count(engine, "category = '环境卫生'")
+        ).scalars().all()  # fmt: skip
+        # the grid each case lies in, by point in polygon: what the counts must say
+        inside = dict(
+            conn.execute(
+                text(f"SELECT g.code, count(c.id) FROM grids g JOIN plans p ON p.id = g.plan_id "
+                     f"LEFT JOIN cases c ON ST_Intersects(g.geom, c.geom) AND {where} "
+                     "WHERE p.status = 'active' AND g.level = 3 GROUP BY g.code")
+            ).all()
+        )  # fmt: skip
+    got = {f["properties"]["code"]: f["properties"]["cases"] for f in fc["features"]}
+    assert set(got) == set(grids) == set(inside)
+    assert got == inside and sum(got.values()) == count(engine, where) > 0
+    assert fc["totals"] == {"环境卫生": count(engine, where)}
+    assert fc["window"] == {"from": "2025-02-01", "to": "2025-08-31", "categories": ["环境卫生"]}
+    # counts only, for a page that has drawn the grids: same numbers, no geometry
+    lean = client.get("/api/stats/cases-by-grid", params={**window, "geometry": "false"})
+    assert lean.status_code == 200 and len(lean.content) < len(r.content) / 3
+    assert all(f["geometry"] is None for f in lean.json()["features"])
+    assert {f["properties"]["code"]: f["properties"]["cases"]
+            for f in lean.json()["features"]} == got  # fmt: skip
+    # a draft plan is counted point in polygon (the cases carry the active plan's codes)
+    draft = make_plan(engine, status="draft", suffix="009")
+    try:
+        r = client.get("/api/stats/cases-by-grid", params={**window, "plan": draft})
+        by_draft = {f["properties"]["village_code"]: f["properties"]["cases"]
+                    for f in r.json()["features"]}  # fmt: skip
+        assert by_draft == {code[:-3]: n for code, n in inside.items()}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM plans WHERE id = :p"), {"p": draft})
 
 
 def test_tilejson(client: TestClient) -> None:

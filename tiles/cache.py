@@ -46,9 +46,16 @@ def make_etag(parts: tuple[object, ...]) -> str:
     return f'W/"{digest}"'
 
 
+#: Bodies from this size on are gzipped at level 1: ~3x faster, a few % larger (a 5 MB
+#: GeoJSON answer took 90 ms at level 6); tiles stay at level 6.
+FAST_GZIP_BYTES = 1 << 20
+
+
 def compress(body: bytes) -> bytes | None:
-    """gzip ``body`` (level 6, fixed mtime so bytes are stable); ``None`` for empty."""
-    return gzip.compress(body, compresslevel=6, mtime=0) if body else None
+    """gzip ``body`` (fixed mtime so bytes are stable); ``None`` for empty."""
+    if not body:
+        return None
+    return gzip.compress(body, compresslevel=1 if len(body) >= FAST_GZIP_BYTES else 6, mtime=0)
 
 
 class TileCache:

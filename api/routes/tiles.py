@@ -123,8 +123,11 @@ def cases_by_grid(
     end: ToQ = None,
     category: CategoryQ = None,
     plan: PlanQ = None,
+    geometry: Annotated[
+        bool, Query(description="false: every geometry null (counts for grids already drawn)")
+    ] = True,
 ) -> Response:
     """Basic grids of the active plan with case counts, plus per-category ``totals``."""
     window = Window.parse(start, end, category)
-    item = _service(request).cases_by_grid(window=window, plan=plan)
+    item = _service(request).cases_by_grid(window=window, plan=plan, geometry=geometry)
     return _respond(request, item, "application/geo+json")

@@ -1,7 +1,8 @@
 /* Leader page: incident heat map (pre-aggregated heat tiles), time range and category filters,
  * cases per grid (choropleth from /api/stats/cases-by-grid), raw case points at street zoom.
  * Data: /tiles/heat/{z}/{x}/{y}.mvt?from&to&category, /tiles/cases/{z}/{x}/{y}.mvt (z >= 16),
- * /api/stats/cases-by-grid?from&to&category (grids of the active plan with their case counts). */
+ * /api/stats/cases-by-grid?from&to&category (grids of the active plan with their case counts;
+ * &geometry=false when only the counts change). */
 (function () {
   "use strict";
   var cfg = GG.config();
@@ -71,28 +72,59 @@
     }), "事件点位 Points (≥16级)");
   }
 
+  // The grids are drawn once; a new time range or category only restyles them from counts
+  // fetched with geometry=false (a county's 2,000 grid polygons are ~5 MB, the counts 0.3 MB).
+  var drawn = null;  // grid code -> Leaflet layer of the drawn choropleth
+
+  function restyle(fc) {
+    var total = 0, ranked = [];
+    fc.features.forEach(function (f) {
+      var l = drawn[f.properties.code], n = count(f.properties);
+      var name = f.properties.name || f.properties.code;
+      total += n;
+      ranked.push([name, n]);
+      l.setStyle({ fillColor: GG.binColour(n, COUNT_BREAKS, GG.REDS) });
+      l.setTooltipContent(GG.esc(name) + "：" + n + " 件 / " + GG.esc(f.properties.households) + " 户");
+    });
+    ranked.sort(function (a, b) { return b[1] - a[1]; });
+    document.getElementById("gg-total").textContent = String(total);
+    document.getElementById("gg-top").innerHTML = ranked.slice(0, 15).map(function (r) {
+      return "<li>" + GG.esc(r[0]) + "：<b>" + r[1] + "</b></li>";
+    }).join("");
+    if (!fc.features.length) { GG.status("暂无现行方案 No active plan", "error"); }
+  }
+
+  function sameGrids(fc) {
+    return fc.features.length === Object.keys(drawn).length &&
+      fc.features.every(function (f) { return drawn[f.properties.code]; });
+  }
+
+  function draw(fc) {
+    drawn = {};
+    var layer = GG.geojson(fc, {
+      style: function () {
+        return { color: GG.GRID_STROKE, weight: 1.5, fillColor: "#fff", fillOpacity: 0.45 };
+      },
+      onEachFeature: function (f, l) {
+        drawn[f.properties.code] = l;
+        l.bindTooltip("", { sticky: true });
+      }
+    });
+    replace("grids", layer, "各网格事件数 Cases per grid");
+    if (layers.heat) { layers.heat.bringToFront(); }
+    restyle(fc);
+  }
+
   function loadCounts() {
-    return GG.fetchJSON(GG.url("/api/stats/cases-by-grid", filters())).then(function (res) {
-      var fc = res.data, total = 0, ranked = [];
-      var layer = GG.geojson(fc, {
-        style: function (f) {
-          return { color: GG.GRID_STROKE, weight: 1.5, fillColor: GG.binColour(count(f.properties), COUNT_BREAKS, GG.REDS), fillOpacity: 0.45 };
-        },
-        onEachFeature: function (f, l) {
-          var n = count(f.properties), name = f.properties.name || f.properties.code;
-          total += n;
-          ranked.push([name, n]);
-          l.bindTooltip(GG.esc(name) + "：" + n + " 件 / " + GG.esc(f.properties.households) + " 户", { sticky: true });
-        }
-      });
-      replace("grids", layer, "各网格事件数 Cases per grid");
-      if (layers.heat) { layers.heat.bringToFront(); }
-      ranked.sort(function (a, b) { return b[1] - a[1]; });
-      document.getElementById("gg-total").textContent = String(total);
-      document.getElementById("gg-top").innerHTML = ranked.slice(0, 15).map(function (r) {
-        return "<li>" + GG.esc(r[0]) + "：<b>" + r[1] + "</b></li>";
-      }).join("");
-      if (!fc.features.length) { GG.status("暂无现行方案 No active plan", "error"); }
+    var q = filters();
+    if (!drawn) {
+      return GG.fetchJSON(GG.url("/api/stats/cases-by-grid", q)).then(function (res) { draw(res.data); });
+    }
+    q.geometry = "false";
+    return GG.fetchJSON(GG.url("/api/stats/cases-by-grid", q)).then(function (res) {
+      if (sameGrids(res.data)) { restyle(res.data); return null; }
+      drawn = null;  // another plan became active meanwhile: draw its grids
+      return loadCounts();
     });
   }
 
