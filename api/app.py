@@ -42,7 +42,6 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = database_url or store.database_url(settings)
-        app.state.settings = settings
         app.state.engine = store.make_serving_engine(url, pool_size=POOL_SIZE)
         app.state.tiles = TileService(app.state.engine)
         try:
@@ -60,6 +59,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app = FastAPI(
         title="geogrid", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
+    app.state.settings = settings
     errors.install(app)
     for module in (plans, ogc, tiles, pages):
         app.include_router(module.router)

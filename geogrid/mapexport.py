@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -22,13 +21,13 @@ from typing import Any
 import folium
 from sqlalchemy import Connection, Engine, text
 
+from geogrid.assets import find_node_modules
 from geogrid.errors import ConfigurationError, NotFound
 
 __all__ = [
     "deviation_colour",
     "export_plan_map",
     "external_urls",
-    "find_node_modules",
     "inline_plugin",
     "offline_map",
     "plan_map",
@@ -38,29 +37,6 @@ __all__ = [
 _EXTERNAL = re.compile(
     r"""(?:\b(?:src|href)\s*=\s*["']?|url\(\s*["']?|@import\s+["'])https?://""", re.I
 )
-
-
-def find_node_modules(node_modules: Path | str | None = None) -> Path:
-    """The ``node_modules`` folder with Leaflet (explicit, ``GEOGRID_NODE_MODULES``, repo).
-
-    Raises
-    ------
-    ConfigurationError
-        When Leaflet is not installed, with the command that installs it.
-    """
-    candidates = [Path(p) for p in (node_modules, os.environ.get("GEOGRID_NODE_MODULES")) if p]
-    candidates += [
-        Path(__file__).resolve().parents[1] / "node_modules",
-        Path.cwd() / "node_modules",
-    ]
-    for cand in candidates:
-        if (cand / "leaflet" / "dist" / "leaflet.js").is_file():
-            return cand
-    raise ConfigurationError(
-        "Leaflet is not installed (looked in "
-        + ", ".join(str(c) for c in candidates)
-        + "); run `bash scripts/setup.sh` or `npm ci`, or set GEOGRID_NODE_MODULES."
-    )
 
 
 def _script(source: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,11 @@ def default_home() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "share"
     return base / "geogrid"
+
+
+#: Base maps: ``none`` (offline, boundaries only), a local or intranet XYZ source, Tianditu
+#: (with a key), or a GCJ-02 provider (overlays are shifted to match).
+BasemapKind = Literal["none", "xyz", "tianditu", "gcj02"]
 
 
 class Settings(BaseSettings):
@@ -60,3 +66,26 @@ class Settings(BaseSettings):
     """Where ``geogrid serve`` listens."""
 
     log_level: str = "INFO"
+
+    # -- map pages -------------------------------------------------------------------
+
+    basemap: BasemapKind = "none"
+    """``none`` (offline, boundaries only), ``xyz``, ``tianditu`` or ``gcj02``."""
+
+    basemap_url: str | None = None
+    """XYZ URL template (``{z}/{x}/{y}``, optional ``{s}``) for ``xyz`` or ``gcj02``."""
+
+    basemap_dir: Path | None = None
+    """Local XYZ tile folder (``{z}/{x}/{y}.png``) served at ``/basemap/``; used by ``xyz``."""
+
+    basemap_attribution: str = ""
+    basemap_max_zoom: int = Field(default=18, ge=1, le=22)
+
+    tianditu_key: str | None = None
+    """Tianditu key (天地图 tk), needed by ``tianditu``."""
+
+    photo_dir: Path | None = None
+    """Folder of staff photos (``staff.photo`` names a file there); placeholders otherwise."""
+
+    node_modules: Path | None = None
+    """Where ``npm ci`` installed the web assets; default: next to the geogrid sources."""

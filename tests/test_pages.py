@@ -214,7 +214,7 @@ def live(pg, _town_template, tmp_path_factory) -> Iterator[Live]:  # type: ignor
     engine = store.make_engine(url)
     try:
         with engine.connect() as conn:
-            app.state.map_settings_bounds = tp.area_bounds(conn)
+            app.state.test_area_bounds = tp.area_bounds(conn)
     finally:
         engine.dispose()
     try:
@@ -504,9 +504,8 @@ def test_gcj02_basemap_shifts_overlays(live: Live, browser: Any, tmp_path: Path)
     import math
 
     from geogrid.coords import wgs84_to_gcj02
-    from tiles.pages import MapSettings
 
-    w, s, e, n = live.app.state.map_settings_bounds
+    w, s, e, n = live.app.state.test_area_bounds
     png = _tile_png()
     for z in range(9, 14):  # the page opens at the town's extent (z12 here)
         x0, y0 = _tile_xy(w - 0.5, n + 0.5, z)
@@ -515,14 +514,15 @@ def test_gcj02_basemap_shifts_overlays(live: Live, browser: Any, tmp_path: Path)
             (tmp_path / str(z) / str(x)).mkdir(parents=True, exist_ok=True)
             for y in range(y0, y1 + 1):
                 (tmp_path / str(z) / str(x) / f"{y}.png").write_bytes(png)
-    before = getattr(live.app.state, "map_settings", None)
-    live.app.state.map_settings = MapSettings(
-        basemap="gcj02", basemap_url="/basemap/{z}/{x}/{y}.png", basemap_dir=tmp_path
-    )
+    before = live.app.state.settings
+    live.app.state.settings = before.model_copy(
+        update={"basemap": "gcj02", "basemap_url": "/basemap/{z}/{x}/{y}.png",
+                "basemap_dir": tmp_path}
+    )  # fmt: skip
     try:
         page = open_page(browser, live.base + "/public")
     finally:
-        live.app.state.map_settings = before
+        live.app.state.settings = before
     visit = page.visit
     assert any("/basemap/" in u for u in visit.requests)
     lng, lat = 112.9, 28.2

@@ -1,4 +1,4 @@
-"""Map pages: base-map settings, local web assets, Jinja2 templates and page data.
+"""Map pages: base-map configuration, local web assets, Jinja2 templates and page data.
 
 Everything a browser needs is served by geogrid itself: Leaflet, Leaflet.VectorGrid and
 swagger-ui come from ``node_modules`` (installed by ``scripts/setup.sh`` with ``npm ci``),
@@ -21,23 +21,21 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 import jinja2
 import markupsafe
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Connection, text
 
+from geogrid.assets import find_node_modules
 from geogrid.errors import ConfigurationError, InvalidInput, NotFound
+from geogrid.settings import Settings
 
 __all__ = [
     "EMBED_LAYERS",
     "NPM_PACKAGES",
     "PAGES",
-    "MapSettings",
     "basemap_config",
-    "find_node_modules",
     "npm_asset",
     "page_config",
     "plan_groups",
@@ -87,8 +85,6 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("/docs", "接口文档 API docs", "OpenAPI (Swagger UI, 本地资源)"),
 )
 
-BasemapKind = Literal["none", "xyz", "tianditu", "gcj02"]
-
 _TIANDITU = (
     "https://t{s}.tianditu.gov.cn/{layer}_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
     "&LAYER={layer}&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles"
@@ -96,44 +92,13 @@ _TIANDITU = (
 )
 
 
-class MapSettings(BaseSettings):
-    """Base map and page settings (environment prefix ``GEOGRID_``).
-
-    >>> MapSettings(basemap="none").basemap
-    'none'
-    """
-
-    model_config = SettingsConfigDict(env_prefix="GEOGRID_", extra="ignore")
-
-    basemap: BasemapKind = "none"
-    """``none`` (offline, boundaries only), ``xyz``, ``tianditu`` or ``gcj02``."""
-
-    basemap_url: str | None = None
-    """XYZ URL template (``{z}/{x}/{y}``, optional ``{s}``) for ``xyz`` or ``gcj02``."""
-
-    basemap_dir: Path | None = None
-    """Local XYZ tile folder (``{z}/{x}/{y}.png``) served at ``/basemap/``; used by ``xyz``."""
-
-    basemap_attribution: str = ""
-    basemap_max_zoom: int = Field(default=18, ge=1, le=22)
-
-    tianditu_key: str | None = None
-    """Tianditu key (天地图 tk), needed by ``tianditu``."""
-
-    photo_dir: Path | None = None
-    """Folder of staff photos (``staff.photo`` names a file there); placeholders otherwise."""
-
-    node_modules: Path | None = None
-    """Where ``npm ci`` installed the web assets; default: next to the geogrid sources."""
-
-
-def basemap_config(settings: MapSettings) -> dict[str, Any]:
+def basemap_config(settings: Settings) -> dict[str, Any]:
     """The base-map part of a page's configuration (what ``geogrid-map.js`` reads).
 
     Parameters
     ----------
     settings
-        Map settings.
+        geogrid's settings (the ``basemap*`` and ``tianditu_key`` fields).
 
     Returns
     -------
@@ -148,9 +113,9 @@ def basemap_config(settings: MapSettings) -> dict[str, Any]:
 
     Examples
     --------
-    >>> basemap_config(MapSettings(basemap="none"))
+    >>> basemap_config(Settings(basemap="none"))
     {'kind': 'none', 'layers': [], 'shift': None}
-    >>> basemap_config(MapSettings(basemap="xyz", basemap_dir="/srv/tiles"))["layers"][0]["url"]
+    >>> basemap_config(Settings(basemap="xyz", basemap_dir="/srv/tiles"))["layers"][0]["url"]
     '/basemap/{z}/{x}/{y}.png'
     """
     kind = settings.basemap
@@ -189,39 +154,10 @@ def basemap_config(settings: MapSettings) -> dict[str, Any]:
 # -- web assets --------------------------------------------------------------------------
 
 
-def find_node_modules(settings: MapSettings | None = None) -> Path:
-    """The ``node_modules`` folder holding the web assets.
-
-    Looked up in order: ``settings.node_modules`` (``GEOGRID_NODE_MODULES``), the folder
-    next to the geogrid sources (a checkout or editable install), the current directory.
-
-    Raises
-    ------
-    ConfigurationError
-        When no candidate holds Leaflet, with the command that installs the assets.
-    """
-    candidates = []
-    if settings is not None and settings.node_modules is not None:
-        candidates.append(settings.node_modules)
-    candidates += [
-        Path(__file__).resolve().parents[1] / "node_modules",
-        Path.cwd() / "node_modules",
-    ]
-    for cand in candidates:
-        if (cand / "leaflet" / "dist" / "leaflet.js").is_file():
-            return cand
-    tried = ", ".join(str(c) for c in candidates)
-    raise ConfigurationError(
-        f"web assets (Leaflet etc.) are not installed; looked in {tried}. "
-        "Run `bash scripts/setup.sh` (or `npm ci` in the geogrid folder), "
-        "or set GEOGRID_NODE_MODULES to the folder holding them."
-    )
-
-
-def missing_assets(settings: MapSettings | None = None) -> list[str]:
+def missing_assets(settings: Settings | None = None) -> list[str]:
     """Required asset files that are absent (empty when the pages can be served)."""
     try:
-        root = find_node_modules(settings)
+        root = find_node_modules(settings.node_modules if settings else None)
     except ConfigurationError:
         return list(REQUIRED_NPM_FILES)
     return [f for f in REQUIRED_NPM_FILES if not (root / f).is_file()]
@@ -235,7 +171,7 @@ def _safe_join(root: Path, relative: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def npm_asset(package: str, path: str, settings: MapSettings | None = None) -> Path:
+def npm_asset(package: str, path: str, settings: Settings | None = None) -> Path:
     """The file ``path`` of npm ``package``, restricted to the folders browsers need.
 
     Raises
@@ -251,7 +187,9 @@ def npm_asset(package: str, path: str, settings: MapSettings | None = None) -> P
     sub = NPM_PACKAGES[package]
     if sub and not (path == sub or path.startswith(sub + "/")):
         raise NotFound(f"{package}: only files under {sub}/ are served")
-    found = _safe_join(find_node_modules(settings) / package, path)
+    found = _safe_join(
+        find_node_modules(settings.node_modules if settings else None) / package, path
+    )
     if found is None:
         raise NotFound(f"no web asset {package}/{path}")
     return found
@@ -265,7 +203,7 @@ def static_asset(path: str) -> Path:
     return found
 
 
-def basemap_tile(settings: MapSettings, z: int, x: int, y: int) -> Path:
+def basemap_tile(settings: Settings, z: int, x: int, y: int) -> Path:
     """A tile of the local XYZ base-map folder (``GEOGRID_BASEMAP_DIR``)."""
     if settings.basemap_dir is None:
         raise NotFound("no local base map configured (GEOGRID_BASEMAP_DIR)")
@@ -278,7 +216,7 @@ def basemap_tile(settings: MapSettings, z: int, x: int, y: int) -> Path:
 _PHOTO_NAME = re.compile(r"^[\w\-.]+\.(?:jpe?g|png|webp|gif)$", re.IGNORECASE)
 
 
-def staff_photo(settings: MapSettings, name: str) -> Path:
+def staff_photo(settings: Settings, name: str) -> Path:
     """A staff photo from ``GEOGRID_PHOTO_DIR`` (plain file names only)."""
     if settings.photo_dir is None or not _PHOTO_NAME.match(name) or name.startswith("."):
         raise NotFound(f"no photo {name!r}")
@@ -334,10 +272,10 @@ class Asset:
 ASSETS = Asset()
 
 
-def page_config(settings: MapSettings, page: str, **extra: Any) -> dict[str, Any]:
+def page_config(settings: Settings, page: str, **extra: Any) -> dict[str, Any]:
     """The JSON configuration embedded in a page (read by ``geogrid-map.js``).
 
-    >>> page_config(MapSettings(), "leader")["basemap"]["kind"]
+    >>> page_config(Settings(basemap="none"), "leader")["basemap"]["kind"]
     'none'
     """
     return {"page": page, "basemap": basemap_config(settings), **extra}

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from api.deps import ConnDep
 from geogrid.errors import NotFound
+from geogrid.settings import Settings
 from tiles import pages as tp
 
 router = APIRouter()
@@ -24,16 +25,13 @@ router = APIRouter()
 _ASSET_CACHE = "public, max-age=3600"
 
 
-def get_map_settings(request: Request) -> tp.MapSettings:
-    """Map settings, read from the environment once per app (tests may preset them)."""
-    state = request.app.state
-    if getattr(state, "map_settings", None) is None:
-        state.map_settings = tp.MapSettings()
-    settings: tp.MapSettings = state.map_settings
+def get_settings(request: Request) -> Settings:
+    """The app's settings (``create_app(settings)``; the environment by default)."""
+    settings: Settings = request.app.state.settings
     return settings
 
 
-MapSettingsDep = Annotated[tp.MapSettings, Depends(get_map_settings)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def _html(body: str) -> HTMLResponse:
@@ -41,7 +39,7 @@ def _html(body: str) -> HTMLResponse:
 
 
 @router.get("/", response_class=HTMLResponse, tags=["pages"], summary="Index of map pages")
-def index(ms: MapSettingsDep) -> HTMLResponse:
+def index(ms: SettingsDep) -> HTMLResponse:
     """List the map pages and say whether the web assets are installed."""
     config = tp.page_config(ms, "index")
     return _html(
@@ -55,14 +53,14 @@ def index(ms: MapSettingsDep) -> HTMLResponse:
 
 
 @router.get("/planner", response_class=HTMLResponse, tags=["pages"], summary="Planner page")
-def planner(conn: ConnDep, ms: MapSettingsDep, plan: int | None = None) -> HTMLResponse:
+def planner(conn: ConnDep, ms: SettingsDep, plan: int | None = None) -> HTMLResponse:
     """Draft vs active plan, grid metrics on click, move a group between grids."""
     config = tp.page_config(ms, "planner", plan=plan, bounds=tp.area_bounds(conn))
     return _html(tp.render_page("planner.html", config=config, title="网格规划 Planner"))
 
 
 @router.get("/leader", response_class=HTMLResponse, tags=["pages"], summary="Leader page")
-def leader(conn: ConnDep, ms: MapSettingsDep) -> HTMLResponse:
+def leader(conn: ConnDep, ms: SettingsDep) -> HTMLResponse:
     """Heat map with time and category filters, case counts per grid."""
     config = tp.page_config(
         ms, "leader", bounds=tp.area_bounds(conn), categories=tp.case_categories(conn)
@@ -71,14 +69,14 @@ def leader(conn: ConnDep, ms: MapSettingsDep) -> HTMLResponse:
 
 
 @router.get("/public", response_class=HTMLResponse, tags=["pages"], summary="Public grid map")
-def public(conn: ConnDep, ms: MapSettingsDep) -> HTMLResponse:
+def public(conn: ConnDep, ms: SettingsDep) -> HTMLResponse:
     """网格化图谱: each grid with its responsible staff; no resident data."""
     config = tp.page_config(ms, "public", bounds=tp.area_bounds(conn))
     return _html(tp.render_page("public.html", config=config, title="网格化图谱 Public grid map"))
 
 
 @router.get("/embed/{layer}", response_class=HTMLResponse, tags=["pages"], summary="Embed map")
-def embed(conn: ConnDep, ms: MapSettingsDep, layer: Annotated[str, Path()]) -> HTMLResponse:
+def embed(conn: ConnDep, ms: SettingsDep, layer: Annotated[str, Path()]) -> HTMLResponse:
     """A minimal map of one layer for iframes in other portals."""
     if layer not in tp.EMBED_LAYERS:
         raise NotFound(f"no embeddable layer {layer!r}; choose one of {', '.join(tp.EMBED_LAYERS)}")
@@ -102,7 +100,7 @@ def public_grids(conn: ConnDep, town: str | None = None) -> JSONResponse:
 
 
 @router.get("/public/photos/{staff_id}", tags=["pages"], summary="Staff photo")
-def staff_photo(conn: ConnDep, ms: MapSettingsDep, staff_id: int) -> Response:
+def staff_photo(conn: ConnDep, ms: SettingsDep, staff_id: int) -> Response:
     """The staff member's photo, or a placeholder avatar when none is on file."""
     name, photo = tp.staff_photo_name(conn, staff_id)
     if photo:
@@ -127,7 +125,7 @@ def planner_groups(conn: ConnDep, plan_id: int) -> JSONResponse:
 
 
 @router.get("/assets/npm/{package}/{path:path}", include_in_schema=False)
-def npm_asset(ms: MapSettingsDep, package: str, path: str) -> FileResponse:
+def npm_asset(ms: SettingsDep, package: str, path: str) -> FileResponse:
     """A file of an allow-listed npm package (Leaflet, VectorGrid, swagger-ui)."""
     return FileResponse(tp.npm_asset(package, path, ms), headers={"Cache-Control": _ASSET_CACHE})
 
@@ -139,7 +137,7 @@ def static_asset(path: str) -> FileResponse:
 
 
 @router.get("/assets", tags=["pages"], summary="Installed web assets")
-def asset_listing(ms: MapSettingsDep) -> dict[str, Any]:
+def asset_listing(ms: SettingsDep) -> dict[str, Any]:
     """Which web assets the pages use and whether any are missing."""
     a = tp.ASSETS
     return {
@@ -158,13 +156,13 @@ def asset_listing(ms: MapSettingsDep) -> dict[str, Any]:
 
 
 @router.get("/basemap/{z}/{x}/{y}.png", include_in_schema=False)
-def basemap_tile(ms: MapSettingsDep, z: int, x: int, y: int) -> FileResponse:
+def basemap_tile(ms: SettingsDep, z: int, x: int, y: int) -> FileResponse:
     """A tile of the local XYZ base-map folder (``GEOGRID_BASEMAP_DIR``)."""
     return FileResponse(tp.basemap_tile(ms, z, x, y), headers={"Cache-Control": _ASSET_CACHE})
 
 
 @router.get("/docs", include_in_schema=False)
-def docs(request: Request, ms: MapSettingsDep) -> HTMLResponse:
+def docs(request: Request, ms: SettingsDep) -> HTMLResponse:
     """Swagger UI for the OpenAPI document, loaded from local assets only."""
     tp.npm_asset("swagger-ui-dist", "swagger-ui-bundle.js", ms)  # clear error if missing
     a = tp.ASSETS

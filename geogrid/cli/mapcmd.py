@@ -25,9 +25,11 @@ def export(
     """Write one self-contained HTML map of a plan: grids coloured by deviation, metrics popups."""
     from geogrid.mapexport import export_plan_map  # folium is imported only when needed
 
-    engine = store.make_engine(store.database_url(Settings()))
+    settings = Settings()
+    engine = store.make_engine(store.database_url(settings))
     try:
-        path = export_plan_map(engine, plan, out, node_modules=node_modules)
+        assets = node_modules or settings.node_modules
+        path = export_plan_map(engine, plan, out, node_modules=assets)
     finally:
         engine.dispose()
     size = path.stat().st_size / 1024

@@ -42,9 +42,10 @@ def report_assets(asset_base_url: str | None) -> dict[str, Any]:
     user names where the page should load it from."""
     if asset_base_url is not None:
         return {"asset_base_url": asset_base_url}
-    from geogrid.mapexport import find_node_modules
+    from geogrid.assets import find_node_modules
+    from geogrid.settings import Settings
 
-    return {"inline_assets": find_node_modules() / "leaflet" / "dist"}
+    return {"inline_assets": find_node_modules(Settings().node_modules) / "leaflet" / "dist"}
 
 
 def read_cadres(path: Path) -> dict[str, int]:
