@@ -154,6 +154,29 @@ def pick_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def memory_options(total: int | None = None) -> str:
+    """Server memory settings for this machine, passed at every start (``pg_ctl -o``).
+
+    ``shared_buffers`` is a quarter of the RAM, between 128 MB and 8 GB (PostgreSQL's own
+    advice for a dedicated server; its default of 128 MB keeps little of a county's
+    cases and heat pyramid cached, and a tile that reads its rows from the OS instead
+    took 40 ms rather than 6); ``effective_cache_size`` tells the planner about the rest.
+
+    >>> memory_options(24 * 2**30)
+    '-c shared_buffers=6144MB -c effective_cache_size=12288MB'
+    >>> memory_options(2**30)
+    '-c shared_buffers=256MB -c effective_cache_size=512MB'
+    """
+    if total is None:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            total = 2**30
+    mb = total // 2**20
+    shared = min(max(mb // 4, 128), 8192)
+    return f"-c shared_buffers={shared}MB -c effective_cache_size={max(mb // 2, shared)}MB"
+
+
 class PrivateCluster:
     """A PostgreSQL cluster in geogrid's data folder.
 
@@ -303,7 +326,6 @@ class PrivateCluster:
                 "listen_addresses = '127.0.0.1'\n"
                 "unix_socket_directories = ''\n"
                 "max_connections = 100\n"
-                "shared_buffers = '256MB'\n"
                 "work_mem = '32MB'\n"
                 "maintenance_work_mem = '256MB'\n"
                 "logging_collector = off\n"
@@ -358,7 +380,7 @@ class PrivateCluster:
         self._chown(self.logfile)
         proc = self._run(
             [bins.tool("pg_ctl"), "start", "-D", str(self.datadir), "-w", "-t", "60",
-             "-l", str(self.logfile), "-o", f"-p {state.port}"],
+             "-l", str(self.logfile), "-o", f"-p {state.port} {memory_options()}"],
             check=False,
         )  # fmt: skip
         if proc.returncode != 0:
