@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     port: int = 8000
     """Where ``geogrid serve`` listens."""
 
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    """Log level of the ``geogrid`` command and of ``geogrid serve`` (``INFO`` adds
+    uvicorn's access log: paths and query strings, never request bodies)."""
 
     # -- map pages -------------------------------------------------------------------
 

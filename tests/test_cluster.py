@@ -170,6 +170,14 @@ def test_wrong_password_in_database_url(home: Path, pg) -> None:  # type: ignore
     assert "wrong-password" not in line and "***" in line
 
 
+def test_bad_setting_names_the_variable(home: Path) -> None:
+    line = _one_line_error(run(home, "db", "status", env={"GEOGRID_PORT": "eighty"}))
+    assert line.startswith("error: GEOGRID_PORT='eighty'") and "integer" in line
+    line = _one_line_error(run(home, "serve", env={"GEOGRID_LOG_LEVEL": "LOUD"}))
+    assert "GEOGRID_LOG_LEVEL='LOUD'" in line and "'WARNING'" in line
+    assert not (home / "pgdata").exists()  # nothing was started
+
+
 def test_unknown_option_prints_usage(home: Path) -> None:
     proc = run(home, "db", "up", "--no-such-option")
     assert proc.returncode == 2

@@ -10,13 +10,16 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from typing import NoReturn
 
 import psycopg
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.exc import OperationalError
 
 from geogrid.errors import GeogridError
+from geogrid.settings import Settings
 
 #: Topic modules, each with ``register(app: typer.Typer) -> None``.
 TOPICS = (
@@ -43,7 +46,11 @@ def build_app() -> typer.Typer:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``geogrid`` console command."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        level = Settings().log_level  # a bad GEOGRID_* value stops every command alike
+    except ValidationError as exc:
+        _fail(settings_error(exc))
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     app = build_app()
     try:
         app(args=argv, prog_name="geogrid", standalone_mode=True)
@@ -55,6 +62,22 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"database error: {text[-1] if text else exc!r}")
 
 
-def _fail(message: str) -> None:
+def settings_error(exc: ValidationError) -> str:
+    """One line naming each bad ``GEOGRID_*`` variable, its value and what it must be.
+
+    >>> try:
+    ...     Settings(port="abc")
+    ... except ValidationError as e:
+    ...     print(settings_error(e))
+    GEOGRID_PORT='abc': Input should be a valid integer, unable to parse string as an integer
+    """
+    parts = []
+    for err in exc.errors():
+        name = "GEOGRID_" + "_".join(str(p) for p in err.get("loc", ())).upper()
+        parts.append(f"{name}={err.get('input')!r}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def _fail(message: str) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     sys.exit(1)

@@ -38,7 +38,10 @@ def run_server(settings: Settings, *, host: str, port: int) -> None:
     if chosen != port:
         console.print(f"port {port} is in use; serving on {chosen}")
     console.print(f"geogrid is serving on http://{host}:{chosen}/  (Ctrl+C to stop)")
-    uvicorn.run(create_app(settings, database_url=url), host=host, port=chosen, log_level="warning")
+    uvicorn.run(
+        create_app(settings, database_url=url), host=host, port=chosen,
+        log_level=settings.log_level.lower(), access_log=settings.log_level in ("DEBUG", "INFO"),
+    )  # fmt: skip
 
 
 def serve(
