@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -41,7 +41,13 @@ from sqlalchemy import Connection, Engine, text
 from geogrid import coords
 from geogrid.errors import InvalidInput
 from geogrid.ingest.load import ImportReport, _copy_frame, save_rejects
-from geogrid.ingest.readers import HEADER_SCAN_ROWS, _cell_text, detect_encoding
+from geogrid.ingest.readers import (
+    HEADER_SCAN_ROWS,
+    cell_text,
+    detect_encoding,
+    find_header_row,
+    header_names,
+)
 
 __all__ = [
     "FIELDS",
@@ -302,33 +308,21 @@ def _expected(kind: OverlayKind) -> str:
 
 def _header_index(kind: OverlayKind, rows: list[list[Any]], overrides: Mapping[str, str]) -> int:
     id_field = next(iter(FIELDS[kind]))
-    for i, row in enumerate(rows[:HEADER_SCAN_ROWS]):
-        headers = [t for t in (_cell_text(c) for c in row) if t]
-        if not headers:
-            continue
+
+    def names_the_id(row: Sequence[Any]) -> bool:
+        headers = [t.strip() for t in (cell_text(c) for c in row) if t]
         try:
-            mapped = _map_headers(kind, [h.strip() for h in headers], overrides)
-        except InvalidInput:
-            continue
-        if id_field in mapped.values():
-            return i
-    raise InvalidInput(f"no recognisable header in the first {HEADER_SCAN_ROWS} rows: expected "
-                       f"{_expected(kind)}; name the columns with --map COLUMN=FIELD")  # fmt: skip
+            return bool(headers) and id_field in _map_headers(kind, headers, overrides).values()
+        except InvalidInput:  # an --map column missing from this row: not the header
+            return False
 
-
-def _names(cells: list[Any]) -> list[str]:
-    out: list[str] = []
-    seen: dict[str, int] = {}
-    for j, cell in enumerate(cells):
-        t = _cell_text(cell)
-        name = t.strip() if t else f"column_{j + 1}"
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}.{seen[name]}"
-        else:
-            seen[name] = 0
-        out.append(name)
-    return out
+    found = find_header_row(rows, names_the_id)
+    if found is None:
+        raise InvalidInput(
+            f"no recognisable header in the first {HEADER_SCAN_ROWS} rows: expected "
+            f"{_expected(kind)}; name the columns with --map COLUMN=FIELD"
+        )
+    return found
 
 
 def read_overlay(
@@ -461,7 +455,7 @@ def _read_csv(
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput(f"cannot read as {enc} CSV: {exc}") from None
-    header = _names(list(frame.columns))
+    header = header_names(list(frame.columns))
     frame.columns = pd.Index(header)
     return header, frame, lines + 2, enc
 
@@ -494,9 +488,9 @@ def _read_xlsx(
     finally:
         wb.close()
     idx = _header_index(kind, rows, overrides)
-    header = _names(rows[idx])
+    header = header_names(rows[idx])
     width = len(header)
-    data = [[_cell_text(v) for v in (list(r[:width]) + [None] * (width - len(r)))]
+    data = [[cell_text(v) for v in (list(r[:width]) + [None] * (width - len(r)))]
             for r in rows[idx + 1 :]]  # fmt: skip
     return header, data, idx + 2
 
@@ -514,7 +508,7 @@ def _read_gis(path: Path, layer: str | int | None) -> tuple[pd.DataFrame, Any]:
         if pd.api.types.is_datetime64_any_dtype(col.dtype):
             frame[c] = [None if pd.isna(v) else v.isoformat() for v in col]
         else:
-            frame[c] = [_cell_text(v.item() if hasattr(v, "item") else v) for v in col]
+            frame[c] = [cell_text(v.item() if hasattr(v, "item") else v) for v in col]
     geo = None
     if "geometry" in gdf.columns and gdf.geometry.notna().any():
         import shapely

@@ -35,7 +35,7 @@ import io
 import logging
 import math
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +52,15 @@ from geogrid.ingest.columns import (
     match_header,
 )
 
-__all__ = ["HEADER_SCAN_ROWS", "RegisterFrame", "detect_encoding", "read_register"]
+__all__ = [
+    "HEADER_SCAN_ROWS",
+    "RegisterFrame",
+    "cell_text",
+    "detect_encoding",
+    "find_header_row",
+    "header_names",
+    "read_register",
+]
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +265,7 @@ def _check_encoding(path: Path, encoding: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _cell_text(value: Any) -> str | None:
+def cell_text(value: Any) -> str | None:
     """A cell as a spreadsheet shows it: ``12`` not ``12.0``; ``None`` when empty."""
     if value is None:
         return None
@@ -278,12 +286,12 @@ def _cell_text(value: Any) -> str | None:
     return str(value)
 
 
-def _header_names(cells: Sequence[Any]) -> list[str]:
+def header_names(cells: Sequence[Any]) -> list[str]:
     """Header texts; blanks become ``column_N``, duplicates get ``.1``, ``.2``…"""
     names: list[str] = []
     seen: dict[str, int] = {}
     for j, cell in enumerate(cells):
-        text = _cell_text(cell)
+        text = cell_text(cell)
         name = text.strip() if text else f"column_{j + 1}"
         if name in seen:
             seen[name] += 1
@@ -298,7 +306,7 @@ def _recognised(cells: Sequence[Any], overrides: Mapping[str, str]) -> set[str]:
     fields: set[str] = set()
     keys = {header_key(column): field for column, field in overrides.items()}
     for cell in cells:
-        text = _cell_text(cell)
+        text = cell_text(cell)
         if text is None:
             continue
         if header_key(text) in keys:
@@ -310,12 +318,26 @@ def _recognised(cells: Sequence[Any], overrides: Mapping[str, str]) -> set[str]:
     return fields
 
 
-def _find_header(rows: Sequence[Sequence[Any]], overrides: Mapping[str, str]) -> int | None:
-    """Index of the first row that names a register-number or an address column."""
+def find_header_row(
+    rows: Sequence[Sequence[Any]], is_header: Callable[[Sequence[Any]], bool]
+) -> int | None:
+    """Index of the first of the top :data:`HEADER_SCAN_ROWS` rows that ``is_header``
+    accepts (a register's or an overlay's header under title rows), ``None`` if none.
+
+    >>> find_header_row([["户籍登记表"], [], ["户号", "地址"]], lambda r: "户号" in r)
+    2
+    """
     for i, row in enumerate(rows[:HEADER_SCAN_ROWS]):
-        if _recognised(row, overrides).intersection(_REQUIRED_ANY):
+        if is_header(row):
             return i
     return None
+
+
+def _find_header(rows: Sequence[Sequence[Any]], overrides: Mapping[str, str]) -> int | None:
+    """Index of the first row that names a register-number or an address column."""
+    return find_header_row(
+        rows, lambda row: bool(_recognised(row, overrides).intersection(_REQUIRED_ANY))
+    )
 
 
 def _expected() -> str:
@@ -325,8 +347,8 @@ def _expected() -> str:
 
 
 def _no_header_error(path: Path, rows: Sequence[Sequence[Any]], where: str = "") -> InvalidInput:
-    first = next((r for r in rows if any(_cell_text(c) for c in r)), None)
-    found = ", ".join(repr(t) for t in (_cell_text(c) for c in first or ()) if t) or "nothing"
+    first = next((r for r in rows if any(cell_text(c) for c in r)), None)
+    found = ", ".join(repr(t) for t in (cell_text(c) for c in first or ()) if t) or "nothing"
     scope = f" {where}" if where else ""
     return InvalidInput(
         f"{path}{scope}: no recognisable header in the first {HEADER_SCAN_ROWS} rows: expected "
@@ -441,7 +463,7 @@ def _read_csv(
         raise InvalidInput(
             f"{path}: cannot read as {enc} CSV: {exc}", detail={"path": str(path)}
         ) from None
-    frame.columns = _header_names(list(frame.columns))
+    frame.columns = header_names(list(frame.columns))
     for column in frame.columns:  # whitespace-only cells are empty, as in Excel
         blank = frame[column].str.isspace().to_numpy(dtype=bool, na_value=False)
         if blank.any():
@@ -511,7 +533,7 @@ def _read_xlsx(
             merged = _merge_subheader(header_cells, below, overrides)
             if merged is not None:  # a two-row header: 坐标 merged over 经度 | 纬度
                 header_cells, header_rows = merged, 2
-            header = _header_names(header_cells)
+            header = header_names(header_cells)
             width = len(header)
             data = [_pad(r, width) for r in top[header_idx + header_rows :]]
             data.extend(_pad(r, width) for r in rows_iter)
@@ -523,7 +545,7 @@ def _read_xlsx(
             ):
                 width -= 1
             header = header[:width]
-            cells = [[_cell_text(v) for v in r[:width]] for r in data]
+            cells = [[cell_text(v) for v in r[:width]] for r in data]
             frame = pd.DataFrame(cells, columns=header, dtype=object).astype("str")
             start = header_idx + header_rows + 1
             source_row = np.arange(start, start + len(frame), dtype=np.int64)
@@ -549,7 +571,7 @@ def _merge_subheader(
     """
     if below is None:
         return None
-    texts = [_cell_text(c) for c in below]
+    texts = [cell_text(c) for c in below]
     filled = [t for t in texts if t is not None]
     if not filled:
         return None
@@ -610,13 +632,13 @@ def _shapefile_encoding(path: Path) -> tuple[str | None, str]:
 
 def _attribute_text(col: pd.Series) -> pd.Series:
     if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
-        values = [_cell_text(v) for v in col.tolist()]
+        values = [cell_text(v) for v in col.tolist()]
     elif pd.api.types.is_float_dtype(col.dtype):
-        values = [_cell_text(float(v)) for v in col.tolist()]
+        values = [cell_text(float(v)) for v in col.tolist()]
     elif pd.api.types.is_bool_dtype(col.dtype):
-        values = [_cell_text(bool(v)) for v in col.tolist()]
+        values = [cell_text(bool(v)) for v in col.tolist()]
     else:
-        values = [None if pd.isna(v) else _cell_text(v) for v in col.tolist()]
+        values = [None if pd.isna(v) else cell_text(v) for v in col.tolist()]
     return pd.Series(values, index=col.index, dtype="str")
 
 
