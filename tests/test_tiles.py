@@ -449,6 +449,43 @@ def test_heat_refreshes_incrementally(own: tuple[TestClient, Engine]) -> None:
     )  # fmt: skip
 
 
+def _pyramid(engine: Engine) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+    with engine.connect() as conn:
+        daily = conn.execute(text("SELECT level, bin_x, bin_y, category, day, n "
+                                  "FROM heat_daily")).all()  # fmt: skip
+        cum = conn.execute(text("SELECT level, bin_x, bin_y, category, year, cum "
+                                "FROM heat_cum")).all()  # fmt: skip
+    return {tuple(r) for r in daily}, {(*r[:5], bytes(r[5])) for r in cum}
+
+
+def test_incremental_refresh_equals_a_full_rebuild(own: tuple[TestClient, Engine]) -> None:
+    _, engine = own
+    with engine.begin() as conn:
+        # new cases (one in a bin and on a day that had none), moved, re-dated,
+        # re-categorised and deleted ones, across a year boundary
+        conn.execute(text(
+            "INSERT INTO cases (case_no, category, reported_at, geom) SELECT 'N' || i, "
+            "'治安问题', '2024-12-31 23:59+08'::timestamptz + i * interval '1 minute', "
+            "ST_SetSRID(ST_MakePoint(114.2 + i * 0.01, 30.35), 4326) "
+            "FROM generate_series(0, 5) i"
+        ))  # fmt: skip
+        ids = conn.execute(text("SELECT id FROM cases ORDER BY id LIMIT 40")).scalars().all()
+        conn.execute(text("UPDATE cases SET geom = ST_Translate(geom, 0.003, -0.002) "
+                          "WHERE id = ANY(:i)"), {"i": ids[:10]})  # fmt: skip
+        conn.execute(text("UPDATE cases SET reported_at = reported_at + interval '40 days' "
+                          "WHERE id = ANY(:i)"), {"i": ids[10:20]})  # fmt: skip
+        conn.execute(text("UPDATE cases SET category = '其他' WHERE id = ANY(:i)"),
+                     {"i": ids[20:30]})  # fmt: skip
+        conn.execute(text("DELETE FROM cases WHERE id = ANY(:i)"), {"i": ids[30:40]})
+    with engine.begin() as conn:
+        done = heat.refresh_heat(conn)
+    assert done.days > 10 and done.cum_rows > 0
+    incremental = _pyramid(engine)
+    with engine.begin() as conn:
+        heat.refresh_heat(conn, full=True)
+    assert incremental == _pyramid(engine)
+
+
 def test_cases_by_grid(client: TestClient, engine: Engine) -> None:
     window = {"from": "2025-02-01", "to": "2025-08-31", "category": "环境卫生"}
     r = client.get("/api/stats/cases-by-grid", params=window)
