@@ -28,10 +28,12 @@ Refresh
 -------
 Statement triggers on ``cases`` (transition tables, migration 0004) record each changed
 (local day, category) in ``heat_dirty``. :func:`refresh_heat` takes those pairs, recounts
-just those days at the base level from ``cases`` (index on ``(category, reported_at)``) and
-recomputes the ``heat_cum`` rows of the bins those days touched (old and new), at each
-level, from the base of their category and year (numpy: ``bincount`` then ``cumsum``,
-written with one binary ``COPY`` per category and year). Nothing else is rewritten. The
+just those days at the base level from ``cases`` (index on ``(category, reported_at)``),
+and adds each base bin's change (new count minus old) to the running totals of the bins
+holding it at every level (numpy: ``bincount`` then ``cumsum`` of the changes, written back
+with one binary ``COPY`` per category and year): a one-case change rewrites ~15 rows in
+~0.1 s on a 1,000,000-case pyramid. Nothing else is rewritten. A full rebuild computes the
+running totals from the whole base the same way (~10 s for 1,000,000 cases). The
 tile service calls it before serving heat when ``heat_dirty`` is not empty (a one-row
 poll), under a transaction advisory lock so that one process refreshes at a time; scripts
 may call it after a bulk load (``full=True`` rebuilds everything).
@@ -396,9 +398,9 @@ def refresh_heat(conn: Connection, *, full: bool = False) -> HeatRefresh:
         text("""
         CREATE TEMP TABLE IF NOT EXISTS heat_refresh_days (day date, category text)
             ON COMMIT DROP;
-        CREATE TEMP TABLE IF NOT EXISTS heat_refresh_bins
-            (bin_x int, bin_y int, category text, year int) ON COMMIT DROP;
-        TRUNCATE heat_refresh_days, heat_refresh_bins;
+        CREATE TEMP TABLE IF NOT EXISTS heat_refresh_delta
+            (bin_x int, bin_y int, category text, day date, dn int) ON COMMIT DROP;
+        TRUNCATE heat_refresh_days, heat_refresh_delta;
         """)
     )
     days = conn.execute(
@@ -410,16 +412,15 @@ def refresh_heat(conn: Connection, *, full: bool = False) -> HeatRefresh:
     if not days:
         return HeatRefresh()
     conn.execute(text("ANALYZE heat_refresh_days"))
-    # the base bins these days held before (their running totals must be recomputed too)
+    # the base counts these days had: minus them in the running totals' deltas
     conn.execute(
         text("""
         WITH gone AS (
             DELETE FROM heat_daily h USING heat_refresh_days d
             WHERE h.category = d.category AND h.day = d.day
-            RETURNING h.bin_x, h.bin_y, h.category, h.day
+            RETURNING h.bin_x, h.bin_y, h.category, h.day, h.n
         )
-        INSERT INTO heat_refresh_bins
-        SELECT DISTINCT bin_x, bin_y, category, extract(year FROM day)::int FROM gone
+        INSERT INTO heat_refresh_delta SELECT bin_x, bin_y, category, day, -n FROM gone
         """)
     )
     # recount the days at the base level, straight from cases (index on category, time)
@@ -438,15 +439,14 @@ def refresh_heat(conn: Connection, *, full: bool = False) -> HeatRefresh:
             SELECT :base, bin_x >> {BIN_SHIFT}, bin_y >> {BIN_SHIFT}, day, category,
                    bin_x, bin_y, n
             FROM counted
-            RETURNING bin_x, bin_y, category, day
+            RETURNING bin_x, bin_y, category, day, n
         )
-        INSERT INTO heat_refresh_bins
-        SELECT DISTINCT bin_x, bin_y, category, extract(year FROM day)::int FROM added
+        INSERT INTO heat_refresh_delta SELECT bin_x, bin_y, category, day, n FROM added
         WHERE NOT :full
         """),
         {"half": HALF, "size": 2 * HALF / 2**BASE_LEVEL, "full": full, "base": BASE_LEVEL},
     ).rowcount
-    cum_rows = _refresh_cum(conn, full=full)
+    cum_rows = _rebuild_cum(conn) if full else _apply_deltas(conn)
     if full:
         conn.execute(text("ANALYZE heat_daily; ANALYZE heat_cum"))
     log.info("heat refresh: %d day-categories, %d base rows, %d cum rows", days, base, cum_rows)
@@ -457,86 +457,135 @@ def _key(bx: np.ndarray, by: np.ndarray) -> np.ndarray:
     return (bx.astype(np.int64) << 32) | by.astype(np.int64)
 
 
-def _refresh_cum(conn: Connection, *, full: bool) -> int:
-    """Recompute the running totals of every bin touched by the refreshed days."""
-    by_group: dict[tuple[str, int], list[tuple[int, int]]] = {}
-    if full:  # every bin of every category and year
-        groups = conn.execute(
-            text("SELECT DISTINCT category, extract(year FROM day)::int FROM heat_daily")
-        ).all()
-        by_group = {(str(c), int(y)): [] for c, y in groups}
-    else:
-        touched = conn.execute(
-            text("SELECT DISTINCT bin_x, bin_y, category, year FROM heat_refresh_bins")
-        ).all()
-        for bx, by, cat, year in touched:
-            by_group.setdefault((str(cat), int(year)), []).append((int(bx), int(by)))
+def _base_rows(raw: Any, cat: str, year: int) -> np.ndarray:
+    """``(bin_x, bin_y, day of year - 1, n)`` of every base row of a category and year."""
+    jan1 = dt.date(year, 1, 1)
+    with raw.cursor() as cur:  # plain tuples: numpy probing Row objects costs ~15 µs a row
+        cur.execute(
+            """
+            SELECT bin_x, bin_y, day - %(jan1)s::date AS doy0, n FROM heat_daily
+            WHERE level = %(base)s AND category = %(cat)s AND day BETWEEN %(jan1)s AND %(dec31)s
+            """,
+            {"cat": cat, "jan1": jan1, "dec31": dt.date(year, 12, 31), "base": BASE_LEVEL},
+        )
+        return np.array(cur.fetchall(), dtype=np.int64).reshape(-1, 4)
+
+
+def _running_totals(rows: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bins (keys, see :func:`_key`) ``shift`` levels above the base and their 366 running
+    day totals, from ``(bin_x, bin_y, doy0, n)`` rows of one category and year."""
+    keys = _key(rows[:, 0] >> shift, rows[:, 1] >> shift)
+    uniq, inv = np.unique(keys, return_inverse=True)
+    daily = np.bincount(inv * DAYS + rows[:, 2], weights=rows[:, 3], minlength=len(uniq) * DAYS)
+    return uniq, np.cumsum(daily.reshape(len(uniq), DAYS), axis=1).astype(np.int64)
+
+
+def _totals_of(rows: np.ndarray, shift: int, keys: np.ndarray) -> np.ndarray:
+    """Running totals of the bins ``keys`` (zeros for a bin with no row)."""
+    out = np.zeros((len(keys), DAYS), dtype=np.int64)
+    if not len(rows):
+        return out
+    uniq, cum = _running_totals(rows, shift)
+    at = np.clip(np.searchsorted(uniq, keys), 0, len(uniq) - 1)
+    found = uniq[at] == keys
+    out[found] = cum[at[found]]
+    return out
+
+
+def _copy_cum(raw: Any, blocks: list[bytes]) -> None:
+    if not blocks:
+        return
+    with (
+        raw.cursor() as cur,
+        cur.copy(
+            "COPY heat_cum (level, tile_x, tile_y, category, year, bin_x, bin_y, cum) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.write(_COPY_SIGNATURE)
+        for block in blocks:
+            copy.write(block)
+        copy.write(_COPY_TRAILER)
+
+
+def _rebuild_cum(conn: Connection) -> int:
+    """Running totals of every bin, category and year, from the base (a full rebuild)."""
+    groups = conn.execute(
+        text("SELECT DISTINCT category, extract(year FROM day)::int FROM heat_daily")
+    ).all()
     raw = conn.connection.driver_connection
-    assert raw is not None  # a live connection always has a driver connection
     written = 0
-    for (cat, year), bins in sorted(by_group.items()):
-        jan1 = dt.date(year, 1, 1)
-        with raw.cursor() as cur:  # plain tuples: numpy probing Row objects costs ~15 µs a row
-            cur.execute(
-                """
-                SELECT bin_x, bin_y, day - %(jan1)s::date AS doy0, n FROM heat_daily
-                WHERE level = %(base)s AND category = %(cat)s
-                  AND day BETWEEN %(jan1)s AND %(dec31)s
-                """,
-                {"cat": cat, "jan1": jan1, "dec31": dt.date(year, 12, 31), "base": BASE_LEVEL},
-            )
-            base = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, 4)
-        tb = np.array(bins, dtype=np.int64).reshape(-1, 2)
-        blocks: list[bytes] = []
-        stale: list[np.ndarray] = []  # (level, bin_x, bin_y) rows to delete first
+    for cat, year in sorted((str(c), int(y)) for c, y in groups):
+        base = _base_rows(raw, cat, year)
+        blocks = []
         for level in CUM_LEVELS:
-            shift = BASE_LEVEL - level
-            t_keys = np.unique(_key(tb[:, 0] >> shift, tb[:, 1] >> shift))
-            if not full:
-                stale.append(
-                    np.column_stack(
-                        [np.full(len(t_keys), level), t_keys >> 32, t_keys & 0xFFFFFFFF]
-                    )
-                )
-            if not len(base):
-                continue
-            keys = _key(base[:, 0] >> shift, base[:, 1] >> shift)
-            keep = np.ones(len(keys), dtype=bool) if full else np.isin(keys, t_keys)
-            if not keep.any():
-                continue
-            uniq, inv = np.unique(keys[keep], return_inverse=True)
-            daily = np.bincount(
-                inv * DAYS + base[keep, 2], weights=base[keep, 3], minlength=len(uniq) * DAYS
-            )
-            cum = np.cumsum(daily.reshape(len(uniq), DAYS), axis=1)
+            uniq, cum = _running_totals(base, BASE_LEVEL - level)
             blocks.append(_cum_copy_rows(level, uniq, cum, cat, year))
-        if stale:
-            gone = np.concatenate(stale)
-            conn.execute(
-                text(f"""
-                DELETE FROM heat_cum h
-                USING unnest(CAST(:lv AS int[]), CAST(:bx AS int[]), CAST(:by AS int[]))
-                      AS u (lv, bx, by)
-                WHERE h.level = u.lv AND h.tile_x = u.bx >> {BIN_SHIFT}
-                  AND h.tile_y = u.by >> {BIN_SHIFT} AND h.category = :cat
-                  AND h.year = :year AND h.bin_x = u.bx AND h.bin_y = u.by
-                """),
-                {"lv": gone[:, 0].tolist(), "bx": gone[:, 1].tolist(),
-                 "by": gone[:, 2].tolist(), "cat": cat, "year": year},
-            )  # fmt: skip
-        if blocks:
-            with (
-                raw.cursor() as cur,
-                cur.copy(
-                    "COPY heat_cum (level, tile_x, tile_y, category, year, bin_x, bin_y, cum) "
-                    "FROM STDIN (FORMAT BINARY)"
-                ) as copy,
-            ):
-                copy.write(_COPY_SIGNATURE)
-                for block in blocks:
-                    copy.write(block)
-                copy.write(_COPY_TRAILER)
-            written += sum(len(b) for b in blocks) // _cum_row_dtype(cat).itemsize
+            written += len(uniq)
+        _copy_cum(raw, blocks)
+    return written
+
+
+def _apply_deltas(conn: Connection) -> int:
+    """Add the refreshed days' count changes to the running totals they affect.
+
+    A change of ``dn`` cases on day ``d`` adds ``dn`` to ``cum[d:]`` of the bin holding it
+    at every level: the work is bounded by the bins touched, not by the cases of the
+    category and year (a one-case change: ~2,400 rows, not ~125,000 base rows). Bins left
+    with no case that year lose their row.
+    """
+    rows = conn.execute(
+        text("""
+        SELECT category, extract(year FROM day)::int AS year, bin_x, bin_y,
+               extract(doy FROM day)::int - 1 AS doy0, sum(dn)::int AS dn
+        FROM heat_refresh_delta GROUP BY 1, 2, 3, 4, 5 HAVING sum(dn) <> 0
+        """)
+    ).all()
+    by_group: dict[tuple[str, int], list[tuple[int, int, int, int]]] = {}
+    for cat, year, bx, by, doy0, dn in rows:
+        by_group.setdefault((str(cat), int(year)), []).append((bx, by, doy0, dn))
+    raw = conn.connection.driver_connection
+    written = 0
+    for (cat, year), group in sorted(by_group.items()):
+        delta = np.array(group, dtype=np.int64).reshape(-1, 4)
+        levels, keys, deltas = [], [], []
+        for level in CUM_LEVELS:
+            uniq, dcum = _running_totals(delta, BASE_LEVEL - level)
+            levels.append(np.full(len(uniq), level))
+            keys.append(uniq)
+            deltas.append(dcum)
+        lv, key, dcum = np.concatenate(levels), np.concatenate(keys), np.concatenate(deltas)
+        # the rows these bins have now, removed (they come back below with the change)
+        gone = conn.execute(
+            text(f"""
+            DELETE FROM heat_cum h
+            USING unnest(CAST(:lv AS int[]), CAST(:bx AS int[]), CAST(:by AS int[]))
+                  AS u (lv, bx, by)
+            WHERE h.level = u.lv AND h.tile_x = u.bx >> {BIN_SHIFT}
+              AND h.tile_y = u.by >> {BIN_SHIFT} AND h.category = :cat
+              AND h.year = :year AND h.bin_x = u.bx AND h.bin_y = u.by
+            RETURNING h.level, h.bin_x, h.bin_y, h.cum
+            """),
+            {"lv": lv.tolist(), "bx": (key >> 32).tolist(),
+             "by": (key & 0xFFFFFFFF).tolist(), "cat": cat, "year": year},
+        ).all()  # fmt: skip
+        row_of = {(int(level), int(k)): i for i, (level, k) in enumerate(zip(lv, key, strict=True))}
+        for level, bx, by, cum in gone:
+            dcum[row_of[(int(level), (int(bx) << 32) | int(by))]] += np.frombuffer(cum, ">i4")
+        if (dcum < 0).any():  # the pyramid was edited by hand: recount these bins
+            log.warning("heat: running totals of %s %d were inconsistent; recounted", cat, year)
+            base = _base_rows(raw, cat, year)
+            for level in CUM_LEVELS:
+                at = lv == level
+                dcum[at] = _totals_of(base, BASE_LEVEL - level, key[at])
+        keep = dcum[:, -1] > 0  # a year's total of 0: the bin has no case that year
+        blocks = [
+            _cum_copy_rows(level, key[keep & (lv == level)], dcum[keep & (lv == level)], cat,
+                           year)
+            for level in CUM_LEVELS if (keep & (lv == level)).any()
+        ]  # fmt: skip
+        _copy_cum(raw, blocks)
+        written += int(keep.sum())
     return written
 
 
