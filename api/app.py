@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from api import errors
 from api.deps import ConnDep
@@ -46,8 +46,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.tiles = TileService(app.state.engine)
         try:
             await anyio.to_thread.run_sync(app.state.tiles.warm, WARM_CONNECTIONS)
-        except OperationalError as exc:  # the database may come up later: /health tells
-            log.warning("database not reachable at start-up: %s", str(exc).splitlines()[0])
+        except DBAPIError as exc:  # an optimisation only: the database may come up (or be
+            # migrated) later, and /health tells
+            log.warning("connection warm-up skipped: %s", str(exc.orig or exc).splitlines()[0])
         app.state.plan_jobs = PlanJobs(app.state.engine)
         try:
             yield
