@@ -649,29 +649,14 @@ def balance_bound(
         grids = len(over) + (1 if n else 0)
         dev = over_dev + (target if n else 0.0)
         return BalanceBound(0.0 if grids else 1.0, dev / grids if grids else 0.0)
-    bits = _subset_sums(pool)
-    sums = [s for s in range(1, total + 1) if (bits >> s) & 1]
-    in_band_possible = any(lo <= s <= hi for s in sums)
-    d0 = min(abs(s - target) for s in sums)
-    acc, m = 0, n + 1
-    for i, x in enumerate(pool):
-        acc += x
-        if acc >= lo:
-            m = i + 1
-            break
     best_share, best_dev = 0.0, math.inf
     kmax = n if k is None else min(n, k - len(over))
-    krange = range(1, kmax + 1) if k is None else range(max(1, kmax), kmax + 1)
-    for kk in krange:
-        c = 0
-        if in_band_possible:
-            c = min(kk, int(total // lo), n // m)
-            if total > kk * hi:
-                c = min(c, kk - 1)
+    for kk, c, floor in _pool_caps(pool, target, lo, hi):
+        if kk > kmax or (k is not None and kk < kmax):
+            continue
         grids = kk + len(over)
         best_share = max(best_share, c / grids)
-        dev = (max(abs(total - kk * target), kk * d0) + over_dev) / grids
-        best_dev = min(best_dev, dev)
+        best_dev = min(best_dev, (floor + over_dev) / grids)
     return BalanceBound(float(best_share), float(best_dev))
 
 
@@ -691,6 +676,15 @@ def _per_k(
         return [], len(over), over_dev
     if total == 0:
         return [(1, 0, float(target))], len(over), over_dev
+    return _pool_caps(pool, target, lo, hi), len(over), over_dev
+
+
+def _pool_caps(
+    pool: Sequence[int], target: float, lo: float, hi: float
+) -> list[tuple[int, int, float]]:
+    """For ``k`` = 1…n grids of a non-empty ``pool`` (sizes ≤ ``hi``, descending, total > 0):
+    ``(k, most grids in the band, floor of sum |h - T|)`` (see :func:`balance_bound`)."""
+    n, total = len(pool), sum(pool)
     bits = _subset_sums(pool)
     sums = [s for s in range(1, total + 1) if (bits >> s) & 1]
     in_band_possible = any(lo <= s <= hi for s in sums)
@@ -709,7 +703,7 @@ def _per_k(
             if total > kk * hi:
                 c = min(c, kk - 1)
         out.append((kk, c, float(max(abs(total - kk * target), kk * d0))))
-    return out, len(over), over_dev
+    return out
 
 
 def balance_bound_parts(
