@@ -68,6 +68,7 @@ from partition import (
     partition_plan,
     quality_report,
 )
+from partition.plan import PLAN_GRID_COLUMNS, PLAN_HOUSEHOLD_COLUMNS, PLAN_UNIT_COLUMNS
 
 __all__ = [
     "STAFF_POSTS",
@@ -1089,39 +1090,10 @@ def load_plan(conn: Connection, plan_id: int) -> Plan:
                 (f"{u['unit']}#{n}", vc, u["unit"], code, False)
                 for n in range(int(u["households"]))
             )
-    grids = _frame(
-        grid_rows,
-        [
-            "code",
-            "village_code",
-            "grid_no",
-            "level",
-            "households",
-            "population",
-            "groups",
-            "flags",
-            "area_km2",
-            "polsby_popper",
-            "wkb",
-        ],
-    )
-    assignment = _frame(
-        unit_rows,
-        [
-            "village_code",
-            "unit",
-            "group_no",
-            "part",
-            "grid_code",
-            "households",
-            "population",
-            "wkb",
-        ],
-    )
+    grids = _frame(grid_rows, [*PLAN_GRID_COLUMNS, "wkb"])
+    assignment = _frame(unit_rows, [*PLAN_UNIT_COLUMNS, "wkb"])
     assignment["group_no"] = assignment["group_no"].astype("Int64")
-    households = pd.DataFrame(
-        hh_rows, columns=["register_no", "village_code", "unit", "grid_code", "outside_boundary"]
-    )
+    households = pd.DataFrame(hh_rows, columns=list(PLAN_HOUSEHOLD_COLUMNS))
     vm = {v["code"]: v for v in info.metrics.get("villages", [])}
     vrows = conn.execute(
         text(

@@ -75,6 +75,19 @@ VILLAGE_COLUMNS = ("code",)
 GROUP_COLUMNS = ("village_code", "group_no")
 GRID_LEVEL = 3
 
+#: Columns of a plan's frames besides the geometry: ``Plan.grids`` (level-3 grids),
+#: ``Plan.assignment`` (villager group or part → grid) and ``Plan.households``.
+PLAN_GRID_COLUMNS = (
+    "code", "village_code", "grid_no", "level", "households", "population", "groups",
+    "flags", "area_km2", "polsby_popper",
+)  # fmt: skip
+PLAN_UNIT_COLUMNS = (
+    "village_code", "unit", "group_no", "part", "grid_code", "households", "population",
+)  # fmt: skip
+PLAN_HOUSEHOLD_COLUMNS = (
+    "register_no", "village_code", "unit", "grid_code", "outside_boundary",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class PartitionParams:
@@ -1105,34 +1118,15 @@ def assemble_plan(
 ) -> Plan:
     """Collect per-village results into one :class:`Plan`."""
     grid_rows = [g for r in results for g in r.grids]
-    grid_cols = [
-        "code",
-        "village_code",
-        "grid_no",
-        "level",
-        "households",
-        "population",
-        "groups",
-        "flags",
-        "area_km2",
-        "polsby_popper",
-        "geometry",
-    ]
     grids = gpd.GeoDataFrame(
-        pd.DataFrame(grid_rows, columns=grid_cols), geometry="geometry", crs=4326
+        pd.DataFrame(grid_rows, columns=[*PLAN_GRID_COLUMNS, "geometry"]),
+        geometry="geometry",
+        crs=4326,
     )
-    unit_cols = [
-        "village_code",
-        "unit",
-        "group_no",
-        "part",
-        "grid_code",
-        "households",
-        "population",
-        "geometry",
-    ]
     assignment = gpd.GeoDataFrame(
-        pd.DataFrame([u for r in results for u in r.units], columns=unit_cols),
+        pd.DataFrame(
+            [u for r in results for u in r.units], columns=[*PLAN_UNIT_COLUMNS, "geometry"]
+        ),
         geometry="geometry",
         crs=4326,
     )
@@ -1141,9 +1135,7 @@ def assemble_plan(
     households = (
         pd.concat(hh_frames, ignore_index=True)
         if hh_frames
-        else pd.DataFrame(
-            columns=["register_no", "village_code", "unit", "grid_code", "outside_boundary"]
-        )
+        else pd.DataFrame(columns=list(PLAN_HOUSEHOLD_COLUMNS))
     )
     villages = gpd.GeoDataFrame(
         {
