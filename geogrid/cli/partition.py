@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import geopandas as gpd
 import pandas as pd
@@ -20,6 +20,37 @@ from geogrid.errors import InvalidInput
 
 console = Console(highlight=False, soft_wrap=True)
 log = logging.getLogger(__name__)
+
+# The partitioning options `geogrid partition` and `geogrid plan create` share.
+TargetOpt = Annotated[int, typer.Option("--target", help="Target households per grid.")]
+MinOpt = Annotated[int, typer.Option("--min", help="Lower bound of the band.")]
+MaxOpt = Annotated[int, typer.Option("--max", help="Upper bound of the band.")]
+CadresOpt = Annotated[
+    Path | None,
+    typer.Option("--cadres", exists=True, dir_okay=False,
+                 help="CSV village_code,cadres: exact number of grids per listed village."),
+]  # fmt: skip
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Random seed (same inputs + seed = same plan).")
+]
+JobsOpt = Annotated[
+    int | None, typer.Option("--jobs", min=1, help="Worker processes (default: CPUs).")
+]
+SplitLargeOpt = Annotated[
+    bool, typer.Option("--split-large", help="Split groups above --max into contiguous parts.")
+]
+
+
+def village_bar(out: Console) -> Progress:
+    """The progress bar of a partitioning run: one step per village."""
+    return Progress(
+        TextColumn("[bold]partition"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=out,
+    )
 
 
 def _read_layer(path: Path, preferred: str, what: str) -> gpd.GeoDataFrame:
@@ -83,16 +114,10 @@ def partition_command(
         dir_okay=False,
         help="Villager-group polygons for some villages.",
     ),
-    target: int = typer.Option(150, "--target", help="Target households per grid."),
-    lo: int = typer.Option(100, "--min", help="Lower bound of the band."),
-    hi: int = typer.Option(200, "--max", help="Upper bound of the band."),
-    cadres: Path | None = typer.Option(
-        None,
-        "--cadres",
-        exists=True,
-        dir_okay=False,
-        help="CSV village_code,cadres: exact grids per village.",
-    ),
+    target: TargetOpt = 150,
+    lo: MinOpt = 100,
+    hi: MaxOpt = 200,
+    cadres: CadresOpt = None,
     existing: Path | None = typer.Option(
         None,
         "--existing",
@@ -100,13 +125,9 @@ def partition_command(
         dir_okay=False,
         help="Current grids: redraw with minimal change.",
     ),
-    split_large: bool = typer.Option(
-        False, "--split-large", help="Split groups above --max into contiguous parts."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same inputs + seed = same plan)."),
-    jobs: int | None = typer.Option(
-        None, "--jobs", min=1, help="Worker processes (default: CPUs)."
-    ),
+    split_large: SplitLargeOpt = False,
+    seed: SeedOpt = 0,
+    jobs: JobsOpt = None,
     scheduler: str | None = typer.Option(
         None, "--scheduler", help="Dask scheduler address, e.g. tcp://host:8786."
     ),
@@ -137,15 +158,7 @@ def partition_command(
     cd = read_cadres(cadres) if cadres else None
     t0 = time.perf_counter()  # partition_plan's steps, run one by one to drive the bar
     work, unassigned = village_work(hh, vv, gg, cadres=cd, existing=ex)
-    with Progress(
-        TextColumn("[bold]partition"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
+    with village_bar(console) as progress:
         task = progress.add_task("", total=len(work))
 
         def step(code: str) -> None:

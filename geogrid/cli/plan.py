@@ -11,11 +11,21 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
 
 from geogrid import plans, store
+from geogrid.cli.partition import (
+    CadresOpt,
+    JobsOpt,
+    MaxOpt,
+    MinOpt,
+    SeedOpt,
+    SplitLargeOpt,
+    TargetOpt,
+    read_cadres,
+    village_bar,
+)
 from geogrid.errors import InvalidInput
 from geogrid.settings import Settings
 
@@ -46,46 +56,24 @@ def _num(x: float | None, nd: int = 1) -> str:
 def create(
     town: str = typer.Option(..., "--town", help="12-digit town code."),
     name: str | None = typer.Option(None, "--name", help="Plan name (default: town + time)."),
-    target: int = typer.Option(150, "--target", help="Target households per grid."),
-    lo: int = typer.Option(100, "--min", help="Lower bound of the band."),
-    hi: int = typer.Option(200, "--max", help="Upper bound of the band."),
-    cadres: Path | None = typer.Option(
-        None,
-        "--cadres",
-        exists=True,
-        dir_okay=False,
-        help="CSV village_code,cadres: exact number of grids per listed village.",
-    ),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same inputs + seed = same plan)."),
-    jobs: int | None = typer.Option(
-        None, "--jobs", min=1, help="Worker processes (default: CPUs)."
-    ),
-    split_large: bool = typer.Option(
-        False, "--split-large", help="Split groups above --max into contiguous parts."
-    ),
+    target: TargetOpt = 150,
+    lo: MinOpt = 100,
+    hi: MaxOpt = 200,
+    cadres: CadresOpt = None,
+    seed: SeedOpt = 0,
+    jobs: JobsOpt = None,
+    split_large: SplitLargeOpt = False,
     redraw_from: int | None = typer.Option(
         None, "--redraw-from", help="Redraw from this plan, moving as few households as it can."
     ),
     author: str | None = typer.Option(None, "--author", help="Recorded with the plan."),
 ) -> None:
     """Partition a town's villages into basic grids and store them as a draft plan."""
-    from geogrid.cli.partition import read_cadres
-
     params = plans.params_from_options(
         target=target, lo=lo, hi=hi, seed=seed, split_large=split_large
     )
     k = read_cadres(cadres) if cadres else None
-    with (
-        _engine() as engine,
-        Progress(
-            TextColumn("[bold]partition"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bar,
-    ):
+    with _engine() as engine, village_bar(console) as bar:
         task = bar.add_task("reading inputs", total=None)
 
         def step(done: int, total: int, code: str | None) -> None:
