@@ -5,6 +5,7 @@
  * GG.geojson(data, opt)  L.geoJSON with coordinates shifted to GCJ-02 when the base map needs it
  * GG.vectorTiles(url, o) Leaflet.VectorGrid protobuf layer, shifted tile by tile for GCJ-02
  * GG.fetchJSON(url, o)   fetch + JSON with the server's error description on failure
+ * GG.overlaySwitcher(map, layers)  layer control; returns replace(key, layer, label)
  * GG.wgs2gcj(lng, lat)   WGS84 → GCJ-02 (same formula as geogrid.coords.wgs84_to_gcj02)
  */
 (function (global) {
@@ -195,10 +196,24 @@
     return path + (q.length ? "?" + q.join("&") : "");
   }
 
+  /* A layer switcher over the named overlays in `layers`; the returned
+   * replace(key, layer, label) swaps one in, shown or hidden as the user left it. */
+  function overlaySwitcher(map, layers) {
+    var control = L.control.layers(null, null, { collapsed: false }).addTo(map);
+    return function replace(key, layer, label) {
+      var wasOn = !layers[key] || map.hasLayer(layers[key]);
+      if (layers[key]) { control.removeLayer(layers[key]); map.removeLayer(layers[key]); }
+      layers[key] = layer;
+      if (wasOn) { layer.addTo(map); }
+      control.addOverlay(layer, label);
+    };
+  }
+
   global.GG = {
     config: config, createMap: createMap, geojson: geojson, vectorTiles: vectorTiles,
     fetchJSON: fetchJSON, wgs2gcj: wgs2gcj, toLatLng: toLatLng, status: status, prop: prop,
     binColour: binColour, legend: legend, esc: esc, fmt: fmt, url: layerUrl,
+    overlaySwitcher: overlaySwitcher,
     /** Sequential reds for counts, light to dark. */
     REDS: ["#fee5d9", "#fcbba1", "#fc9272", "#fb6a4a", "#de2d26", "#a50f15"],
     /** Stroke colour of grid boundaries on every page (tests look for it). */

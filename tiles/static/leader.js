@@ -13,8 +13,8 @@
   var catEl = document.getElementById("gg-category");
   var HEAT_BREAKS = [1, 3, 10, 30, 100, 300];
   var COUNT_BREAKS = [0, 1, 5, 10, 25, 50];
-  var control = L.control.layers(null, null, { collapsed: false }).addTo(map);
   var layers = { heat: null, points: null, grids: null };
+  var replace = GG.overlaySwitcher(map, layers);
 
   (cfg.categories || []).forEach(function (c) {
     var o = document.createElement("option");
@@ -43,14 +43,6 @@
   function anyLayer(styleFn) {
     // Style every MVT layer name the same way, whatever the server calls it.
     return new Proxy({}, { get: function () { return styleFn; } });
-  }
-
-  function replace(key, layer, label) {
-    var wasOn = !layers[key] || map.hasLayer(layers[key]);
-    if (layers[key]) { control.removeLayer(layers[key]); map.removeLayer(layers[key]); }
-    layers[key] = layer;
-    if (wasOn) { layer.addTo(map); }
-    control.addOverlay(layer, label);
   }
 
   function loadTiles() {

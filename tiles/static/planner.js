@@ -12,7 +12,7 @@
   var result = document.getElementById("gg-move-result");
   var state = { plans: [], draft: null, active: null, etag: null, grids: {}, picked: null, moving: false };
   var layers = { draft: null, active: null, groups: null };
-  var control = L.control.layers(null, null, { collapsed: false }).addTo(map);
+  var replace = GG.overlaySwitcher(map, layers);
 
   /** Deviation in percent of the target: the API gives households − target (a count). */
   function devPct(p) {
@@ -123,14 +123,6 @@
         if (draft) { layer.on("click", function () { onPick(null, f.properties); }); }
       }
     });
-  }
-
-  function replace(key, layer, label) {
-    var wasOn = !layers[key] || map.hasLayer(layers[key]);
-    if (layers[key]) { control.removeLayer(layers[key]); map.removeLayer(layers[key]); }
-    layers[key] = layer;
-    if (wasOn) { layer.addTo(map); }
-    control.addOverlay(layer, label);
   }
 
   function loadDraft() {
