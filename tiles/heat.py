@@ -115,20 +115,20 @@ def bins_sql(z: int, window: Window, *, tile_params: bool) -> tuple[str, dict[st
     values: dict[str, Any] = {"level": level}
     if cats:
         values["categories"] = list(window.categories or ())
-    if tile_params:
-        tiles = "h.tile_x = :x AND h.tile_y = :y"
-    else:
-        tiles = (
-            f"h.tile_x BETWEEN (:bx0 >> {BIN_SHIFT}) AND (:bx1 >> {BIN_SHIFT}) "
-            f"AND h.tile_y BETWEEN (:by0 >> {BIN_SHIFT}) AND (:by1 >> {BIN_SHIFT}) "
-            "AND h.bin_x BETWEEN :bx0 AND :bx1 AND h.bin_y BETWEEN :by0 AND :by1"
-        )
+    cat = "AND h.category = ANY(:categories)" if cats else ""
     if level in CUM_LEVELS:
+        if tile_params:
+            tiles = "h.tile_x = :x AND h.tile_y = :y"
+        else:
+            tiles = (
+                f"h.tile_x BETWEEN (:bx0 >> {BIN_SHIFT}) AND (:bx1 >> {BIN_SHIFT}) "
+                f"AND h.tile_y BETWEEN (:by0 >> {BIN_SHIFT}) AND (:by1 >> {BIN_SHIFT}) "
+                "AND h.bin_x BETWEEN :bx0 AND :bx1 AND h.bin_y BETWEEN :by0 AND :by1"
+            )
         values.update(
             y0=window.start.year, y1=window.end.year,
             d0=window.start.timetuple().tm_yday, d1=window.end.timetuple().tm_yday,
         )  # fmt: skip
-        cat = "AND h.category = ANY(:categories)" if cats else ""
         return (
             f"""
     -- running totals: cases to the window's end minus cases before its start, per year
@@ -147,7 +147,6 @@ def bins_sql(z: int, window: Window, *, tile_params: bool) -> tuple[str, dict[st
         # base rows (level 20) of the tile's base tiles, regrouped into this level's bins
         shift = BASE_LEVEL - level
         values.update(d_start=window.start, d_end=window.end, base=BASE_LEVEL)
-        cat = "AND h.category = ANY(:categories)" if cats else ""
         if tile_params:
             tiles = (
                 f"h.tile_x IN ({_children('x', shift)}) AND h.tile_y IN ({_children('y', shift)})"
