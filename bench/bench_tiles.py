@@ -196,6 +196,35 @@ def load_cases(engine: Engine, n_total: int) -> None:
           f"{report.in_grid:,} in a grid, in {time.perf_counter() - t:.1f} s")  # fmt: skip
 
 
+def time_refresh(url: str) -> list[tuple[str, float, object]]:
+    """Time incremental heat refreshes after typical edits, each undone afterwards."""
+    from tiles import heat
+
+    edits = [
+        ("insert 1 case", "INSERT INTO cases (case_no, category, reported_at, geom) "
+         "SELECT 'BENCH-1', category, reported_at, geom FROM cases ORDER BY id LIMIT 1",
+         "DELETE FROM cases WHERE case_no = 'BENCH-1'"),
+        ("re-date 100 cases", "UPDATE cases SET reported_at = reported_at + interval '3 days' "
+         "WHERE id IN (SELECT id FROM cases ORDER BY id LIMIT 100)",
+         "UPDATE cases SET reported_at = reported_at - interval '3 days' "
+         "WHERE id IN (SELECT id FROM cases ORDER BY id LIMIT 100)"),
+    ]  # fmt: skip
+    engine = store.make_engine(url)
+    out: list[tuple[str, float, object]] = []
+    try:
+        for name, do, undo in edits:
+            for label, sql in ((name, do), (f"undo: {name}", undo)):
+                with engine.begin() as conn:
+                    conn.execute(text(sql))
+                t = time.perf_counter()
+                with engine.begin() as conn:
+                    done = heat.refresh_heat(conn)
+                out.append((label, time.perf_counter() - t, done))
+    finally:
+        engine.dispose()
+    return out
+
+
 def prewarm(url: str) -> None:
     """Load every table and index into PostgreSQL's buffer cache (``pg_prewarm``).
 
@@ -479,6 +508,8 @@ def main() -> None:
     e.dispose()
     print("data:", ", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
+    for label, seconds, done in time_refresh(url):
+        print(f"heat refresh after {label}: {seconds * 1000:.0f} ms ({done})")
     prewarm(url)
     tiles = tile_set(url, args.per_zoom)
     print(f"{len(tiles)} tiles per layer at z{ZOOMS.start}–z{ZOOMS.stop - 1}; "
