@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -199,6 +200,7 @@ def test_works_as_a_normal_user(home: Path) -> None:
     import sysconfig
 
     user_home = make_home("geogrid-nobody-")
+    opened: list[tuple[Path, int]] = []
     try:
         os.chown(user_home, 65534, 65534)
         # an interpreter nobody may execute (pyenv's lives under /root): Debian's own
@@ -215,6 +217,14 @@ def test_works_as_a_normal_user(home: Path) -> None:
             "PYTHONPATH": os.pathsep.join([repo, *site.getsitepackages(),
                                            sysconfig.get_paths()["purelib"]]),
         }  # fmt: skip
+        # a checkout under a private folder (mktemp -d is 0700): let nobody pass through
+        # the folders above the code it imports, for this test only
+        for top in env["PYTHONPATH"].split(os.pathsep):
+            for folder in [Path(top), *Path(top).parents]:
+                mode = folder.stat().st_mode if folder.exists() else 0
+                if mode and not mode & stat.S_IXOTH:
+                    opened.append((folder, stat.S_IMODE(mode)))
+                    folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
         def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
@@ -237,3 +247,5 @@ def test_works_as_a_normal_user(home: Path) -> None:
         if pidfile.exists():
             subprocess.run(["kill", pidfile.read_text().splitlines()[0]], check=False)
         shutil.rmtree(user_home, ignore_errors=True)
+        for folder, mode in reversed(opened):
+            folder.chmod(mode)
