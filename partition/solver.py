@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -429,21 +429,162 @@ def _score(h: np.ndarray, lo: float, hi: float, target: float) -> tuple[int, flo
 
 
 def candidate_ks(total: float, n: int, target: float, lo: float, hi: float) -> list[int]:
-    """Numbers of regions worth trying for ``total`` households on ``n`` units.
+    """Numbers of regions to evaluate for ``total`` households on ``n`` units.
+
+    Every ``k`` from 1 to ``n``, nearest ``total / target`` first; :func:`partition_units`
+    skips a ``k`` only when the group-size bound proves it cannot beat the best found.
 
     Examples
     --------
-    >>> candidate_ks(1000, 40, 150, 100, 200)
-    [6, 7, 8]
+    >>> candidate_ks(1000, 9, 150, 100, 200)
+    [7, 6, 8, 5, 9, 4, 3, 2, 1]
     >>> candidate_ks(90, 3, 150, 100, 200)
-    [1]
+    [1, 2, 3]
     """
     if n <= 1 or total <= 0:
         return [1]
-    k0 = max(1, round(total / target))
-    band = range(max(1, math.ceil(total / hi)), math.floor(total / lo) + 1)
-    ks = sorted({k for k in (k0 - 1, k0, k0 + 1) if k in band} or {k0})
-    return [k for k in ks if 1 <= k <= n] or [min(n, k0)]
+    x = total / target
+    return sorted(range(1, n + 1), key=lambda k: (abs(k - x), k))
+
+
+@dataclass
+class ExactRecord:
+    """What the exact solver did for one component and number of regions.
+
+    Attributes
+    ----------
+    units, k
+        Size of the problem.
+    heuristic
+        Balance cost of the heuristic's plan.
+    final
+        Balance cost of the plan kept (never above ``heuristic``).
+    bound
+        Proven lower bound of the balance cost (CP-SAT's, or the group sizes').
+    proven
+        Whether ``final`` is proven optimal.
+    status
+        ``"bound"`` (the heuristic met the group-size bound), ``"skipped"`` (too large or
+        no budget) or the CP-SAT status.
+    seconds
+        Wall time of the CP-SAT call.
+    chosen
+        Whether this ``k`` was the one kept for the component.
+    """
+
+    units: int
+    k: int
+    heuristic: float
+    final: float
+    bound: float
+    proven: bool
+    status: str
+    seconds: float = 0.0
+    chosen: bool = False
+
+    @property
+    def gap(self) -> float:
+        """Relative gap of ``final`` to ``bound`` (0 when proven)."""
+        if self.proven or self.final <= 0:
+            return 0.0
+        return max(0.0, (self.final - self.bound) / self.final)
+
+
+#: Largest component (units) and model (units x regions) handed to CP-SAT.
+EXACT_MAX_UNITS = 60
+EXACT_MAX_CELLS = 900
+
+
+def _balance(lab: np.ndarray, w: np.ndarray, k: int, obj: Objective) -> float:
+    from partition.exact import balance_cost
+
+    h = np.bincount(lab, weights=w, minlength=k)
+    return balance_cost(h, obj.target, obj.lo, obj.hi, obj.out_of_band)
+
+
+def _polish(
+    lab: np.ndarray,
+    w: np.ndarray,
+    xy: np.ndarray,
+    area: np.ndarray,
+    nbrs: Neighbors,
+    k: int,
+    obj: Objective,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Improve compactness by moves that never raise the balance cost (lexicographic)."""
+    big = 1e5
+    lex = replace(obj, balance=big, out_of_band=obj.out_of_band * big, move=0.0)
+    st = _State(lab, k, w, xy, area, lex, None)
+    _descend(st, nbrs, rng)
+    out = st.labels.copy()
+    return out if _balance(out, w, k, obj) <= _balance(lab, w, k, obj) + 1e-9 else lab
+
+
+class _Exact:
+    """Per-call exact-solver settings, budget bookkeeping and records."""
+
+    def __init__(self, seconds: float, records: list[ExactRecord] | None) -> None:
+        self.left = max(0.0, float(seconds))
+        self.records = records
+
+    def improve(
+        self,
+        lab: np.ndarray,
+        w: np.ndarray,
+        xy: np.ndarray,
+        area: np.ndarray,
+        nbrs: Neighbors,
+        k: int,
+        obj: Objective,
+        rng: np.random.Generator,
+        share: float,
+    ) -> tuple[np.ndarray, ExactRecord]:
+        """CP-SAT warm-started from ``lab``; returns the better labelling and a record."""
+        from partition.bounds import k_bounds
+        from partition.exact import solve_exact
+
+        n = len(w)
+        h0 = _balance(lab, w, k, obj)
+        bounds = k_bounds(w.astype(int).tolist(), obj.target, obj.lo, obj.hi, obj.out_of_band, [k])
+        lb = bounds[0].cost if bounds else 0.0
+        rec = ExactRecord(n, k, h0, h0, lb, h0 <= lb + 1e-9, "bound")
+        integral = obj.target == round(obj.target) and np.allclose(w, np.round(w))
+        integral = (
+            integral
+            and abs(obj.out_of_band * obj.target - round(obj.out_of_band * obj.target)) < 1e-9
+        )
+        budget = self.left * share
+        if not rec.proven and (
+            k in (1, n)
+            or (n <= EXACT_MAX_UNITS and n * k <= EXACT_MAX_CELLS and budget > 0.01 and integral)
+        ):
+            res = solve_exact(
+                w.astype(int),
+                nbrs,
+                k,
+                target=obj.target,
+                lo=obj.lo,
+                hi=obj.hi,
+                out_of_band=obj.out_of_band,
+                hint=lab,
+                seconds=budget,
+                seed=int(rng.integers(2**31 - 1)),
+                lower_bound=lb,
+            )
+            self.left = max(0.0, self.left - res.deterministic_time)
+            rec = replace(
+                rec, bound=res.bound, proven=res.proven, status=res.status, seconds=res.seconds
+            )
+            if res.cost < h0 - 1e-9:
+                new = _polish(res.labels, w, xy, area, nbrs, k, obj, rng)
+                lab = new
+                rec = replace(rec, final=_balance(new, w, k, obj))
+        elif not rec.proven:
+            rec = replace(rec, status="skipped")
+        if self.records is not None:
+            self.records.append(rec)
+        return lab, rec
 
 
 def partition_units(
@@ -457,13 +598,17 @@ def partition_units(
     k: int | None = None,
     restarts: int = 2,
     kicks: int = 8,
+    exact_seconds: float = 0.0,
+    records: list[ExactRecord] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Balanced contiguous partition of a unit graph (any number of components).
 
     Units heavier than ``objective.hi`` stand alone (policy "oversized alone"); every
-    remaining connected component is partitioned on its own, choosing its number of
-    regions among :func:`candidate_ks` by (regions out of band, mean deviation), or, with
-    a fixed ``k``, sharing ``k`` among the components in proportion to households.
+    remaining connected component is partitioned on its own. Without ``k`` every number
+    of regions is evaluated at full effort (heuristic, then CP-SAT) unless the group-size
+    bound proves it cannot beat the best found, ranked by (share of regions in band, mean
+    deviation, cost); with a fixed ``k`` it is shared among the components in proportion
+    to households.
 
     Parameters
     ----------
@@ -473,6 +618,13 @@ def partition_units(
         Cost weights (target and band).
     k
         Exact total number of regions, or ``None`` to choose.
+    restarts, kicks
+        Heuristic effort (see :func:`solve_k`).
+    exact_seconds
+        CP-SAT budget (deterministic seconds) for the whole call, shared among the
+        components and numbers of regions; 0 → heuristic only.
+    records
+        If given, one :class:`ExactRecord` is appended per component and ``k`` evaluated.
 
     Returns
     -------
@@ -516,8 +668,11 @@ def partition_units(
             ratio = np.where(room, weights / share, -1.0)
             share[int(np.argmax(ratio))] += 1
         ks = [int(s) for s in share]
+    exact = _Exact(exact_seconds, records)
     with threadpool_limits(limits=1):  # tiny problems: thread start-up dominates
-        return _partition_components(w, xy, area, nbrs, rng, obj, big, comps, ks, restarts, kicks)
+        return _partition_components(
+            w, xy, area, nbrs, rng, obj, big, comps, ks, restarts, kicks, exact
+        )
 
 
 def _partition_components(
@@ -532,7 +687,10 @@ def _partition_components(
     ks: Sequence[int | None],
     restarts: int,
     kicks: int,
+    exact: _Exact,
 ) -> tuple[np.ndarray, np.ndarray]:
+    from partition.bounds import k_bounds
+
     n = len(w)
     labels = np.full(n, -1, dtype=np.int64)
     oversized: list[bool] = []
@@ -541,12 +699,31 @@ def _partition_components(
         labels[i] = nxt
         oversized.append(True)
         nxt += 1
-    for comp, kc in zip(comps, ks, strict=True):
+    sizes = [len(c) for c in comps]
+    for ci, (comp, kc) in enumerate(zip(comps, ks, strict=True)):
         idx = np.asarray(comp)
         local = {g: j for j, g in enumerate(comp)}
         sub_nbrs = [[local[v] for v in nbrs[g] if v in local] for g in comp]
         sw, sxy, sa = w[idx], xy[idx], area[idx]
         total = float(sw.sum())
+        comp_share = len(comp) / max(1, sum(sizes[ci:]))  # of the budget left
+
+        def run(
+            kk: int,
+            share: float,
+            sw: np.ndarray = sw,
+            sxy: np.ndarray = sxy,
+            sa: np.ndarray = sa,
+            sub_nbrs: Neighbors = sub_nbrs,
+        ) -> tuple[np.ndarray, float, ExactRecord]:
+            lab, cost = solve_k(
+                sw, sxy, sa, sub_nbrs, kk, rng, objective=obj, restarts=restarts, kicks=kicks
+            )
+            new, rec = exact.improve(lab, sw, sxy, sa, sub_nbrs, kk, obj, rng, share)
+            if new is not lab:
+                lab, cost = new, _State(new, kk, sw, sxy, sa, obj, None).total()
+            return lab, cost, rec
+
         if kc is None:
 
             def key(
@@ -557,36 +734,31 @@ def _partition_components(
                 # share of in-band grids counting the oversized ones, then deviation
                 return (-(kk - out) / (kk + len(big)), dev, cost / kk)
 
-            # screen each candidate k cheaply, then spend the full effort on the best
-            best: tuple[tuple[float, float, float], np.ndarray, int] | None = None
-            for kk in candidate_ks(total, len(comp), obj.target, obj.lo, obj.hi):
-                lab, cost = solve_k(
-                    sw, sxy, sa, sub_nbrs, kk, rng, objective=obj, restarts=1, kicks=kicks // 2
-                )
-                cand = (key(lab, cost, kk), lab, kk)
+            cands = candidate_ks(total, len(comp), obj.target, obj.lo, obj.hi)
+            integral = np.allclose(sw, np.round(sw))
+            kb = (
+                {b.k: b for b in k_bounds(np.round(sw).astype(int).tolist(), obj.target,
+                                          obj.lo, obj.hi, obj.out_of_band)}
+                if integral else {}
+            )  # fmt: skip
+            best: tuple[tuple[float, float, float], np.ndarray, ExactRecord] | None = None
+            for kk in cands:
+                b = kb.get(kk)
+                if best is not None and b is not None:
+                    floor = (-b.in_band / (kk + len(big)), b.abs_dev / kk)
+                    if floor > best[0][:2]:
+                        continue  # the group sizes prove kk cannot win
+                # the nearest k first: half of the component's budget, then half the rest...
+                lab, cost, rec = run(kk, comp_share / 2)
+                cand = (key(lab, cost, kk), lab, rec)
                 if best is None or cand[0] < best[0]:
                     best = cand
             assert best is not None
-            if 1 < best[2] < len(comp):
-                lab, cost = solve_k(
-                    sw,
-                    sxy,
-                    sa,
-                    sub_nbrs,
-                    best[2],
-                    rng,
-                    objective=obj,
-                    restarts=restarts,
-                    kicks=kicks,
-                )
-                cand = (key(lab, cost, best[2]), lab, best[2])
-                if cand[0] < best[0]:
-                    best = cand
             lab = best[1]
+            best[2].chosen = True
         else:
-            lab, _ = solve_k(
-                sw, sxy, sa, sub_nbrs, kc, rng, objective=obj, restarts=restarts, kicks=kicks
-            )
+            lab, _, rec = run(kc, comp_share)
+            rec.chosen = True
         kk = int(lab.max()) + 1
         labels[idx] = lab + nxt
         oversized.extend([False] * kk)
@@ -596,148 +768,8 @@ def _partition_components(
 
 # --------------------------------------------------------------------------- bounds
 
-
-@dataclass(frozen=True)
-class BalanceBound:
-    """What the group sizes allow at best, ignoring contiguity.
-
-    Attributes
-    ----------
-    max_in_band_share
-        Upper bound on the share of grids within ``[lo, hi]``.
-    min_mean_abs_dev
-        Lower bound on the mean absolute deviation from the target.
-    """
-
-    max_in_band_share: float
-    min_mean_abs_dev: float
-
-
-def _subset_sums(w: Sequence[int]) -> int:
-    bits = 1
-    for x in w:
-        bits |= bits << int(x)
-    return bits
-
-
-def balance_bound(
-    w: Sequence[int], target: float, lo: float, hi: float, k: int | None = None
-) -> BalanceBound:
-    """Bound the best balance any partition of groups ``w`` can reach.
-
-    Contiguity is ignored, so the bound is valid for every plan: a plan meeting it is
-    optimal for that measure. Groups above ``hi`` count as their own out-of-band grids.
-    For each number of grids ``k``: at most ``min(k, W // lo, n // m)`` grids are in the
-    band (``m`` = fewest groups that reach ``lo``), at most ``k - 1`` if ``W > k * hi``,
-    none if no subset of groups sums into the band; and ``sum |h - T| >= max(|W - kT|,
-    k * d)`` with ``d`` the smallest distance of any subset sum to ``T``.
-
-    Examples
-    --------
-    >>> b = balance_bound([90, 90, 90], 150, 100, 200)
-    >>> b.max_in_band_share
-    0.5
-    >>> balance_bound([75, 75, 75, 75], 150, 100, 200).min_mean_abs_dev
-    0.0
-    """
-    ws = [int(x) for x in w]
-    over = [x for x in ws if x > hi]
-    pool = sorted((x for x in ws if x <= hi), reverse=True)
-    n, total = len(pool), sum(pool)
-    over_dev = sum(x - target for x in over)
-    if n == 0 or total == 0:
-        grids = len(over) + (1 if n else 0)
-        dev = over_dev + (target if n else 0.0)
-        return BalanceBound(0.0 if grids else 1.0, dev / grids if grids else 0.0)
-    best_share, best_dev = 0.0, math.inf
-    kmax = n if k is None else min(n, k - len(over))
-    for kk, c, floor in _pool_caps(pool, target, lo, hi):
-        if kk > kmax or (k is not None and kk < kmax):
-            continue
-        grids = kk + len(over)
-        best_share = max(best_share, c / grids)
-        best_dev = min(best_dev, (floor + over_dev) / grids)
-    return BalanceBound(float(best_share), float(best_dev))
-
-
-def _per_k(
-    w: Sequence[int], target: float, lo: float, hi: float
-) -> tuple[list[tuple[int, int, float]], int, float]:
-    """Per number of grids ``k`` of the non-oversized pool: (k, in-band cap, |dev| floor).
-
-    Also returns the number of oversized groups and their total deviation.
-    """
-    ws = [int(x) for x in w]
-    over = [x for x in ws if x > hi]
-    pool = sorted((x for x in ws if x <= hi), reverse=True)
-    n, total = len(pool), sum(pool)
-    over_dev = float(sum(x - target for x in over))
-    if n == 0:
-        return [], len(over), over_dev
-    if total == 0:
-        return [(1, 0, float(target))], len(over), over_dev
-    return _pool_caps(pool, target, lo, hi), len(over), over_dev
-
-
-def _pool_caps(
-    pool: Sequence[int], target: float, lo: float, hi: float
-) -> list[tuple[int, int, float]]:
-    """For ``k`` = 1…n grids of a non-empty ``pool`` (sizes ≤ ``hi``, descending, total > 0):
-    ``(k, most grids in the band, floor of sum |h - T|)`` (see :func:`balance_bound`)."""
-    n, total = len(pool), sum(pool)
-    bits = _subset_sums(pool)
-    sums = [s for s in range(1, total + 1) if (bits >> s) & 1]
-    in_band_possible = any(lo <= s <= hi for s in sums)
-    d0 = min(abs(s - target) for s in sums)
-    acc, m = 0, n + 1
-    for i, x in enumerate(pool):
-        acc += x
-        if acc >= lo:
-            m = i + 1
-            break
-    out = []
-    for kk in range(1, n + 1):
-        c = 0
-        if in_band_possible:
-            c = min(kk, int(total // lo), n // m)
-            if total > kk * hi:
-                c = min(c, kk - 1)
-        out.append((kk, c, float(max(abs(total - kk * target), kk * d0))))
-    return out
-
-
-def balance_bound_parts(
-    parts: Sequence[Sequence[int]], target: float, lo: float, hi: float, k: int | None = None
-) -> BalanceBound:
-    """:func:`balance_bound` for a village in several parts partitioned separately.
-
-    Each part needs its own grids, so the options are combined part by part (exhaustive
-    over the grid counts of up to four parts; beyond that the parts are pooled, which is
-    still a valid, looser bound). With a fixed ``k`` the parts are pooled.
-
-    Examples
-    --------
-    >>> round(balance_bound_parts([[60, 70, 80], [28]], 150, 100, 200).max_in_band_share, 3)
-    0.333
-    """
-    parts = [list(p) for p in parts if len(p)]
-    if k is not None or len(parts) <= 1 or len(parts) > 4:
-        return balance_bound([x for p in parts for x in p], target, lo, hi, k)
-    import itertools
-
-    opts = []
-    over_n, over_dev = 0, 0.0
-    for p in parts:
-        per_k, on, od = _per_k(p, target, lo, hi)
-        over_n += on
-        over_dev += od
-        if per_k:
-            opts.append(per_k)
-    if not opts:
-        return balance_bound([x for p in parts for x in p], target, lo, hi, k)
-    best_share, best_dev = 0.0, math.inf
-    for combo in itertools.product(*opts):
-        grids = sum(c[0] for c in combo) + over_n
-        best_share = max(best_share, sum(c[1] for c in combo) / grids)
-        best_dev = min(best_dev, (sum(c[2] for c in combo) + over_dev) / grids)
-    return BalanceBound(float(best_share), float(best_dev))
+from partition.bounds import (  # noqa: E402  (re-exported: the bounds' old home)
+    BalanceBound,
+    balance_bound,
+    balance_bound_parts,
+)
