@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from api import errors
+from api import errors, security
 from api.deps import ConnDep
 from api.routes import ogc, pages, plans, tiles
 from geogrid import __version__, store
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     errors.install(app)
+    security.install(app, settings)
     for module in (plans, ogc, tiles, pages):
         app.include_router(module.router)
 

@@ -7,6 +7,7 @@ one table, and the CLI prints their message as one line. Domain code never raise
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 
@@ -52,3 +53,29 @@ class Forbidden(GeogridError):
 
 class ConfigurationError(GeogridError):
     """The environment is not set up: missing binaries, bad database URL, corrupt folder."""
+
+
+def log_summary(exc: BaseException) -> str:
+    """One log line about an unexpected error, without its message.
+
+    Messages of database errors carry the SQL statement and its parameters (residents'
+    names, ID numbers...), so only the error class, the SQLSTATE and where it was raised
+    are kept: enough to find the bug, nothing personal.
+
+    >>> try:
+    ...     int("secret")
+    ... except ValueError as e:
+    ...     line = log_summary(e)
+    >>> line.startswith("ValueError at ") and "secret" not in line
+    True
+    """
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    stack = list(traceback.extract_tb(exc.__traceback__))
+    ours = [f for f in stack if "site-packages" not in f.filename]
+    shown = [*ours[-3:], *stack[-1:]] if ours and ours[-1] is not stack[-1] else stack[-4:]
+    where = " < ".join(
+        f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(shown)
+    )
+    kind = type(exc).__name__ + (f"({type(orig).__name__})" if orig is not None else "")
+    return f"{kind}{f' SQLSTATE {sqlstate}' if sqlstate else ''} at {where or '?'}"

@@ -416,14 +416,18 @@ def _bbox(value: str) -> tuple[float, float, float, float]:
     return x0, y0, x1, y1
 
 
+#: Largest ``offset`` (PostgreSQL ``bigint``; beyond it the database would fail).
+MAX_OFFSET = 2**63 - 1
+
+
 def _int_param(name: str, value: str, minimum: int) -> int:
     try:
         n = int(value)
     except ValueError:
         n = minimum - 1
-    if n < minimum:
+    if not minimum <= n <= MAX_OFFSET:
         raise InvalidParameterValue(
-            f"invalid {name}={value!r}: expected an integer ≥ {minimum}",
+            f"invalid {name}={value!r}: expected an integer from {minimum} to {MAX_OFFSET}",
             detail={"parameter": name},
         )
     return n

@@ -59,7 +59,14 @@ import shapely
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from geogrid.errors import Conflict, IllegalTransition, InvalidInput, NotFound
+from geogrid.errors import (
+    Conflict,
+    GeogridError,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+    log_summary,
+)
 from geogrid.overlays import assign_grids
 from partition import (
     PartitionParams,
@@ -1668,6 +1675,22 @@ class PlanJob:
     finished_at: datetime | None = None
 
 
+def job_error(exc: BaseException) -> tuple[str, str]:
+    """``(code, description)`` reported for a failed job: clean, like every error body.
+
+    A domain error keeps its class name and message; anything else (a database error
+    whose message holds the SQL and its parameters, a bug) becomes ``InternalError``.
+
+    >>> job_error(InvalidInput("target must be positive"))
+    ('InvalidInput', 'target must be positive')
+    >>> job_error(RuntimeError("SELECT secret"))[0]
+    'InternalError'
+    """
+    if isinstance(exc, GeogridError):
+        return type(exc).__name__, exc.message
+    return "InternalError", "the plan could not be created: an unexpected error (logged)"
+
+
 class PlanJobs:
     """Runs :func:`create_plan` in a worker thread and tracks progress by job id.
 
@@ -1719,11 +1742,14 @@ class PlanJobs:
                 self.engine, job.town_code, jobs=self.jobs, progress=progress, **kwargs
             )
         except Exception as exc:  # reported through the job, never lost
-            log.exception("plan job %s failed", job.id)
+            error_type, error = job_error(exc)
+            if isinstance(exc, GeogridError):
+                log.warning("plan job %s failed: %s", job.id, exc.message)
+            else:  # the message may hold SQL and its parameters: the log gets a summary
+                log.error("plan job %s failed: %s", job.id, log_summary(exc))
             with self._lock:
                 job.status = "failed"
-                job.error = str(exc) or type(exc).__name__
-                job.error_type = type(exc).__name__
+                job.error, job.error_type = error, error_type
                 job.finished_at = datetime.now().astimezone()
             return
         with self._lock:

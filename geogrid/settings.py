@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_home() -> Path:
@@ -91,3 +91,26 @@ class Settings(BaseSettings):
 
     node_modules: Path | None = None
     """Where ``npm ci`` installed the web assets; default: next to the geogrid sources."""
+
+    # -- web security ----------------------------------------------------------------
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest request body accepted (bytes, counted as received, chunked too); more: 413."""
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins (``https://portal.example``) whose scripts may call the API across origins
+    (CORS) and send unsafe requests; comma-separated in the environment. Default: none."""
+
+    trusted_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Further origins whose POST/PUT/PATCH/DELETE are accepted (e.g. the public address of
+    a reverse proxy that rewrites ``Host``); comma-separated. Requests from any other
+    ``Origin`` (or ``Referer``) are refused 403."""
+
+    @field_validator("cors_origins", "trusted_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", ",").split(",") if v]
+        if isinstance(value, list):
+            return [str(v).rstrip("/").lower() for v in value]
+        return value

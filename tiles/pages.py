@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -36,6 +36,7 @@ __all__ = [
     "NPM_PACKAGES",
     "PAGES",
     "basemap_config",
+    "contained_file",
     "npm_asset",
     "page_config",
     "plan_groups",
@@ -163,12 +164,40 @@ def missing_assets(settings: Settings | None = None) -> list[str]:
     return [f for f in REQUIRED_NPM_FILES if not (root / f).is_file()]
 
 
-def _safe_join(root: Path, relative: str) -> Path | None:
-    parts = PurePosixPath(relative).parts
-    if not parts or any(p in ("..", "") or p.startswith(".") for p in parts) or "\\" in relative:
+def contained_file(root: Path, relative: str) -> Path | None:
+    """The regular file ``relative`` under ``root``, or ``None``: the one containment check.
+
+    Every file geogrid serves goes through here. ``relative`` must be a plain relative
+    POSIX path: no leading ``/`` (absolute), no empty segment (``//``), no ``.``/``..``
+    or hidden segment, no backslash and no NUL. The joined path is then resolved (symlinks
+    followed) and must still lie inside the resolved ``root``, so a symlink in the folder
+    pointing elsewhere is refused too.
+
+    Parameters
+    ----------
+    root
+        The folder files are served from.
+    relative
+        The requested path inside it (already percent-decoded).
+
+    Examples
+    --------
+    >>> contained_file(STATIC_DIR, "geogrid.css").name
+    'geogrid.css'
+    >>> [contained_file(STATIC_DIR, p) for p in ("/etc/passwd", "../pages.py", "a\\x00b")]
+    [None, None, None]
+    """
+    if not relative or "\x00" in relative or "\\" in relative:
         return None
-    path = root.joinpath(*parts)
-    return path if path.is_file() else None
+    parts = relative.split("/")
+    if any(not p or p.startswith(".") for p in parts):
+        return None
+    try:
+        base = root.resolve(strict=True)
+        path = base.joinpath(*parts).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a bad name
+        return None
+    return path if path.is_relative_to(base) and path.is_file() else None
 
 
 def npm_asset(package: str, path: str, settings: Settings | None = None) -> Path:
@@ -185,19 +214,20 @@ def npm_asset(package: str, path: str, settings: Settings | None = None) -> Path
     if package not in NPM_PACKAGES:
         raise NotFound(f"no web asset package {package!r}")
     sub = NPM_PACKAGES[package]
-    if sub and not (path == sub or path.startswith(sub + "/")):
-        raise NotFound(f"{package}: only files under {sub}/ are served")
-    found = _safe_join(
-        find_node_modules(settings.node_modules if settings else None) / package, path
-    )
+    root = find_node_modules(settings.node_modules if settings else None) / package
+    if sub:
+        if not path.startswith(sub + "/"):
+            raise NotFound(f"{package}: only files under {sub}/ are served")
+        root, path = root / sub, path[len(sub) + 1 :]
+    found = contained_file(root, path)
     if found is None:
-        raise NotFound(f"no web asset {package}/{path}")
+        raise NotFound(f"no web asset {package}/{sub + '/' if sub else ''}{path}")
     return found
 
 
 def static_asset(path: str) -> Path:
     """One of our own static files (``tiles/static``)."""
-    found = _safe_join(STATIC_DIR, path)
+    found = contained_file(STATIC_DIR, path)
     if found is None:
         raise NotFound(f"no static file {path}")
     return found
@@ -207,8 +237,8 @@ def basemap_tile(settings: Settings, z: int, x: int, y: int) -> Path:
     """A tile of the local XYZ base-map folder (``GEOGRID_BASEMAP_DIR``)."""
     if settings.basemap_dir is None:
         raise NotFound("no local base map configured (GEOGRID_BASEMAP_DIR)")
-    tile = settings.basemap_dir / str(z) / str(x) / f"{y}.png"
-    if not tile.is_file():
+    tile = contained_file(settings.basemap_dir, f"{z}/{x}/{y}.png")
+    if tile is None:
         raise NotFound(f"no base-map tile {z}/{x}/{y}")
     return tile
 
@@ -218,11 +248,11 @@ _PHOTO_NAME = re.compile(r"^[\w\-.]+\.(?:jpe?g|png|webp|gif)$", re.IGNORECASE)
 
 def staff_photo(settings: Settings, name: str) -> Path:
     """A staff photo from ``GEOGRID_PHOTO_DIR`` (plain file names only)."""
-    if settings.photo_dir is None or not _PHOTO_NAME.match(name) or name.startswith("."):
-        raise NotFound(f"no photo {name!r}")
-    found = _safe_join(settings.photo_dir, name)
+    found = None
+    if settings.photo_dir is not None and _PHOTO_NAME.fullmatch(name):
+        found = contained_file(settings.photo_dir, name)
     if found is None:
-        raise NotFound(f"no photo {name!r}")
+        raise NotFound("no such photo")
     return found
 
 

@@ -58,7 +58,7 @@ _ITEMS_PARAMS: list[dict[str, Any]] = [
         "in": "query",
         "required": False,
         "description": "Number of features to skip (follow the next/prev links).",
-        "schema": {"type": "integer", "minimum": 0, "default": 0},
+        "schema": {"type": "integer", "minimum": 0, "maximum": features.MAX_OFFSET, "default": 0},
         "style": "form",
         "explode": False,
     },
@@ -138,6 +138,14 @@ _LINK_SCHEMA = {
         "type": {"type": "string"},
         "title": {"type": "string"},
     },
+}
+
+#: Schemas the responses above refer to (added to this document and to the app's).
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "exception": _EXCEPTION_SCHEMA,
+    "featureCollection": _FC_SCHEMA,
+    "feature": _FEATURE_SCHEMA,
+    "link": _LINK_SCHEMA,
 }
 
 
@@ -431,12 +439,7 @@ def build_openapi() -> dict[str, Any]:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
-    schemas.update(
-        exception=_EXCEPTION_SCHEMA,
-        featureCollection=_FC_SCHEMA,
-        feature=_FEATURE_SCHEMA,
-        link=_LINK_SCHEMA,
-    )
+    schemas.update(SCHEMAS)
     generic = doc["paths"][f"{router.prefix}/collections/{{collectionId}}/items"]["get"]
     for coll in COLLECTIONS.values():
         params = [p for p in _ITEMS_PARAMS if coll.time is not None or p["name"] != "datetime"]

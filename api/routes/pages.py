@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from api.deps import ConnDep
+from api.schemas import DbId
 from geogrid.errors import NotFound
 from geogrid.settings import Settings
 from tiles import pages as tp
@@ -23,6 +24,8 @@ from tiles import pages as tp
 router = APIRouter()
 
 _ASSET_CACHE = "public, max-age=3600"
+TileZ = Annotated[int, Path(ge=0, le=30)]
+TileXY = Annotated[int, Path(ge=0, le=2**30 - 1)]
 
 
 def get_settings(request: Request) -> Settings:
@@ -53,7 +56,9 @@ def index(ms: SettingsDep) -> HTMLResponse:
 
 
 @router.get("/planner", response_class=HTMLResponse, tags=["pages"], summary="Planner page")
-def planner(conn: ConnDep, ms: SettingsDep, plan: int | None = None) -> HTMLResponse:
+def planner(
+    conn: ConnDep, ms: SettingsDep, plan: Annotated[DbId | None, Query()] = None
+) -> HTMLResponse:
     """Draft vs active plan, grid metrics on click, move a group between grids."""
     config = tp.page_config(ms, "planner", plan=plan, bounds=tp.area_bounds(conn))
     return _html(tp.render_page("planner.html", config=config, title="网格规划 Planner"))
@@ -100,7 +105,7 @@ def public_grids(conn: ConnDep, town: str | None = None) -> JSONResponse:
 
 
 @router.get("/public/photos/{staff_id}", tags=["pages"], summary="Staff photo")
-def staff_photo(conn: ConnDep, ms: SettingsDep, staff_id: int) -> Response:
+def staff_photo(conn: ConnDep, ms: SettingsDep, staff_id: Annotated[DbId, Path()]) -> Response:
     """The staff member's photo, or a placeholder avatar when none is on file."""
     name, photo = tp.staff_photo_name(conn, staff_id)
     if photo:
@@ -112,7 +117,7 @@ def staff_photo(conn: ConnDep, ms: SettingsDep, staff_id: int) -> Response:
 
 
 @router.get("/planner/plans/{plan_id}/groups.geojson", tags=["pages"], summary="Plan groups")
-def planner_groups(conn: ConnDep, plan_id: int) -> JSONResponse:
+def planner_groups(conn: ConnDep, plan_id: Annotated[DbId, Path()]) -> JSONResponse:
     """Villager groups of a plan with the grid each belongs to (household counts only)."""
     return JSONResponse(
         tp.plan_groups(conn, plan_id),
@@ -156,7 +161,7 @@ def asset_listing(ms: SettingsDep) -> dict[str, Any]:
 
 
 @router.get("/basemap/{z}/{x}/{y}.png", include_in_schema=False)
-def basemap_tile(ms: SettingsDep, z: int, x: int, y: int) -> FileResponse:
+def basemap_tile(ms: SettingsDep, z: TileZ, x: TileXY, y: TileXY) -> FileResponse:
     """A tile of the local XYZ base-map folder (``GEOGRID_BASEMAP_DIR``)."""
     return FileResponse(tp.basemap_tile(ms, z, x, y), headers={"Cache-Control": _ASSET_CACHE})
 

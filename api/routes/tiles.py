@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -28,7 +28,12 @@ MVT = "application/vnd.mapbox-vector-tile"
 FromQ = Annotated[str | None, Query(alias="from", description="first local day, YYYY-MM-DD")]
 ToQ = Annotated[str | None, Query(alias="to", description="last local day (inclusive), YYYY-MM-DD")]
 CategoryQ = Annotated[str | None, Query(description="comma-separated case categories")]
-PlanQ = Annotated[int | None, Query(description="plan id (grids layer; default: active plans)")]
+PlanQ = Annotated[
+    int | None,
+    Query(ge=1, le=2**31 - 1, description="plan id (grids layer; default: active plans)"),
+]
+TileZ = Annotated[int, Path(ge=0, le=30)]
+TileXY = Annotated[int, Path(ge=0, le=2**30 - 1)]
 
 
 def _service(request: Request) -> TileService:
@@ -73,9 +78,9 @@ def _respond(request: Request, item: CachedTile, media_type: str) -> Response:
 async def tile(
     request: Request,
     layer: str,
-    z: int,
-    x: int,
-    y: int,
+    z: TileZ,
+    x: TileXY,
+    y: TileXY,
     plan: PlanQ = None,
     start: FromQ = None,
     end: ToQ = None,
