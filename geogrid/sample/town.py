@@ -17,6 +17,7 @@ from pyproj import Transformer
 from geogrid.errors import InvalidInput
 from geogrid.sample import names as nm
 from geogrid.sample.events import build_cases, build_inspection_points, build_key_units
+from geogrid.sample.people import build_people
 from geogrid.sample.register import build_register
 from geogrid.sample.world import METRIC_CRS, World, WorldParams, build_world
 from geogrid.sample.writers import write_csv, write_gpkg, write_xlsx
@@ -63,6 +64,8 @@ class SampleFiles:
     inspection_points: Path
     truth_households: Path
     truth_groups: Path
+    members: Path
+    special: Path
     county_code: str
     county_name: str
     village_codes: tuple[str, ...]
@@ -72,6 +75,8 @@ class SampleFiles:
     n_cases: int
     n_key_units: int
     n_inspection_points: int
+    n_members: int
+    n_special: int
     seconds: float
 
     def summary(self) -> dict[str, str | int]:
@@ -84,6 +89,8 @@ class SampleFiles:
             "cases": self.n_cases,
             "key units": self.n_key_units,
             "inspection points": self.n_inspection_points,
+            "household members": self.n_members,
+            "special population": self.n_special,
         }
 
 
@@ -139,7 +146,8 @@ def generate_town(
     ``boundaries.gpkg`` (layers ``town``, ``villages``), ``groups.gpkg`` (layer ``groups``,
     about a third of the villages), ``households.xlsx`` / ``households.csv`` (GBK) /
     ``households_utf8.csv`` (UTF-8 with BOM), ``cadres.csv``, ``cases.csv``,
-    ``key_units.csv``, ``inspection_points.csv`` and ground truth in ``truth/``
+    ``key_units.csv``, ``inspection_points.csv``, synthetic people in ``members.csv`` and
+    ``special.csv`` (:mod:`geogrid.sample.people`) and ground truth in ``truth/``
     (``households.gpkg``, ``groups.gpkg``).
     """
     rng = np.random.default_rng(seed)
@@ -341,6 +349,11 @@ def _generate(
     else:
         (out / "households.xlsx").unlink(missing_ok=True)
 
+    say("writing household members and special population")
+    members, special = build_people(rng.spawn(1)[0], register, params.county_code)
+    write_csv(out / "members.csv", members, encoding="utf-8-sig", crlf=True)
+    write_csv(out / "special.csv", special, encoding="utf-8-sig", crlf=True)
+
     say("writing cadres, key units, inspection points and cases")
     cadres = pd.DataFrame(
         {
@@ -384,6 +397,8 @@ def _generate(
         inspection_points=out / "inspection_points.csv",
         truth_households=out / "truth" / "households.gpkg",
         truth_groups=out / "truth" / "groups.gpkg",
+        members=out / "members.csv",
+        special=out / "special.csv",
         county_code=params.county_code,
         county_name=params.county_name,
         village_codes=tuple(v.code for v in vil_sorted),
@@ -393,6 +408,8 @@ def _generate(
         n_cases=len(cases),
         n_key_units=len(units),
         n_inspection_points=len(points),
+        n_members=len(members),
+        n_special=len(special),
         seconds=seconds,
     )
     return files, world
