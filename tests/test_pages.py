@@ -245,6 +245,19 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+def wait_for(
+    page: Any, expression: str, arg: Any = None, *, timeout: float = 20_000, polling: float = 100
+) -> None:
+    """Like ``page.wait_for_function``, which evals the predicate in the page: the pages'
+    Content-Security-Policy forbids eval, so poll ``page.evaluate`` (run by the debugger
+    protocol, outside the policy) instead."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression, arg):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f} ms for {expression}")
+        page.wait_for_timeout(polling)
+
+
 def open_page(browser: Any, url: str, *, ready: str = "1", timeout: float = 20_000) -> Any:
     """Open ``url`` at 1366×768, record requests and console errors, wait for readiness."""
     ctx = browser.new_context(viewport={"width": 1366, "height": 768}, service_workers="block")
@@ -264,9 +277,7 @@ def open_page(browser: Any, url: str, *, ready: str = "1", timeout: float = 20_0
     )
     page.goto(url, wait_until="load")
     if ready:
-        page.wait_for_function(
-            "document.body.dataset.ready !== undefined", timeout=timeout, polling=100
-        )
+        wait_for(page, "document.body.dataset.ready !== undefined", timeout=timeout, polling=100)
         assert page.evaluate("document.body.dataset.ready") == ready, visit.errors
     page.wait_for_load_state("networkidle")
     page.visit = visit  # type: ignore[attr-defined]
@@ -364,7 +375,7 @@ def test_planner_page(live: Live, browser: Any) -> None:
     )
     assert state["draft"] == live.ids["draft"] and state["n"] > 5
     page.locator("#map").click(position={"x": 540, "y": 380})
-    page.wait_for_function("document.querySelector('#gg-metrics table') !== null", timeout=5000)
+    wait_for(page, "document.querySelector('#gg-metrics table') !== null", timeout=5000)
     assert "Polsby" in page.inner_text("#gg-metrics")
     # Move: pick a group, then a neighbouring grid; a stale ETag is refused with its reason.
     candidates = _move_candidates(live.url, live.ids["draft"])
@@ -372,7 +383,7 @@ def test_planner_page(live: Live, browser: Any) -> None:
     group, to = candidates[0]
     page.evaluate("ggPlanner.state.etag = '\"stale\"'")
     assert _try_move(page, group, to).startswith("未调整（412")
-    page.wait_for_function("ggPlanner.state.etag !== '\"stale\"'")
+    wait_for(page, "ggPlanner.state.etag !== '\"stale\"'")
     outcomes = []
     for group, to in candidates:
         outcomes.append(_try_move(page, group, to))
@@ -380,7 +391,8 @@ def test_planner_page(live: Live, browser: Any) -> None:
             break
     assert outcomes[-1].startswith("已将"), outcomes  # refusals carry the server's reason
     assert all("：" in o and len(o) > 12 for o in outcomes[:-1]), outcomes
-    page.wait_for_function(
+    wait_for(
+        page,
         "([id, to]) => ggPlanner.layers.groups.toGeoJSON().features"
         ".find(f => f.properties.id === id).properties.grid_code === to",
         arg=[group, to],
@@ -432,7 +444,8 @@ def _try_move(page: Any, group: int, to: str) -> str:
     )
     page.click("#gg-move-start")
     page.evaluate("code => ggPlanner.pick({grid_code: code}, null)", to)
-    page.wait_for_function(
+    wait_for(
+        page,
         "() => { const r = document.getElementById('gg-move-result');"
         " return !r.hidden && !r.textContent.startsWith('正在提交'); }",
         timeout=20_000,
@@ -456,7 +469,7 @@ def test_leader_page(live: Live, browser: Any) -> None:
     with page.expect_response(lambda r: "/api/stats/cases-by-grid?" in r.url) as counts:
         page.click("#gg-filters button[type=submit]")
     assert "geometry=false" in counts.value.url  # the grids drawn already are restyled
-    page.wait_for_function(f"+document.getElementById('gg-total').textContent < {total}")
+    wait_for(page, f"+document.getElementById('gg-total').textContent < {total}")
     heat = [u for u in visit.requests if "/tiles/heat/" in u]
     assert any("category=%E5%AE%89" in u for u in heat), heat[-3:]
     # Raw points only at street zoom.

@@ -171,7 +171,7 @@ def docs(request: Request, ms: SettingsDep) -> HTMLResponse:
     """Swagger UI for the OpenAPI document, loaded from local assets only."""
     tp.npm_asset("swagger-ui-dist", "swagger-ui-bundle.js", ms)  # clear error if missing
     a = tp.ASSETS
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=request.app.openapi_url or "/openapi.json",
         title=f"{request.app.title} — 接口文档 API docs",
         swagger_js_url=a.swagger_js,
@@ -180,3 +180,7 @@ def docs(request: Request, ms: SettingsDep) -> HTMLResponse:
         # No online validator badge (its default is an https URL).
         swagger_ui_parameters={"validatorUrl": None},
     )
+    # its inline start-up script runs under the CSP by the response's nonce (api.security)
+    nonce = getattr(request.state, "csp_nonce", "")
+    html = bytes(page.body).decode().replace("<script", f'<script nonce="{nonce}"')
+    return HTMLResponse(html)

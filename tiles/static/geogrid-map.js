@@ -165,9 +165,12 @@
       var html = "<b>" + esc(title) + "</b>";
       for (var i = 0; i < breaks.length; i++) {
         var hi = i + 1 < breaks.length ? "–" + (breaks[i + 1] - 1) : "+";
-        html += '<div><i style="background:' + colours[i] + '"></i>' + breaks[i] + hi + "</div>";
+        html += "<div><i></i>" + breaks[i] + hi + "</div>";
       }
       div.innerHTML = html;
+      // swatch colours through the CSSOM: the Content-Security-Policy refuses style attributes
+      var swatches = div.querySelectorAll("i");
+      for (var j = 0; j < swatches.length; j++) { swatches[j].style.background = colours[j]; }
       return div;
     };
     return ctl;
