@@ -49,14 +49,13 @@ from partition._geo import (
     union,
     utm_crs,
 )
+from partition.redraw import redraw_labels, repair_labels
 from partition.solver import (
     BalanceBound,
     ExactRecord,
     Objective,
     balance_bound_parts,
-    components,
     partition_units,
-    solve_k,
 )
 from partition.territories import derive_metric, repair_metric
 
@@ -155,6 +154,7 @@ class VillageWork:
     groups: dict[int, BaseGeometry] | None = None
     k: int | None = None
     existing: list[tuple[str, BaseGeometry, str | None]] | None = None
+    locked: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -169,6 +169,7 @@ class VillageResult:
     notes: list[str]
     moved: int | None = None
     exact: list[ExactRecord] = field(default_factory=list)
+    moved_fresh: int | None = None
 
 
 @dataclass
@@ -210,6 +211,13 @@ class Plan:
         if not self.redraw:
             return None
         return int(self.villages["moved"].fillna(0).sum())
+
+    @property
+    def households_moved_fresh(self) -> int | None:
+        """Households a fresh partition would have moved (redraw only), for comparison."""
+        if not self.redraw or "moved_fresh" not in self.villages.columns:
+            return None
+        return int(self.villages["moved_fresh"].fillna(0).sum())
 
 
 # --------------------------------------------------------------------------- geometry utils
@@ -392,6 +400,7 @@ def village_work(
     *,
     cadres: Mapping[str, int] | None = None,
     existing: gpd.GeoDataFrame | None = None,
+    locked: Iterable[str] | None = None,
 ) -> tuple[list[VillageWork], pd.DataFrame]:
     """Validate the inputs and cut them into one :class:`VillageWork` per village.
 
@@ -401,7 +410,8 @@ def village_work(
     ------
     geogrid.errors.InvalidInput
         Missing CRS or columns, wrong geometry types, invalid village geometry, bad or
-        duplicate codes, cadre counts that are not positive integers.
+        duplicate codes, cadre counts that are not positive integers, locked grids
+        without a redraw or not among the existing grids.
     """
     v = _check_villages(villages)
     h = _check_households(households)
@@ -430,6 +440,17 @@ def village_work(
         for code, vcode, geom, gtxt in zip(e["code"].astype(str), vc, e.geometry, grp, strict=True):
             ex_by_village.setdefault(vcode, []).append(
                 (code, geom, None if gtxt is None or pd.isna(gtxt) else str(gtxt))
+            )
+    locked_set = frozenset(str(c) for c in locked) if locked is not None else frozenset()
+    if locked_set:
+        known = {c for grids in ex_by_village.values() for c, _, _ in grids}
+        if existing is None:
+            raise InvalidInput("locked grids need the existing grids (a redraw).")
+        unknown = sorted(locked_set - known)
+        if unknown:
+            raise InvalidInput(
+                f"locked grids not among the existing grids: {unknown[:5]}.",
+                detail={"grid_codes": unknown[:20]},
             )
     if cadres is not None:
         bad = {c: k for c, k in cadres.items() if not isinstance(k, int | np.integer) or k < 1}
@@ -464,6 +485,7 @@ def village_work(
             groups=g_by_village.get(code),
             k=None if cadres is None else (int(cadres[code]) if code in cadres else None),
             existing=ex_by_village.get(code) if existing is not None else None,
+            locked=frozenset(c for c in locked_set if c[:12] == code),
         )
         for code, name, geom in zip(v["code"], v["name"], v.geometry, strict=True)
     ]
@@ -624,31 +646,6 @@ def _initial_from_existing(
     return out
 
 
-def _repair_labels(labels: np.ndarray, w: np.ndarray, nb: list[list[int]]) -> np.ndarray:
-    """Make every label class connected: stray pieces and unlabelled units join neighbours."""
-    labels = labels.copy()
-    for r in sorted(set(labels.tolist()) - {-1}):
-        members = [i for i in range(len(labels)) if labels[i] == r]
-        comps = components(members, nb)
-        if len(comps) > 1:
-            comps.sort(key=lambda c: (-w[c].sum(), c))
-            for c in comps[1:]:
-                labels[c] = -1
-    while (labels < 0).any():
-        progress = False
-        for i in np.flatnonzero(labels < 0).tolist():
-            cand = sorted({int(labels[j]) for j in nb[i] if labels[j] >= 0})
-            if not cand:
-                continue
-            weight = {r: float(w[labels == r].sum()) for r in cand}
-            labels[i] = min(cand, key=lambda r: (weight[r], r))
-            progress = True
-        if not progress:
-            free = np.flatnonzero(labels < 0)
-            labels[free[0]] = labels.max() + 1
-    return labels
-
-
 def _edge_match(units: list[_Unit], notes: list[str]) -> None:
     """Make the unit territories a valid coverage (shared edges vertex for vertex).
 
@@ -769,6 +766,7 @@ def partition_village(work: VillageWork, params: PartitionParams) -> VillageResu
     labels = np.full(len(units), -1, dtype=np.int64)
     flags_of: dict[int, set[str]] = {}
     moved: int | None = None
+    moved_fresh: int | None = None
     old_codes: list[str | None] = []
     label_codes: dict[int, str] = {}
 
@@ -779,55 +777,50 @@ def partition_village(work: VillageWork, params: PartitionParams) -> VillageResu
         ]
         old_codes = _initial_from_existing(units, existing_m)
         code_ids = {c: i for i, c in enumerate(sorted({c for c in old_codes if c}))}
-        start = np.array([code_ids[c] if c else -1 for c in old_codes], dtype=np.int64)
+        old = np.array([code_ids[c] if c else -1 for c in old_codes], dtype=np.int64)
+        locked = np.array([c is not None and c in work.locked for c in old_codes], dtype=bool)
+        locked_ids = frozenset(int(x) for x in old[locked].tolist())
+        start = np.where(locked | ~np.isin(old, list(locked_ids)), old, -1)
         nxt = len(code_ids)
-        for i, u in enumerate(units):  # policy: oversized / split / empty units stand alone
-            if (u.alone or u.w > params.hi) and (start == start[i]).sum() > 1:
-                start[i] = nxt
+        # policy: oversized / split / empty units stand alone; of the pieces of an old grid
+        # (each such unit, the rest together) the heaviest keeps the grid's code
+        for r in sorted(set(start.tolist()) - {-1} - locked_ids):
+            members = np.flatnonzero(start == r).tolist()
+            alone = [i for i in members if units[i].alone or units[i].w > params.hi]
+            rest = [i for i in members if i not in alone]
+            if len(members) < 2 or not alone:
+                continue
+            pieces = [[i] for i in alone] + ([rest] if rest else [])
+            pieces.sort(key=lambda q: (-w[q].sum(), q))
+            for q in pieces[1:]:
+                start[q] = nxt
                 nxt += 1
         # units in different village parts never share a grid
-        for r in sorted(set(start.tolist()) - {-1}):
-            members = np.flatnonzero(start == r)
-            partsr = sorted({units[i].part for i in members})
+        for r in sorted(set(start.tolist()) - {-1} - locked_ids):
+            in_r = np.flatnonzero(start == r)
+            partsr = sorted({units[i].part for i in in_r})
             for p in partsr[1:]:
-                start[[i for i in members if units[i].part == p]] = nxt
+                start[[i for i in in_r if units[i].part == p]] = nxt
                 nxt += 1
-        start = _repair_labels(start, w, nb)
-        fixed = np.array([bool(u.alone) or u.w > params.hi for u in units])
-        obj = params.objective(move=1.0, balance=1e-3, compactness=1e-3)
-        labels = start.copy()
-        free_nodes = [i for i in range(len(units)) if not fixed[i]]
-        for comp in components(free_nodes, nb):
-            cl = sorted(set(start[comp].tolist()))
-            remap = {r: j for j, r in enumerate(cl)}
-            local = {g: j for j, g in enumerate(comp)}
-            sub_nb = [[local[v] for v in nb[g] if v in local] for g in comp]
-            init = np.array([remap[int(start[g])] for g in comp])
-            lab, _ = solve_k(
-                w[comp],
-                cxy[comp],
-                area[comp],
-                sub_nb,
-                len(cl),
-                rng,
-                objective=obj,
-                initial=init,
-                kicks=params.kicks,
-            )
-            inv = {j: r for r, j in remap.items()}
-            labels[comp] = [inv[int(x)] for x in lab]
-        inv_code = {i: c for c, i in code_ids.items()}
-        moved = int(
-            sum(
-                units[i].w
-                for i in range(len(units))
-                if old_codes[i] and inv_code.get(int(labels[i])) != old_codes[i]
-            )
+        start = repair_labels(start, w, nb, forbidden=locked_ids)
+        start[locked] = old[locked]  # locked grids stay exactly as they are
+        fixed = np.array([bool(u.alone) or u.w > params.hi for u in units]) | locked
+        red = redraw_labels(
+            start, old, fixed, w, cxy, area, nb, rng,
+            objective=params.objective(), restarts=params.restarts, kicks=params.kicks,
+        )  # fmt: skip
+        labels, moved, moved_fresh = red.labels, red.moved, red.moved_fresh
+        notes.append(
+            f"redraw moved {moved} households; a fresh partition would move {moved_fresh}"
+            + (" (the fresh partition was kept)" if red.fresh_chosen else "")
         )
+        inv_code = {i: c for c, i in code_ids.items()}
         label_codes = {r: c for r, c in inv_code.items() if (labels == r).any()}
         for i, u in enumerate(units):
             if u.alone or u.w > params.hi:
                 flags_of.setdefault(int(labels[i]), set()).add(u.alone or "oversized")
+            if locked[i]:
+                flags_of.setdefault(int(labels[i]), set()).add("locked")
     else:
         nxt = 0
         by_part: dict[int, list[int]] = {}
@@ -879,6 +872,7 @@ def partition_village(work: VillageWork, params: PartitionParams) -> VillageResu
         work, params, proj, units, labels, flags_of, bound, notes, moved, label_codes, hh, inside
     )
     res.exact = records
+    res.moved_fresh = moved_fresh
     return res
 
 
@@ -1081,6 +1075,7 @@ def partition_plan(
     params: PartitionParams | None = None,
     cadres: Mapping[str, int] | None = None,
     existing: gpd.GeoDataFrame | None = None,
+    locked: Iterable[str] | None = None,
     jobs: int | None = 1,
     scheduler: Any = None,
     progress: ProgressFn | None = None,
@@ -1102,7 +1097,11 @@ def partition_plan(
     cadres
         Exact grid count per village code (villages not listed are free).
     existing
-        Current grids (``code``, geometry, optional ``groups``): redraw with minimal change.
+        Current grids (``code``, geometry, optional ``groups``): redraw with minimal change
+        that keeps every grid in the band where a feasible plan exists (see
+        :mod:`partition.redraw`).
+    locked
+        Codes of existing grids that must stay exactly as they are in a redraw.
     jobs, scheduler, progress
         See :func:`run_villages`.
 
@@ -1126,7 +1125,9 @@ def partition_plan(
     [['440101001001001', 2, '1,2']]
     """
     params = params or PartitionParams()
-    work, unassigned = village_work(households, villages, groups, cadres=cadres, existing=existing)
+    work, unassigned = village_work(
+        households, villages, groups, cadres=cadres, existing=existing, locked=locked
+    )
     results = run_villages(work, params, jobs=jobs, scheduler=scheduler, progress=progress)
     return assemble_plan(work, results, unassigned, params, redraw=existing is not None)
 
@@ -1168,6 +1169,7 @@ def assemble_plan(
             "bound_in_band_share": [r.bound.max_in_band_share for r in results],
             "bound_mean_abs_dev": [r.bound.min_mean_abs_dev for r in results],
             "moved": [r.moved for r in results],
+            "moved_fresh": [r.moved_fresh for r in results],
             # exact solver: every kept component proven optimal; the largest gap left
             "exact_proven": [all(e.proven for e in r.exact if e.chosen) for r in results],
             "exact_gap": [max((e.gap for e in r.exact if e.chosen), default=0.0) for r in results],
