@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from api import errors, security
+from api import auth, errors, security
 from api.deps import ConnDep
-from api.routes import ogc, pages, plans, tiles
+from api.routes import admin, ogc, pages, people, plans, tiles
+from api.routes import auth as auth_routes
 from geogrid import __version__, store
 from geogrid.plans import PlanJobs
 from geogrid.settings import Settings
@@ -42,7 +43,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = database_url or store.database_url(settings)
-        app.state.engine = store.make_serving_engine(url, pool_size=POOL_SIZE)
+        app.state.engine = store.make_serving_engine(
+            url, pool_size=POOL_SIZE, role=settings.web_role or None
+        )
         app.state.tiles = TileService(app.state.engine)
         try:
             await anyio.to_thread.run_sync(app.state.tiles.warm, WARM_CONNECTIONS)
@@ -63,13 +66,21 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.state.settings = settings
     errors.install(app)
     security.install(app, settings)
-    for module in (plans, ogc, tiles, pages):
+    auth.install(app)
+    for module in (auth_routes, admin, plans, people, ogc, tiles, pages):
         app.include_router(module.router)
 
-    @app.get("/health", tags=["meta"])
+    @app.get("/health", tags=["meta"], dependencies=[Depends(auth.allow("public.read"))])
     def health(conn: ConnDep) -> dict[str, str]:
         """Liveness and database reachability."""
         postgis = conn.execute(text("SELECT postgis_lib_version()")).scalar_one()
         return {"status": "ok", "version": __version__, "postgis": str(postgis)}
 
+    auth.check_routes(app)
+    auth.document_access(app)
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app with settings from the environment (``geogrid serve --workers N``)."""
+    return create_app(Settings())

@@ -51,6 +51,10 @@ class Forbidden(GeogridError):
     """The user's role or scope does not allow this."""
 
 
+class Unauthenticated(GeogridError):
+    """Nobody is signed in (or the credentials are missing, malformed, expired or revoked)."""
+
+
 class ConfigurationError(GeogridError):
     """The environment is not set up: missing binaries, bad database URL, corrupt folder."""
 

@@ -611,7 +611,24 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def items_page(conn: Connection, coll: Collection, q: ItemsQuery, *, base: str) -> bytes:
+#: Restricts a scoped collection (cases) to a user's scope: a bound code prefix.
+_SCOPE_CLAUSE = "coalesce(t.grid_code, t.village_code) LIKE :scope_prefix || '%'"
+
+
+def _scoped(clauses: list[str], binds: dict[str, Any], scope_prefix: str | None) -> None:
+    if scope_prefix:
+        clauses.append(_SCOPE_CLAUSE)
+        binds["scope_prefix"] = scope_prefix
+
+
+def items_page(
+    conn: Connection,
+    coll: Collection,
+    q: ItemsQuery,
+    *,
+    base: str,
+    scope_prefix: str | None = None,
+) -> bytes:
     """The GeoJSON FeatureCollection of one page, with paging links.
 
     Parameters
@@ -624,6 +641,8 @@ def items_page(conn: Connection, coll: Collection, q: ItemsQuery, *, base: str) 
         The validated request (:func:`parse_items_query`).
     base
         The absolute URL of the API root, e.g. ``http://host/ogc``.
+    scope_prefix
+        Only rows whose grid (or village) code starts with this (a user's scope).
 
     Returns
     -------
@@ -633,6 +652,7 @@ def items_page(conn: Connection, coll: Collection, q: ItemsQuery, *, base: str) 
         / ``prev`` when there are more or earlier features).
     """
     clauses, binds = _where(coll, q)
+    _scoped(clauses, binds, scope_prefix)
     where_from = _and(coll.from_sql, clauses)
     matched = int(conn.execute(text(f"SELECT count(*) {where_from}"), binds).scalar_one())
     returned, features = conn.execute(
@@ -671,7 +691,14 @@ def items_page(conn: Connection, coll: Collection, q: ItemsQuery, *, base: str) 
     return (head[:-1] + ', "features": ' + features + "}").encode()
 
 
-def get_feature(conn: Connection, coll: Collection, feature_id: str, *, base: str) -> bytes:
+def get_feature(
+    conn: Connection,
+    coll: Collection,
+    feature_id: str,
+    *,
+    base: str,
+    scope_prefix: str | None = None,
+) -> bytes:
     """One feature as GeoJSON with ``self``, ``alternate`` and ``collection`` links.
 
     Raises
@@ -679,8 +706,10 @@ def get_feature(conn: Connection, coll: Collection, feature_id: str, *, base: st
     geogrid.errors.NotFound
         When the collection has no such feature.
     """
-    sql = f"SELECT {_feature_sql(coll)}::text {_and(coll.from_sql, [f'{coll.fid} = :fid'])}"
-    row = conn.execute(text(sql + " LIMIT 1"), {"fid": feature_id}).first()
+    clauses, binds = [f"{coll.fid} = :fid"], {"fid": feature_id}
+    _scoped(clauses, binds, scope_prefix)
+    sql = f"SELECT {_feature_sql(coll)}::text {_and(coll.from_sql, clauses)}"
+    row = conn.execute(text(sql + " LIMIT 1"), binds).first()
     if row is None:
         raise NotFound(f"collection {coll.id!r} has no feature {feature_id!r}")
     href = f"{base}/collections/{coll.id}/items/{feature_id}"

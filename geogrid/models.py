@@ -153,6 +153,9 @@ class Household(Base):
     geocode_precision: Mapped[str] = mapped_column(String(8))
     geocode_source: Mapped[str | None] = mapped_column(Text)
     row_hash: Mapped[str | None] = mapped_column(String(32))
+    grid_code: Mapped[str | None] = mapped_column(
+        String(15), index=True, comment=None
+    )  # the active plan's basic grid (geogrid.placement)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -435,3 +438,7 @@ class HeatDirty(Base):
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     category: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+# The access tables live with their domain; importing them here registers them on Base.
+from geogrid.access import models as _access_models  # noqa: E402, F401

@@ -68,6 +68,7 @@ from geogrid.errors import (
     log_summary,
 )
 from geogrid.overlays import assign_grids
+from geogrid.placement import assign_household_grids
 from partition import (
     PartitionParams,
     Plan,
@@ -1289,8 +1290,10 @@ def activate_plan(engine: Engine, plan_id: int) -> PlanInfo:
                 f"another plan of town {town} was activated at the same time; retry.",
                 detail={"plan_id": plan_id},
             ) from exc
-        # overlays (cases, key units, inspection points) follow the new grids, atomically
+        # overlays (cases, key units, inspection points) and households follow the new
+        # grids, atomically
         assign_grids(conn, town_code=town)
+        assign_household_grids(conn, town_code=town)
         return get_plan(conn, plan_id)
 
 

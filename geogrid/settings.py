@@ -114,3 +114,27 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             return [str(v).rstrip("/").lower() for v in value]
         return value
+
+    # -- access --------------------------------------------------------------------------
+
+    secret_key: str | None = None
+    """Key that signs access and embed tokens and CSRF tokens (32+ characters); default: a
+    random key kept in ``GEOGRID_HOME/secret.key`` (mode 0600), created on first use."""
+
+    access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    """Lifetime of an API access token."""
+
+    refresh_token_days: int = Field(default=7, ge=1, le=90)
+    """Lifetime of a refresh token (each use rotates it; a replayed one revokes its family)."""
+
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_max_hours: int = Field(default=12, ge=1, le=24 * 7)
+    """A page session ends after this idle time, and in any case after this many hours."""
+
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lock_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    """After this many failed sign-ins in a row an account is locked for this long."""
+
+    web_role: str | None = "geogrid_web"
+    """PostgreSQL role the web server runs as (owns no table; subject to row-level security).
+    Empty when ``GEOGRID_DATABASE_URL`` already signs in as such a role."""

@@ -86,11 +86,23 @@ def make_engine(url: str, **kwargs: object) -> Engine:
 SERVING_OPTIONS = "-c plan_cache_mode=force_custom_plan -c jit=off -c application_name=geogrid-api"
 
 
-def make_serving_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Engine:
-    """The web server's engine: a pool of connections that always plan per request."""
+def make_serving_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 10, role: str | None = None
+) -> Engine:
+    """The web server's engine: a pool of connections that always plan per request.
+
+    ``role``: the PostgreSQL role every connection runs as (``SET ROLE`` at connection
+    start; see :mod:`geogrid.access.rls`): one that owns no table, so row-level security
+    and the column grants of migration 0007 apply to everything the web server does.
+    """
+    options = SERVING_OPTIONS
+    if role:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+            raise ConfigurationError(f"GEOGRID_WEB_ROLE is not a plain role name: {role!r}")
+        options += f" -c role={role}"
     return make_engine(
         url, pool_size=pool_size, max_overflow=max_overflow,
-        connect_args={"options": SERVING_OPTIONS},
+        connect_args={"options": options},
     )  # fmt: skip
 
 
@@ -132,6 +144,10 @@ def upgrade(url: str, revision: str = "head") -> None:
             cfg = alembic_config(url)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+            if revision == "head":
+                from geogrid.access.audit import ensure_partitions
+
+                ensure_partitions(conn)  # the audit log's months ahead
     finally:
         engine.dispose()
 

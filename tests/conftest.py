@@ -187,3 +187,59 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter:
             reporter.write_line(f"CI: {skipped} test(s) skipped; a skip in CI is a failure")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+@dataclass
+class Account:
+    """A user made for a test, with the password it signs in with."""
+
+    username: str
+    password: str
+    role: str
+    scope: str
+
+    def headers(self, client) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        """``Authorization`` for ``client`` (signs in through the OAuth2 password flow)."""
+        r = client.post(
+            "/api/auth/token", data={"username": self.username, "password": self.password}
+        )
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+_account_no = itertools.count()
+
+
+@pytest.fixture
+def make_account():  # type: ignore[no-untyped-def]
+    """``make_account(url, role, scope="all", permissions=(), must_change=False)``: a user
+    in the database at ``url`` (created with the owner's rights, as the CLI does)."""
+    from geogrid.access import users
+    from geogrid.access.scope import Scope
+
+    def make(
+        url: str,
+        role: str,
+        scope: str = "all",
+        permissions: tuple[str, ...] = (),
+        *,
+        must_change: bool = False,
+    ) -> Account:
+        name = f"{role.replace('_', '-')}-{next(_account_no)}"
+        eng = store.make_engine(url)
+        try:
+            with eng.begin() as conn:
+                _, password = users.add_user(
+                    conn, username=name, role=role, scope=Scope.parse(scope),
+                    must_change_password=must_change,
+                )  # fmt: skip
+                if permissions:
+                    users.set_permissions(conn, username=name, grant=list(permissions), revoke=[])
+        finally:
+            eng.dispose()
+        return Account(name, password, role, scope)
+
+    return make

@@ -146,7 +146,12 @@ SELECT ST_AsMVT(t, 'households', 4096, 'geom') FROM (
 ) t WHERE t.geom IS NOT NULL
 """
 
-_CASE_FILTER = "c.reported_at >= :t0 AND c.reported_at < :t1"
+#: cases in the time window and, for a scoped user, inside the scope (a code prefix; the
+#: scope is part of the tile's cache key)
+_CASE_FILTER = (
+    "c.reported_at >= :t0 AND c.reported_at < :t1 AND "
+    "(:scope = '' OR coalesce(c.grid_code, c.village_code) LIKE :scope || '%')"
+)
 _CATEGORY = {False: "", True: "AND c.category = ANY(:categories)"}
 
 _CASE_POINTS = f"""
@@ -280,6 +285,8 @@ class Layer:
             parts.append(f"plan={params.plan or '*'}")
         if "window" in self.uses:
             parts.append(params.window.key())
+        if "scope" in self.uses and params.scope:
+            parts.append(f"scope={params.scope}")
         return ";".join(parts)
 
 
@@ -298,7 +305,7 @@ def _grids(z: int, params: TileParams) -> Query:
 
 def _window_values(params: TileParams) -> dict[str, Any]:
     w = params.window
-    values: dict[str, Any] = {"t0": w.t0, "t1": w.t1}
+    values: dict[str, Any] = {"t0": w.t0, "t1": w.t1, "scope": params.scope}
     if w.categories is not None:
         values["categories"] = list(w.categories)
     return values
@@ -348,7 +355,7 @@ LAYERS: dict[str, Layer] = {
               ("cases", "heat"),
               {"count": _N, "case_no": _S, "category": _S, "status": _S, "reported_at": _S,
                "village_code": _S, "grid_code": _S, "description": _S},
-              _cases, uses=frozenset({"window"}),
+              _cases, uses=frozenset({"window", "scope"}),
               needs_heat=lambda z: z <= CASE_BINS_MAXZOOM),
         Layer("key_units", "Key units (重点单位)", ("key_units",),
               {"unit_no": _S, "name": _S, "unit_type": _S, "risk_level": _N,

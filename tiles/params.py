@@ -95,7 +95,10 @@ class TileParams:
 
     plan: int | None = None
     window: Window = Window()
+    scope: str = ""
+    """Code prefix of the asking user's scope: cases' points outside it are left out."""
 
     def key(self) -> str:
         """Canonical text for cache keys and ETags (only what the layer uses)."""
-        return f"plan={self.plan or '*'};{self.window.key()}"
+        scoped = f";scope={self.scope}" if self.scope else ""
+        return f"plan={self.plan or '*'};{self.window.key()}{scoped}"

@@ -14,10 +14,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 
+from api.auth import Credentials, CredentialsDep, allow, check_layer, may_see_layer
 from api.deps import ConnDep
 from geogrid import __version__, features
 from geogrid.features import COLLECTIONS, CONFORMANCE, GEOJSON, JSON
@@ -157,12 +158,20 @@ def _json(content: Any) -> JSONResponse:
     return JSONResponse(content, media_type=JSON)
 
 
+def _scope(creds: Credentials, collection_id: str) -> str | None:
+    """The code prefix that limits a collection of cases to the user's scope."""
+    if collection_id == "cases" and creds.principal is not None:
+        return creds.principal.scope.prefix
+    return None
+
+
 def _params(request: Request) -> list[tuple[str, str]]:
     return list(request.query_params.multi_items())
 
 
 @router.get(
     "",
+    dependencies=[Depends(allow("public.read"))],
     summary="Landing page",
     openapi_extra={"parameters": [_F], "responses": _ERRORS},
     response_class=JSONResponse,
@@ -223,8 +232,18 @@ def landing(request: Request) -> JSONResponse:
 
 @router.get(
     "/api",
+    dependencies=[Depends(allow("public.read"))],
     summary="API definition (OpenAPI 3.0)",
-    openapi_extra={"parameters": [_F], "responses": _ERRORS},
+    openapi_extra={
+        "parameters": [_F],
+        "responses": {
+            "200": {
+                "description": "The OpenAPI 3.0 document.",
+                "content": {OPENAPI_30: {"schema": {"type": "object"}}},
+            },
+            **_ERRORS,
+        },
+    },
     response_class=JSONResponse,
 )
 def api_definition(request: Request) -> JSONResponse:
@@ -241,6 +260,7 @@ def api_definition(request: Request) -> JSONResponse:
 
 @router.get(
     "/conformance",
+    dependencies=[Depends(allow("public.read"))],
     summary="Conformance classes",
     openapi_extra={"parameters": [_F], "responses": _ERRORS},
     response_class=JSONResponse,
@@ -268,17 +288,19 @@ def _extent(request: Request, conn: ConnDep, coll: features.Collection) -> dict[
 
 @router.get(
     "/collections",
+    dependencies=[Depends(allow("public.read"))],
     summary="Feature collections",
     openapi_extra={"parameters": [_F], "responses": _ERRORS},
     response_class=JSONResponse,
 )
-def collections(request: Request, conn: ConnDep) -> JSONResponse:
-    """Every collection with its extent and links."""
+def collections(request: Request, conn: ConnDep, creds: CredentialsDep) -> JSONResponse:
+    """Every collection the request may see, with its extent and links."""
     features.reject_unknown(_params(request), ["f"], "collections")
     base = _base(request)
     docs = [
         features.collection_document(conn, c, base=base, extent=_extent(request, conn, c))
         for c in COLLECTIONS.values()
+        if may_see_layer(request, creds, c.id)
     ]
     return _json(
         {
@@ -292,13 +314,20 @@ def collections(request: Request, conn: ConnDep) -> JSONResponse:
 
 @router.get(
     "/collections/{collectionId}",
+    dependencies=[Depends(allow("layer.read"))],
     summary="A feature collection",
     openapi_extra={"parameters": [_F], "responses": _ERRORS},
     response_class=JSONResponse,
 )
-def collection(collectionId: str, request: Request, conn: ConnDep) -> JSONResponse:  # noqa: N803
+def collection(
+    collectionId: str,  # noqa: N803
+    request: Request,
+    conn: ConnDep,
+    creds: CredentialsDep,
+) -> JSONResponse:
     """One collection: extent (CRS84 bbox, temporal interval), item type, links."""
     coll = features.get_collection(collectionId)
+    check_layer(request, creds, coll.id)
     features.reject_unknown(_params(request), ["f"], f"collection {coll.id!r}")
     doc = features.collection_document(
         conn, coll, base=_base(request), extent=_extent(request, conn, coll)
@@ -308,6 +337,7 @@ def collection(collectionId: str, request: Request, conn: ConnDep) -> JSONRespon
 
 @router.get(
     "/collections/{collectionId}/items",
+    dependencies=[Depends(allow("layer.read"))],
     summary="Features of a collection",
     openapi_extra={
         "parameters": _ITEMS_PARAMS,
@@ -323,16 +353,25 @@ def collection(collectionId: str, request: Request, conn: ConnDep) -> JSONRespon
     },
     response_class=Response,
 )
-def items(collectionId: str, request: Request, conn: ConnDep) -> Response:  # noqa: N803
+def items(
+    collectionId: str,  # noqa: N803
+    request: Request,
+    conn: ConnDep,
+    creds: CredentialsDep,
+) -> Response:
     """Features filtered by bbox, datetime and properties, paged by limit/offset."""
     coll = features.get_collection(collectionId)
+    check_layer(request, creds, coll.id)
     query = features.parse_items_query(coll, _params(request))
-    body = features.items_page(conn, coll, query, base=_base(request))
+    body = features.items_page(
+        conn, coll, query, base=_base(request), scope_prefix=_scope(creds, coll.id)
+    )
     return Response(body, media_type=GEOJSON)
 
 
 @router.get(
     "/collections/{collectionId}/items/{featureId}",
+    dependencies=[Depends(allow("layer.read"))],
     summary="One feature",
     openapi_extra={
         "parameters": [_F],
@@ -346,11 +385,20 @@ def items(collectionId: str, request: Request, conn: ConnDep) -> Response:  # no
     },
     response_class=Response,
 )
-def item(collectionId: str, featureId: str, request: Request, conn: ConnDep) -> Response:  # noqa: N803
+def item(
+    collectionId: str,  # noqa: N803
+    featureId: str,  # noqa: N803
+    request: Request,
+    conn: ConnDep,
+    creds: CredentialsDep,
+) -> Response:
     """One feature by id (404 when absent)."""
     coll = features.get_collection(collectionId)
+    check_layer(request, creds, coll.id)
     features.reject_unknown(_params(request), ["f"], f"feature {featureId!r}")
-    body = features.get_feature(conn, coll, featureId, base=_base(request))
+    body = features.get_feature(
+        conn, coll, featureId, base=_base(request), scope_prefix=_scope(creds, coll.id)
+    )
     return Response(body, media_type=GEOJSON)
 
 

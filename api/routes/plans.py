@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from api.auth import allow, client_ip, require
 from api.deps import ConnDep, EngineDep
 from api.schemas import (
     DbId,
@@ -30,6 +31,8 @@ from api.schemas import (
     StaffPostPublic,
 )
 from geogrid import plans
+from geogrid.access import audit
+from geogrid.access.policy import Principal, check
 from geogrid.plans import PlanJob, PlanJobs
 
 router = APIRouter(prefix="/api", tags=["plans"])
@@ -39,6 +42,11 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorPublic, "description": "Unknown plan, grid or job."},
 }
 _lock = threading.Lock()
+
+PlanReader = Annotated[Principal | None, Depends(allow("plan.read"))]
+PlanWriter = Annotated[Principal | None, Depends(allow("plan.write"))]
+StaffAssigner = Annotated[Principal | None, Depends(allow("staff.assign"))]
+Public = Annotated[Principal | None, Depends(allow("public.read"))]
 
 PlanId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Plan id.")]
 
@@ -83,10 +91,20 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 @router.get("/plans", response_model=list[PlanPublic], responses=_ERRORS)
 def list_plans(
     conn: ConnDep,
+    principal: PlanReader,
     town: Annotated[str | None, Query(pattern=r"^\d{12}$", description="Town code.")] = None,
 ) -> list[PlanPublic]:
-    """Plans, newest first (``unassigned`` and ``edits`` lists left out of metrics)."""
-    return [_plan_public(p) for p in plans.list_plans(conn, town_code=town)]
+    """Plans, newest first (``unassigned`` and ``edits`` lists left out of metrics).
+
+    Users scoped below a town see their own town's plans.
+    """
+    p = require(principal)
+    if p.scope.kind != "all":
+        own = p.scope.code[:9] + "000"
+        if town is not None:
+            check(p, "plan.read", town)
+        town = own
+    return [_plan_public(info) for info in plans.list_plans(conn, town_code=town)]
 
 
 @router.post(
@@ -96,9 +114,16 @@ def list_plans(
     responses=_ERRORS,
 )
 def create_plan(
-    body: PlanCreate, conn: ConnDep, jobs: PlanJobsDep, response: Response
+    request: Request,
+    body: PlanCreate,
+    conn: ConnDep,
+    jobs: PlanJobsDep,
+    response: Response,
+    principal: PlanWriter,
 ) -> JobPublic:
     """Partition a town into a new draft plan in the background; poll the returned job."""
+    p = require(principal)
+    check(p, "plan.write", body.town)
     params = plans.params_from_options(
         target=body.target, lo=body.lo, hi=body.hi, seed=body.seed, split_large=body.split_large
     )
@@ -108,19 +133,24 @@ def create_plan(
         params=params,
         cadres=body.cadres,
         name=body.name,
-        author=body.author,
+        author=body.author or p.username,
         redraw_from=body.redraw_from,
     )
+    _audit(request, p, "plan.create", body.town, {"job": job.id})
     response.headers["Location"] = f"/api/jobs/{job.id}"
     return _job_public(job)
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, responses=_ERRORS)
 def get_job(
-    job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], jobs: PlanJobsDep
+    job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+    jobs: PlanJobsDep,
+    principal: PlanReader,
 ) -> JobPublic:
     """Status of a background plan creation: progress, plan id when done, error if failed."""
-    return _job_public(jobs.get(job_id))
+    job = jobs.get(job_id)
+    check(principal, "plan.read", job.town_code)
+    return _job_public(job)
 
 
 @router.get(
@@ -132,10 +162,12 @@ def get_plan(
     plan_id: PlanId,
     conn: ConnDep,
     response: Response,
+    principal: PlanReader,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> PlanPublic | Response:
     """One plan with its parameters and quality metrics; ``ETag`` names its version."""
     info = plans.get_plan(conn, plan_id)
+    check(principal, "plan.read", info.town_code)
     if _matches(if_none_match, info.etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": info.etag})
     response.headers["ETag"] = info.etag
@@ -151,10 +183,12 @@ def plan_grids(
     plan_id: PlanId,
     conn: ConnDep,
     response: Response,
+    principal: PlanReader,
     level: Annotated[int, Query(ge=1, le=3, description="1 town, 2 village, 3 basic.")] = 3,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> GridFeatureCollection | Response:
     """A plan's grids as GeoJSON with metrics; ``ETag`` is the plan version."""
+    _check_plan(conn, principal, "plan.read", plan_id)
     etag = plans.make_etag(plan_id, plans.plan_version(conn, plan_id))
     if _matches(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
@@ -169,8 +203,11 @@ def diff_plans(
     a: Annotated[int, Path(ge=1, le=2**31 - 1)],
     b: Annotated[int, Path(ge=1, le=2**31 - 1)],
     conn: ConnDep,
+    principal: PlanReader,
 ) -> PlanDiffPublic:
     """Which groups changed grid from plan ``a`` to ``b``, and households moved."""
+    _check_plan(conn, principal, "plan.read", a)
+    _check_plan(conn, principal, "plan.read", b)
     return PlanDiffPublic.model_validate(plans.diff_plans(conn, a, b), from_attributes=True)
 
 
@@ -188,10 +225,14 @@ def move_group(
     plan_id: PlanId,
     body: MoveCreate,
     engine: EngineDep,
+    conn: ConnDep,
+    request: Request,
     response: Response,
+    principal: PlanWriter,
     if_match: Annotated[str | None, Header()] = None,
 ) -> MovePublic | JSONResponse:
     """Move a villager group of a draft to an adjacent grid (``If-Match`` required)."""
+    town = _check_plan(conn, principal, "plan.write", plan_id)
     if not if_match:
         return JSONResponse(
             status_code=status.HTTP_428_PRECONDITION_REQUIRED,
@@ -207,8 +248,10 @@ def move_group(
         group=body.group,
         to_grid_code=body.to,
         expected_version=plans.version_from_if_match(if_match, plan_id),
-        author=body.author,
+        author=body.author or require(principal).username,
     )
+    _audit(request, principal, "plan.move", town,
+           {"plan": plan_id, "group": body.group, "to": body.to})  # fmt: skip
     response.headers["ETag"] = result.etag
     return MovePublic.model_validate({**asdict(result), "etag": result.etag})
 
@@ -218,9 +261,30 @@ def move_group(
     response_model=PlanPublic,
     responses={**_ERRORS, 409: {"model": ErrorPublic, "description": "Not a draft."}},
 )
-def activate_plan(plan_id: PlanId, engine: EngineDep) -> PlanPublic:
+def activate_plan(
+    plan_id: PlanId, engine: EngineDep, conn: ConnDep, request: Request, principal: PlanWriter
+) -> PlanPublic:
     """Activate a draft; the town's previous active plan is archived in the same transaction."""
-    return _plan_public(plans.activate_plan(engine, plan_id))
+    town = _check_plan(conn, principal, "plan.write", plan_id)
+    conn.rollback()  # no snapshot held across the activation
+    info = plans.activate_plan(engine, plan_id)
+    _audit(request, principal, "plan.activate", town, {"plan": plan_id})
+    return _plan_public(info)
+
+
+def _check_plan(conn: ConnDep, principal: Principal | None, action: str, plan_id: int) -> str:
+    """The plan's town, after checking ``action`` on it (NotFound for an unknown plan)."""
+    town = plans.get_plan(conn, plan_id).town_code
+    check(principal, action, town)
+    return town
+
+
+def _audit(
+    request: Request, principal: Principal | None, action: str, town: str, detail: dict
+) -> None:
+    with request.app.state.engine.begin() as c:
+        audit.record(c, actor=principal, action=action, target_type="town", target_ids=[town],
+                     ip=client_ip(request), detail=detail)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- staff
@@ -235,7 +299,9 @@ PlanQuery = Annotated[
 
 
 @router.get("/grids/{code}/staff", response_model=list[StaffPostPublic], responses=_ERRORS)
-def grid_staff(code: GridCodePath, conn: ConnDep, plan: PlanQuery = None) -> list[StaffPostPublic]:
+def grid_staff(
+    code: GridCodePath, conn: ConnDep, _: Public, plan: PlanQuery = None
+) -> list[StaffPostPublic]:
     """Staff at a grid's posts: name, role, A/B post, duty phone, photo, duties."""
     return [
         StaffPostPublic.model_validate(s, from_attributes=True)
@@ -245,10 +311,18 @@ def grid_staff(code: GridCodePath, conn: ConnDep, plan: PlanQuery = None) -> lis
 
 @router.put("/grids/{code}/staff", response_model=list[StaffPostPublic], responses=_ERRORS)
 def assign_staff(
-    code: GridCodePath, body: StaffAssign, engine: EngineDep, conn: ConnDep, plan: PlanQuery = None
+    code: GridCodePath,
+    body: StaffAssign,
+    engine: EngineDep,
+    conn: ConnDep,
+    request: Request,
+    principal: StaffAssigner,
+    plan: PlanQuery = None,
 ) -> list[StaffPostPublic]:
     """Put a staff member at a post (role + A/B) of a grid; returns the grid's staff."""
+    check(principal, "staff.assign", code)
     post = plans.assign_staff(engine, grid_code=code, plan_id=plan, **body.model_dump())
+    _audit(request, principal, "staff.assign", code, {"plan": post.plan_id, "role": body.role})
     return [
         StaffPostPublic.model_validate(s, from_attributes=True)
         for s in plans.grid_staff(conn, grid_code=code, plan_id=post.plan_id)

@@ -13,15 +13,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from api.auth import CredentialsDep, allow, check_layer
+from geogrid.access.policy import Principal
 from tiles.cache import CachedTile
 from tiles.params import TileParams, Window
 from tiles.service import CACHE_CONTROL, TileService, parse_bbox
 
 router = APIRouter(tags=["tiles"])
+
+LayerReader = Annotated[Principal | None, Depends(allow("layer.read"))]
+HeatReader = Annotated[Principal | None, Depends(allow("heat.read"))]
+#: layers whose features are cases (points with descriptions: scoped, never public)
+_CASE_LAYERS = frozenset({"cases"})
 
 MVT = "application/vnd.mapbox-vector-tile"
 
@@ -51,12 +58,18 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def _respond(request: Request, item: CachedTile, media_type: str) -> Response:
-    headers = {
-        "Cache-Control": CACHE_CONTROL,
-        "Vary": "Origin, Accept-Encoding",
-        "Access-Control-Allow-Origin": "*",
-        "Access-Control-Expose-Headers": "ETag",
-    }
+    creds = getattr(request.state, "credentials", None)
+    if creds is not None and (creds.principal is not None or creds.embed is not None):
+        # what a signed-in user or an embed token sees stays in that browser: no shared
+        # caches, and cross-origin pages only through the configured CORS origins
+        headers = {"Cache-Control": "private, no-cache", "Vary": "Origin, Accept-Encoding"}
+    else:
+        headers = {
+            "Cache-Control": CACHE_CONTROL,
+            "Vary": "Origin, Accept-Encoding",
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Expose-Headers": "ETag",
+        }
     if item.etag:
         headers["ETag"] = item.etag
     if _matches(request.headers.get("if-none-match"), item.etag):
@@ -77,6 +90,8 @@ def _respond(request: Request, item: CachedTile, media_type: str) -> Response:
 )
 async def tile(
     request: Request,
+    creds: CredentialsDep,
+    _: LayerReader,
     layer: str,
     z: TileZ,
     x: TileXY,
@@ -88,7 +103,11 @@ async def tile(
 ) -> Response:
     """A Mapbox vector tile of ``layer`` (see ``/tiles/{layer}.json`` for its fields)."""
     svc = _service(request)
-    params = TileParams(plan=plan, window=Window.parse(start, end, category))
+    svc.check(layer, z, x, y)  # an unknown layer is a 404 before any access question
+    # (the public-layer set is cached: a query at most every few seconds per process)
+    check_layer(request, creds, layer)
+    scope = creds.principal.scope.prefix if creds.principal and layer in _CASE_LAYERS else ""
+    params = TileParams(plan=plan, window=Window.parse(start, end, category), scope=scope)
     item = svc.cached(layer, z, x, y, params)
     if item is None:
         item = await run_in_threadpool(svc.tile, layer, z, x, y, params)
@@ -96,8 +115,9 @@ async def tile(
 
 
 @router.get("/tiles/{layer}.json")
-def tilejson(request: Request, layer: str) -> Response:
+def tilejson(request: Request, layer: str, creds: CredentialsDep, _: LayerReader) -> Response:
     """TileJSON 3.0.0 for ``layer``; ``plan``/``from``/``to``/``category`` carry over."""
+    check_layer(request, creds, layer)
     doc = _service(request).tilejson(layer, str(request.base_url), request.query_params)
     return JSONResponse(
         doc,
@@ -109,6 +129,8 @@ def tilejson(request: Request, layer: str) -> Response:
 @router.get("/api/heat", response_class=Response)
 def heat_geojson(
     request: Request,
+    creds: CredentialsDep,
+    _: HeatReader,
     bbox: Annotated[str, Query(description="min_lon,min_lat,max_lon,max_lat (WGS84)")],
     z: Annotated[int, Query(ge=0, le=16, description="map zoom; bins are 1/16 of a tile")],
     start: FromQ = None,
@@ -116,6 +138,7 @@ def heat_geojson(
     category: CategoryQ = None,
 ) -> Response:
     """Case counts per heat bin inside ``bbox`` as GeoJSON (squares with ``n``)."""
+    check_layer(request, creds, "heat")
     window = Window.parse(start, end, category)
     item = _service(request).heat_geojson(bbox=parse_bbox(bbox), z=z, window=window)
     return _respond(request, item, "application/geo+json")
@@ -124,6 +147,8 @@ def heat_geojson(
 @router.get("/api/stats/cases-by-grid", response_class=Response)
 def cases_by_grid(
     request: Request,
+    creds: CredentialsDep,
+    _: HeatReader,
     start: FromQ = None,
     end: ToQ = None,
     category: CategoryQ = None,
@@ -133,6 +158,7 @@ def cases_by_grid(
     ] = True,
 ) -> Response:
     """Basic grids of the active plan with case counts, plus per-category ``totals``."""
+    check_layer(request, creds, "heat")
     window = Window.parse(start, end, category)
     item = _service(request).cases_by_grid(window=window, plan=plan, geometry=geometry)
     return _respond(request, item, "application/geo+json")

@@ -46,6 +46,14 @@ def load_town(engine: Engine, out: Path) -> list[tuple[str, int, int, int, int]]
         rows.append((f"{level} boundaries", rep.read, rep.inserted, rep.updated, 0))
     hh = import_households(engine, out / "households.xlsx")
     rows.append(("households", hh.read, hh.inserted, hh.updated, hh.rejected))
+    if (out / "members.csv").exists():  # synthetic people (older sample folders have none)
+        from geogrid.people.crypto import key_provider
+        from geogrid.people.load import import_members, import_special
+
+        keys = key_provider(Settings().home, create=True)  # GEOGRID_HOME/data.key, 0600
+        for name, run in (("members", import_members), ("special", import_special)):
+            got = run(engine, out / f"{name}.csv", keys)
+            rows.append((f"people: {name}", got.read, got.inserted, got.updated, got.rejected))
     from geogrid import overlays
 
     for layer, file in (
@@ -85,6 +93,20 @@ def ensure_active_plan(engine: Engine, town_code: str, cadres: Path | None) -> i
     return plan_id
 
 
+def _demo_users(engine: Engine, town_code: str) -> None:
+    """Create (or reset) one user per role and print their generated passwords once."""
+    from geogrid.cli.access import ensure_demo_users
+
+    with engine.begin() as conn:
+        rows = ensure_demo_users(conn, town_code=town_code)
+    table = Table(title="demo users (passwords generated now, shown once; not stored in clear)")
+    for col in ("user", "role", "scope", "password"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 def demo(
     out: Path = typer.Option(Path("data/generated/town"), help="Where the sample town goes."),
     seed: int = typer.Option(1, help="Seed of the sample town."),
@@ -119,6 +141,7 @@ def demo(
                 text("SELECT code FROM admin_areas WHERE level = 'town' ORDER BY code LIMIT 1")
             ).scalar_one()
         ensure_active_plan(engine, town_code, out / "cadres.csv" if cadres else None)
+        _demo_users(engine, town_code)
     finally:
         engine.dispose()
     if serve:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
 from geogrid import store
+from geogrid.errors import InvalidInput
 from geogrid.settings import Settings
 
 console = Console(highlight=False, soft_wrap=True)
@@ -26,31 +30,65 @@ def free_port(host: str, preferred: int) -> int:
     raise typer.BadParameter(f"no free port on {host}")
 
 
-def run_server(settings: Settings, *, host: str, port: int) -> None:
-    """Start the database if needed, then serve until interrupted."""
+def run_server(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
+) -> None:
+    """Start the database if needed, then serve until interrupted.
+
+    ``workers`` > 1 runs that many server processes (each builds its app from the
+    environment); ``certfile``/``keyfile`` serve HTTPS, for intranets with their own CA.
+    """
     import uvicorn  # local: the core package does not depend on the web stack
 
     from api import create_app
+    from geogrid.access.keys import server_secret
 
+    if (certfile is None) != (keyfile is None):
+        raise InvalidInput("give both --certfile and --keyfile, or neither")
+    for path in (certfile, keyfile):
+        if path is not None and not path.is_file():
+            raise InvalidInput(f"no such file: {path}")
     url = store.database_url(settings)  # starts the private cluster when it is the default
-    store.upgrade(url)
+    store.upgrade(url)  # also creates the audit log's monthly partitions ahead
+    server_secret(settings)  # created once here, not raced by several workers
     chosen = free_port(host, port)
     if chosen != port:
         console.print(f"port {port} is in use; serving on {chosen}")
-    console.print(f"geogrid is serving on http://{host}:{chosen}/  (Ctrl+C to stop)")
-    uvicorn.run(
-        create_app(settings, database_url=url), host=host, port=chosen,
-        log_level=settings.log_level.lower(), access_log=settings.log_level in ("DEBUG", "INFO"),
-    )  # fmt: skip
+    scheme = "https" if certfile else "http"
+    console.print(f"geogrid is serving on {scheme}://{host}:{chosen}/  (Ctrl+C to stop)")
+    common: dict[str, Any] = {
+        "host": host, "port": chosen, "log_level": settings.log_level.lower(),
+        "access_log": settings.log_level in ("DEBUG", "INFO"),
+        "ssl_certfile": str(certfile) if certfile else None,
+        "ssl_keyfile": str(keyfile) if keyfile else None,
+    }  # fmt: skip
+    if workers > 1:
+        # each worker process builds its own app (and pool) from the environment
+        os.environ["GEOGRID_DATABASE_URL"] = url
+        uvicorn.run("api.app:create_app_from_env", factory=True, workers=workers, **common)
+        return
+    uvicorn.run(create_app(settings, database_url=url), **common)
 
 
 def serve(
     host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port (default 8000; another if busy)."),
+    workers: int = typer.Option(1, min=1, max=64, help="Server processes (one per core)."),
+    certfile: Path | None = typer.Option(None, help="TLS certificate (PEM) for HTTPS."),
+    keyfile: Path | None = typer.Option(None, help="TLS private key (PEM) for HTTPS."),
 ) -> None:
     """Serve the API, OGC API Features, vector tiles and the map pages."""
     settings = Settings()
-    run_server(settings, host=host or settings.host, port=port or settings.port)
+    run_server(
+        settings, host=host or settings.host, port=port or settings.port, workers=workers,
+        certfile=certfile, keyfile=keyfile,
+    )  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

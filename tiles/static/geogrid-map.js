@@ -119,11 +119,25 @@
       rendererFactory: shiftOn() ? L.svg.tile : L.canvas.tile,
       maxNativeZoom: 18, maxZoom: 20
     }, options || {});
-    return new Shifted(url, opts);
+    return new Shifted(withToken(url), opts);
+  }
+
+  /** The page's credentials on a URL: an embed page passes its embed token on. */
+  function withToken(url) {
+    var token = config().embed_token;
+    if (!token) { return url; }
+    return url + (url.indexOf("?") < 0 ? "?" : "&") + "embed_token=" + encodeURIComponent(token);
   }
 
   function fetchJSON(url, options) {
-    return fetch(url, L.extend({ headers: { Accept: "application/json" } }, options || {}))
+    var opts = L.extend({}, options || {});
+    var headers = L.extend({ Accept: "application/json" }, opts.headers || {});
+    var method = (opts.method || "GET").toUpperCase();
+    // state-changing requests of a signed-in page echo the session's CSRF token
+    if (method !== "GET" && method !== "HEAD" && config().csrf) { headers["X-CSRF-Token"] = config().csrf; }
+    opts.headers = headers;
+    opts.credentials = "same-origin";
+    return fetch(withToken(url), opts)
       .then(function (resp) {
         return resp.text().then(function (body) {
           var data = null;
@@ -214,7 +228,7 @@
 
   global.GG = {
     config: config, createMap: createMap, geojson: geojson, vectorTiles: vectorTiles,
-    fetchJSON: fetchJSON, wgs2gcj: wgs2gcj, toLatLng: toLatLng, status: status, prop: prop,
+    fetchJSON: fetchJSON, withToken: withToken, wgs2gcj: wgs2gcj, toLatLng: toLatLng, status: status, prop: prop,
     binColour: binColour, legend: legend, esc: esc, fmt: fmt, url: layerUrl,
     overlaySwitcher: overlaySwitcher,
     /** Sequential reds for counts, light to dark. */
