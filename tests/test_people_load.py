@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -273,3 +274,60 @@ def test_file_without_id_column_refused(engine: Engine, tmp_path: Path) -> None:
     src = write(tmp_path / "m.csv", ["户号", "村", "姓名"], [["0001", "x", "y"]])
     with pytest.raises(InvalidInput, match="no id_number column"):
         import_members(engine, src, KEYS)
+
+
+def test_database_refusal_names_no_personal_data(engine: Engine, tmp_path: Path) -> None:
+    """The database's own message repeats the row; the import's error must not."""
+    (a,) = some_households(engine, 1)
+    number = make_id("42011719660606066")
+    src = write(tmp_path / "m.csv", MEMBER_HEADER, [_good(a, "庚申", number[:17], "13561728394")])
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse_member() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'refused %, %', NEW.name, NEW.id_masked; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON household_members "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_member()"
+            )
+        )
+    with pytest.raises(InvalidInput, match="nothing was stored") as caught:
+        import_members(engine, src, KEYS)
+    message = str(caught.value)
+    assert "庚申" not in message and number[-4:] not in message and "1356" not in message
+
+
+def test_cli_imports_and_creates_the_key_file(town_url: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from geogrid.cli import build_app
+
+    engine = store.make_engine(town_url)
+    try:
+        a, b = some_households(engine, 2)
+    finally:
+        engine.dispose()
+    home = tmp_path / "home"
+    n1, n2 = make_id("42011720000101001"), make_id("42011720000101002")
+    rows = [_good(a, "辛一", n1[:17]), _good(b, "辛二", n2[:17]), [0, a[0], a[1]]]
+    members = write(tmp_path / "m.csv", MEMBER_HEADER, rows)
+    one = [1, a[0], a[1], "辛一", n1, "重点青少年", "", "", ""]
+    special = write(tmp_path / "s.csv", SPECIAL_HEADER, [one])
+    env = {"GEOGRID_DATABASE_URL": town_url, "GEOGRID_HOME": str(home)}
+    app = build_app()
+    result = CliRunner().invoke(app, ["import", "members", str(members)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "inserted" in result.output and "rejected: missing name" in result.output
+    assert n1 not in result.output and "辛" not in result.output
+    assert stat.S_IMODE((home / "data.key").stat().st_mode) == 0o600
+    result = CliRunner().invoke(app, ["import", "special", str(special)], env=env)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["people", "rotate-key"], env=env)
+    assert result.exit_code == 0 and "is current" in result.output
+    # after a rotation the same file is still recognised: nothing changes
+    result = CliRunner().invoke(app, ["import", "members", str(members)], env=env)
+    assert result.exit_code == 0
+    assert re.search(r"unchanged\W+2\W", result.output), result.output

@@ -26,15 +26,18 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psycopg
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
-from geogrid.errors import InvalidInput
+from geogrid.errors import InvalidInput, log_summary
 from geogrid.ingest.columns import FIELD_ALIASES, header_key
 from geogrid.ingest.load import ImportReport, VillageIndex, load_villages, save_rejects
 from geogrid.ingest.readers import RegisterFrame, read_register
@@ -376,6 +379,20 @@ def _copy_rows(
             cp.write_row(row)
 
 
+@contextmanager
+def _stored_or_nothing(path: Path) -> Iterator[None]:
+    """A database error stops the import (its transaction rolls back) with a message that
+    names the error, never the row: the database's own message repeats the row's values."""
+    try:
+        yield
+    except (DBAPIError, psycopg.Error) as exc:
+        log.warning("import of %s failed: %s", path.name, log_summary(exc))
+        raise InvalidInput(
+            f"{path}: the database refused the import ({log_summary(exc).split(' at ')[0]}); "
+            "nothing was stored"
+        ) from None
+
+
 def open_all_scopes(conn: Connection) -> None:
     """Let this transaction see and write every scope (command-line imports run as the
     operator, who owns the tables; row-level security is FORCEd on them)."""
@@ -499,7 +516,7 @@ def import_members(
                 f"{path}: no {need} column; expected one of {', '.join(MEMBER_FIELDS[need][:4])}"
             )
     report = ImportReport(read=len(frame))
-    with engine.begin() as conn:
+    with _stored_or_nothing(path), engine.begin() as conn:
         open_all_scopes(conn)
         villages = load_villages(conn, town)
         checked = check_members(frame, villages, _households(conn, villages.codes), today=today)
@@ -639,7 +656,7 @@ def import_special(
                 f"{path}: no {need} column; expected one of {', '.join(SPECIAL_FIELDS[need][:4])}"
             )
     report = ImportReport(read=len(frame))
-    with engine.begin() as conn:
+    with _stored_or_nothing(path), engine.begin() as conn:
         open_all_scopes(conn)
         where = "WHERE left(village_code, 9) = :t" if town else ""
         members: dict[bytes, tuple[int, str, str]] = {}
