@@ -9,6 +9,7 @@ made per test, so each test reads the audit entries of its own users.
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,7 +214,8 @@ def test_roles_without_people_read_are_refused_and_audited(world: World, make_ac
     assert world.client.get("/api/people").status_code == 401
 
 
-def test_unmask_needs_permission_reason_and_scope(world: World, make_account) -> None:  # type: ignore[no-untyped-def]
+def test_unmask_needs_permission_reason_and_scope(world: World, make_account, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.DEBUG)
     own = world.member["own"]
     plain = make_account(world.url, "grid_worker", world.own_grid)
     r = world.client.post(f"/api/people/{own}/unmask", json={"reason": "入户走访核实"},
@@ -238,6 +240,7 @@ def test_unmask_needs_permission_reason_and_scope(world: World, make_account) ->
     assert [(a, o) for a, o, *_ in rows] == [("people.unmask", "ok"), ("people.unmask", "refused")]
     assert rows[0].target_ids == [str(own)] and rows[0].detail["reason"] == "入户走访核实"
     assert rows[1].target_ids == [str(sib)]
+    no_canary(caplog.text)  # the plain values went to the client only, never to a log
 
 
 def test_search_by_id_number_and_name(world: World, make_account) -> None:  # type: ignore[no-untyped-def]

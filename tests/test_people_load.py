@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import re
 import stat
 import time
@@ -187,7 +188,10 @@ def test_reimport_unchanged_then_updates(engine: Engine, tmp_path: Path) -> None
     assert moved == b[3]
 
 
-def test_no_plain_id_or_phone_in_any_table(engine: Engine, tmp_path: Path) -> None:
+def test_no_plain_id_or_phone_in_any_table(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     (a,) = some_households(engine, 1)
     number = make_id("42011719770707077")
     phone = "13971625384"
@@ -210,6 +214,8 @@ def test_no_plain_id_or_phone_in_any_table(engine: Engine, tmp_path: Path) -> No
                     {"c": f"%{canary}%"},
                 ).scalar_one()
                 assert hits == 0, (table, canary)
+    for canary in (number, phone, "金丝雀"):  # nor in any log line
+        assert canary not in caplog.text
 
 
 class FailingKeys(LocalKeyProvider):
