@@ -678,6 +678,11 @@ def create_plan(
         jobs=jobs,
         progress=step,
     )
+    # the independent rules check: a plan breaking a rule is never stored (PlanRuleError
+    # names rule, grid and place); grids out of the band are stored flagged, as before
+    from partition.validate import check_plan
+
+    check_plan(plan, households, accept_imbalance=True)
     extra = [
         {"register_no": r, "village_code": v, "reason": "no_group"}
         for v, r in inputs["without_group_register_nos"]

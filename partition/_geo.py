@@ -211,3 +211,78 @@ def rebuild_coverage(geoms: Sequence[BaseGeometry]) -> list[BaseGeometry]:
         mine = faces[owner == i]
         out.append(polygonal(shapely.coverage_union_all(mine)) if len(mine) else g)
     return out
+
+
+def snap_coverage(
+    geoms: Sequence[BaseGeometry],
+    grid_size: float = GRID_SIZE,
+    *,
+    region: BaseGeometry | None = None,
+) -> list[BaseGeometry]:
+    """Rebuild nearly-tiling polygons from snap-rounded, noded boundaries.
+
+    All boundaries are noded together on the precision grid (snap rounding: a vertex
+    within half a cell of an edge becomes a vertex of that edge), polygonised into
+    faces, and every face goes to the polygon holding its interior point (the lowest
+    index where two overlap); a face of no polygon goes to the polygon sharing its
+    longest edge. The result is a valid coverage whose shared borders match vertex for
+    vertex, with no two parts of one boundary closer than the grid without meeting in
+    a vertex — so it stays valid when every vertex is reprojected (an edge passing a
+    hair's breadth from a vertex could cross it after reprojection).
+
+    Examples
+    --------
+    >>> a = shapely.box(0, 0, 1, 1)
+    >>> b = shapely.Polygon([(1.004, 0), (2, 0), (2, 1), (1.004, 1)])  # 4 mm gap
+    >>> out = np.asarray(snap_coverage([a, b]), dtype=object)
+    >>> bool(shapely.coverage_is_valid(out)), round(float(shapely.area(out).sum()), 6)
+    (True, 2.0)
+    """
+    arr = np.asarray(list(geoms), dtype=object)
+    live = np.flatnonzero([g is not None and not g.is_empty for g in arr])
+    if len(live) == 0:
+        return list(arr)
+    lines = shapely.union_all(shapely.boundary(arr[live]), grid_size=grid_size)
+    faces = np.asarray(
+        shapely.get_parts(shapely.polygonize(shapely.get_parts(lines))), dtype=object
+    )
+    faces = faces[shapely.area(faces) > 0] if len(faces) else faces
+    if len(faces) == 0:
+        return list(arr)
+    probes = shapely.point_on_surface(faces)
+    owner = np.full(len(faces), -1)
+    f_idx, o_idx = shapely.STRtree(arr[live]).query(probes, predicate="within")
+    for f, o in sorted(zip(f_idx.tolist(), live[o_idx].tolist(), strict=True), reverse=True):
+        owner[f] = o  # descending: the lowest owner index is written last
+    orphans = np.flatnonzero(owner < 0).tolist()
+    if orphans and region is not None:
+        shapely.prepare(region)
+        inside = shapely.contains(region, probes[orphans])
+        orphans = [f for f, ok in zip(orphans, inside.tolist(), strict=True) if ok]
+    if orphans and (owner >= 0).any():
+        tree = shapely.STRtree(faces)
+        for _ in range(3):  # orphans next to orphans wait for a neighbour to be owned
+            pending = []
+            for f in orphans:
+                best, best_len = -1, 0.0
+                for n in tree.query(faces[f], predicate="intersects").tolist():
+                    if owner[n] < 0:
+                        continue
+                    length = shapely.intersection(faces[f].boundary, faces[n].boundary).length
+                    if length > best_len:
+                        best, best_len = int(owner[n]), length
+                if best < 0:
+                    pending.append(f)
+                else:
+                    owner[f] = best
+            orphans = pending
+            if not orphans:
+                break
+    out: list[BaseGeometry] = []
+    for i, g in enumerate(arr):
+        mine = faces[owner == i]
+        if len(mine) == 0:
+            out.append(g if g is None or g.is_empty else shapely.Polygon())
+            continue
+        out.append(polygonal(shapely.coverage_union_all(mine)))
+    return out

@@ -30,6 +30,7 @@ from partition._geo import (
     cover_union,
     polygon_parts,
     polygonal,
+    snap_coverage,
     union,
     utm_crs,
 )
@@ -43,6 +44,11 @@ _MAX_DROP = 1.0
 
 #: Distinct groups sharing one location are spread on a circle of this radius (metres).
 _JITTER = 0.5
+
+#: A territory's parts joined only through a passage narrower than this (metres) are
+#: cut apart at the passage; the smaller parts go to a neighbour (the plan validator
+#: refuses grids joined through such slivers).
+NECK_WIDTH = 1.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -168,6 +174,84 @@ def _defragment(territory: dict[int, BaseGeometry]) -> dict[int, BaseGeometry]:
     return territory
 
 
+def _cut_necks(territory: dict[int, BaseGeometry], width: float = NECK_WIDTH) -> list[str]:
+    """Cut every territory at passages narrower than ``width`` (in place).
+
+    What the morphological opening (radius ``width / 2``) of a territory drops around its
+    main body — other bodies joined only through a narrow neck, and thin fingers such as
+    a gap strip running between two other groups — goes to the neighbour sharing the
+    longest border with it, when that border is longer than ``width`` and than the
+    piece's border with the main body; otherwise it stays. Returns notes.
+    """
+    notes: list[str] = []
+    for k in sorted(territory):
+        t = territory[k]
+        if t.is_empty:
+            continue
+        opened = [
+            p for p in polygon_parts(shapely.buffer(t, -width / 2, quad_segs=8)) if p.area > 1.0
+        ]
+        if not opened:
+            continue
+        reach = shapely.buffer(opened[0], width / 2 + 2 * GRID_SIZE, quad_segs=8)
+        core = polygon_parts(shapely.intersection(t, reach, grid_size=GRID_SIZE))
+        if not core:
+            continue
+        main = core[0]
+        rest = polygon_parts(shapely.difference(t, main, grid_size=GRID_SIZE))
+        main_near = shapely.buffer(main, 2 * GRID_SIZE, quad_segs=2)
+        moved = 0.0
+        for piece in rest:
+            if piece.area < 1.0 and len(opened) < 2:
+                continue  # a buffer's rounding at a corner
+            own = shapely.intersection(piece.boundary, main_near).length
+            best, best_len = None, 0.0
+            for j in sorted(territory):
+                if j == k or territory[j].is_empty or not territory[j].intersects(piece):
+                    continue
+                near = shapely.buffer(territory[j], 2 * GRID_SIZE, quad_segs=2)
+                length = shapely.intersection(piece.boundary, near).length
+                if length > best_len:
+                    best, best_len = j, length
+            if best is None or best_len <= max(width, own):
+                continue  # mostly bordered by its own group: it stays
+            territory[k] = polygonal(shapely.difference(territory[k], piece, grid_size=GRID_SIZE))
+            territory[best] = union([territory[best], piece])
+            moved += piece.area
+        if moved >= 1.0:
+            notes.append(
+                f"group {k}: {moved:.0f} m² joined to it only through passages narrower "
+                f"than {width:g} m given to neighbours"
+            )
+    return notes
+
+
+def _snapped(territory: dict[int, BaseGeometry], village: BaseGeometry) -> dict[int, BaseGeometry]:
+    """The territories as one snap-rounded, exactly noded coverage (see
+    :func:`partition._geo.snap_coverage`): valid, edge-matched, and still valid after
+    reprojection to EPSG:4326."""
+    keys = sorted(territory)
+    if len(keys) < 2:
+        return {k: clean(territory[k], GRID_SIZE) for k in keys}
+    out = snap_coverage([territory[k] for k in keys], region=village)
+    return dict(zip(keys, out, strict=True))
+
+
+def _finish(territory: dict[int, BaseGeometry], village: BaseGeometry) -> list[str]:
+    """Last step of both pipelines (in place): snap-rounded exact coverage, detached
+    fragments handed to neighbours, territories cut at sliver passages. Returns notes."""
+    notes: list[str] = []
+    for _ in range(3):
+        territory.update(_snapped(territory, village))
+        territory.update(_defragment(territory))
+        cut = _cut_necks(territory)
+        notes.extend(cut)
+        if not cut:
+            break
+    territory.update(_snapped(territory, village))
+    return notes
+
+
 def _fill_gaps(
     village: BaseGeometry, territory: dict[int, BaseGeometry], *, exact: bool = False
 ) -> None:
@@ -225,6 +309,7 @@ def derive_metric(
         territory[int(g)] = cover_union(list(cells[site_codes == g]))
     territory = _defragment(territory)
     _fill_gaps(village, territory, exact=True)
+    _finish(territory, village)
     return territory
 
 
@@ -297,6 +382,7 @@ def repair_metric(
         territory = _absorb(territory, gaps)
     territory = _defragment(territory)
     _fill_gaps(village, territory, exact=True)
+    notes.extend(_finish(territory, village))
     return territory, notes
 
 

@@ -97,8 +97,9 @@ def test_derived_territories_tile_village_with_duplicate_points():
     terr = derive_territories(village, hh)
     assert sorted(terr["group_no"]) == sorted(set(groups.tolist()))
     assert shapely.coverage_is_valid(terr.geometry.values)
-    assert abs(terr.area.sum() - village.area) < 1e-3
-    assert abs(shapely.union_all(terr.geometry.values).area - village.area) < 1e-3
+    # snap rounding to the 1 cm grid moves the outline by < 1 cm: the area by < 1e-6
+    assert abs(terr.area.sum() - village.area) < 1e-6 * village.area
+    assert abs(shapely.union_all(terr.geometry.values).area - village.area) < 1e-6 * village.area
     assert all(len(shapely.get_parts(g)) == 1 for g in terr.geometry)
 
 

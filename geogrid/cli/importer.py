@@ -36,6 +36,13 @@ RejectsOpt = Annotated[
                  "e.g. x.xlsx.rejects.csv)."),
 ]  # fmt: skip
 TownOpt = Annotated[str | None, typer.Option(help="Match village names within this town only.")]
+NewGroupsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--new-groups",
+        help="Accept group numbers a village does not have yet (else rejected: unknown group).",
+    ),
+]
 
 
 @import_app.command("boundaries")
@@ -72,6 +79,7 @@ def households(
     layer: LayerOpt = None,
     encoding: EncodingOpt = None,
     rejects: RejectsOpt = None,
+    new_groups: NewGroupsOpt = False,
 ) -> None:
     """Read, validate, geocode and load a household register (upsert by village + 户号)."""
     from geogrid.ingest.columns import parse_column_maps
@@ -92,6 +100,7 @@ def households(
                 encoding=encoding,
                 rejects_path=rejects,
                 progress=progress,
+                new_groups=new_groups,
             )
     finally:
         engine.dispose()

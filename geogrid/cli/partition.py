@@ -13,9 +13,21 @@ import pandas as pd
 import pyogrio
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+# the register-reading options are those of `geogrid import households`
+from geogrid.cli.importer import (
+    CrsOpt,
+    EncodingOpt,
+    LayerOpt,
+    MapOpt,
+    NewGroupsOpt,
+    RejectsOpt,
+    SheetOpt,
+    _index_or_name,
+)
 from geogrid.errors import InvalidInput
 
 console = Console(highlight=False, soft_wrap=True)
@@ -102,7 +114,8 @@ def partition_command(
         "--households",
         exists=True,
         dir_okay=False,
-        help="Household points (GPKG layer 'households').",
+        help="Household register: CSV, Excel, GeoPackage, Shapefile or GeoJSON, read as "
+        "`geogrid import households` reads it (headers, --map, coordinates in any --crs).",
     ),
     villages: Path = typer.Option(
         ..., "--villages", exists=True, dir_okay=False, help="Village polygons (layer 'villages')."
@@ -114,6 +127,13 @@ def partition_command(
         dir_okay=False,
         help="Villager-group polygons for some villages.",
     ),
+    crs: CrsOpt = "wgs84",
+    map_: MapOpt = [],  # noqa: B006 - typer copies option defaults
+    sheet: SheetOpt = None,
+    layer: LayerOpt = None,
+    encoding: EncodingOpt = None,
+    rejects: RejectsOpt = None,
+    new_groups: NewGroupsOpt = False,
     target: TargetOpt = 150,
     lo: MinOpt = 100,
     hi: MaxOpt = 200,
@@ -126,6 +146,11 @@ def partition_command(
         help="Current grids: redraw with minimal change.",
     ),
     split_large: SplitLargeOpt = False,
+    accept_imbalance: bool = typer.Option(
+        False,
+        "--accept-imbalance",
+        help="Write the plan even where the band or a fixed grid count cannot be met.",
+    ),
     seed: SeedOpt = 0,
     jobs: JobsOpt = None,
     scheduler: str | None = typer.Option(
@@ -146,16 +171,43 @@ def partition_command(
         help="Load leaflet.js/css from this URL instead of inlining them into the report.",
     ),
 ) -> None:
-    """Partition households into contiguous grids of whole villager groups (files only)."""
-    from partition import PartitionParams, quality_report, validate_plan, write_html_report
+    """Partition households into contiguous grids of whole villager groups (files only).
+
+    Every plan is checked by the independent rules validator before it is written: a
+    plan breaking a rule is not written (exit 2, each violation with its rule, grid and
+    place); villages whose band or fixed grid count cannot be met are explained (which,
+    why, the best achievable) and stop the command (exit 3) unless --accept-imbalance.
+    """
+    from geogrid.ingest.columns import parse_column_maps
+    from geogrid.ingest.load import write_rejects
+    from geogrid.ingest.offline import read_households_file
+    from partition import PartitionParams, quality_report, write_html_report
+    from partition.infeasible import explain_imbalance
     from partition.plan import assemble_plan, run_villages, village_work
+    from partition.validate import BALANCE_RULES, stray_households, validate_plan
 
     params = PartitionParams(target=target, lo=lo, hi=hi, seed=seed, split_large=split_large)
-    hh = _read_layer(households, "households", "households")
     vv = _read_layer(villages, "villages", "villages")
+    towns = _optional_layer(villages, "town")
     gg = _read_layer(groups, "groups", "groups") if groups else None
     ex = _read_layer(existing, "grids", "existing grids") if existing else None
     cd = read_cadres(cadres) if cadres else None
+    if "code" not in vv.columns:
+        raise InvalidInput(f"villages file {villages} lacks the column 'code' (12 digits).")
+    reg = read_households_file(
+        households, vv, gg, towns=towns, crs=crs, column_map=parse_column_maps(map_),
+        sheet=_index_or_name(sheet), layer=_index_or_name(layer), encoding=encoding,
+        new_groups=new_groups,
+    )  # fmt: skip
+    console.print(reg.description)
+    rejects_file = rejects or households.with_name(households.name + ".rejects.csv")
+    if len(reg.rejects):
+        write_rejects(reg.rejects, rejects_file)
+        console.print(
+            f"[yellow]{len(reg.rejects)} rows rejected[/] (reasons in {rejects_file}); "
+            f"first: row {reg.rejects['source_row'].iloc[0]}: {reg.rejects['reason'].iloc[0]}"
+        )
+    hh = reg.households
     t0 = time.perf_counter()  # partition_plan's steps, run one by one to drive the bar
     work, unassigned = village_work(hh, vv, gg, cadres=cd, existing=ex)
     with village_bar(console) as progress:
@@ -167,21 +219,76 @@ def partition_command(
         results = run_villages(work, params, jobs=jobs, scheduler=scheduler, progress=step)
     plan = assemble_plan(work, results, unassigned, params, redraw=ex is not None)
     elapsed = time.perf_counter() - t0
-    problems = validate_plan(plan, hh)
+    problems = validate_plan(plan, hh, balance=True)
+    hard = [p for p in problems if p.rule not in BALANCE_RULES]
+    imbalance = explain_imbalance(plan, problems)
+    strays = stray_households(plan, hh)
+    rep: dict[str, Any] = quality_report(plan)
+    rep["totals"]["runtime_s"] = round(elapsed, 3)
+    rep["totals"]["rejected_rows"] = len(reg.rejects)
+    rep["totals"]["stray_households"] = len(strays)
+    rep["violations"] = [str(p) for p in problems]
+    rep["violation_details"] = [p.as_dict() for p in problems]
+    rep["imbalance"] = [v.as_dict() for v in imbalance]
+    rep["unassigned"] = plan.unassigned.to_dict(orient="records")
+    if report_json:
+        report_json.parent.mkdir(parents=True, exist_ok=True)
+        report_json.write_text(
+            json.dumps(rep, ensure_ascii=False, indent=1, default=str), encoding="utf-8"
+        )
+    if hard:
+        _refuse(hard, output)
+        raise typer.Exit(2)
+    if imbalance and not accept_imbalance:
+        _explain(imbalance, accepted=False)
+        raise typer.Exit(3)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists():
         output.unlink()
     plan.grids.to_file(output, layer="grids", driver="GPKG")
     plan.assignment.to_file(output, layer="assignment", driver="GPKG")
-    rep: dict[str, Any] = quality_report(plan)
-    rep["totals"]["runtime_s"] = round(elapsed, 3)
-    rep["violations"] = [str(p) for p in problems]
-    rep["unassigned"] = plan.unassigned.to_dict(orient="records")
-    if report_json:
-        report_json.write_text(json.dumps(rep, ensure_ascii=False, indent=1), encoding="utf-8")
     if report:
         write_html_report(plan, report, **report_assets(asset_base_url))
     _summary(rep, output, problems)
+    if imbalance:
+        _explain(imbalance, accepted=True)
+
+
+def _optional_layer(path: Path, name: str) -> gpd.GeoDataFrame | None:
+    """The layer ``name`` of ``path`` if the file has it (e.g. the towns of a boundaries file)."""
+    try:
+        layers = [str(row[0]) for row in pyogrio.list_layers(path)]
+    except Exception:  # pyogrio raises DataSourceError and friends; _read_layer reports it
+        return None
+    return gpd.read_file(path, layer=name) if name in layers else None
+
+
+def _refuse(violations: list[Any], output: Path) -> None:
+    """Say that the plan breaks rules and is not written, one violation per line."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err.print(
+        f"[bold red]error:[/] the plan breaks {len(violations)} grid rule(s); "
+        f"{output} was not written:"
+    )
+    for v in violations[:20]:
+        err.print(f"  {escape(str(v))}")
+    if len(violations) > 20:
+        err.print(f"  … and {len(violations) - 20} more (all in the --json report)")
+
+
+def _explain(imbalance: list[Any], *, accepted: bool) -> None:
+    """Say which villages miss the band or their grid count, why, and the best possible."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    head = (
+        "[yellow]accepted imbalance[/]"
+        if accepted
+        else "[bold red]error:[/] the band or the fixed grid count cannot be met"
+    )
+    err.print(f"{head} in {len(imbalance)} village(s):")
+    for item in imbalance:
+        err.print(f"  {escape(str(item))}")
+    if not accepted:
+        err.print("nothing written; rerun with --accept-imbalance to write this plan anyway")
 
 
 def _summary(rep: dict[str, Any], output: Path, problems: list[Any]) -> None:
@@ -207,6 +314,8 @@ def _summary(rep: dict[str, Any], output: Path, problems: list[Any]) -> None:
         ("mean Polsby–Popper", num(t["mean_polsby_popper"], 3)),
         ("oversized-group grids", str(t["oversized_grids"])),
         ("unassigned households", str(t["unassigned_households"])),
+        ("rejected register rows", str(t.get("rejected_rows", 0))),
+        ("households lying in another grid", str(t.get("stray_households", 0))),
         ("households moved", "–" if t["households_moved"] is None else str(t["households_moved"])),
         ("rule violations", str(len(problems))),
         ("seconds", num(t["runtime_s"], 2)),
@@ -220,7 +329,7 @@ def _summary(rep: dict[str, Any], output: Path, problems: list[Any]) -> None:
             "(listed in the JSON report)."
         )
     if problems:
-        console.print(f"[red]{len(problems)} rule violations[/]; first: {problems[0]}")
+        console.print(f"[red]{len(problems)} rule violations[/]; first: {escape(str(problems[0]))}")
     console.print(f"wrote {output}")
 
 

@@ -21,7 +21,7 @@ import io
 import itertools
 import multiprocessing as mp
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,7 @@ REJECT_REASONS = (
     "unknown coordinate system",
     "bad member count",
     "duplicate in file",
+    "unknown group",
 )
 
 
@@ -131,6 +132,8 @@ class VillageIndex:
     names: dict[str, tuple[str, str]]  # village code → (official town name, village name)
     polygons: dict[str, Any]
     county: Any  # union of the villages of the county (or counties) concerned
+    #: village code → its registered group numbers (villages with none are absent)
+    groups: Mapping[str, frozenset[int]] = field(default_factory=dict)
 
     def resolve(
         self, code: str | None, names: tuple[str | None, ...], towns: tuple[str | None, ...]
@@ -185,6 +188,16 @@ def load_villages(conn: Connection, town: str | None = None) -> VillageIndex:
             town_by_name.setdefault(variant, tcode)
         if geom is not None:
             polygons[code] = wkb.loads(bytes(geom))
+    known: dict[str, set[int]] = {}
+    for vcode, gno in conn.execute(
+        text(
+            "SELECT g.village_code, g.group_no FROM villager_groups g "
+            "JOIN admin_areas v ON v.code = g.village_code "
+            "WHERE v.level = 'village' AND (CAST(:t AS text) IS NULL OR v.parent_code = :t)"
+        ),
+        {"t": town},
+    ):
+        known.setdefault(str(vcode), set()).add(int(gno))
     counties = sorted({r[0][:6] for r in rows})
     county = conn.execute(
         text(
@@ -204,6 +217,7 @@ def load_villages(conn: Connection, town: str | None = None) -> VillageIndex:
         names={r[0]: (r[3] or "", r[1]) for r in rows},
         polygons=polygons,
         county=county_geom,
+        groups={k: frozenset(v) for k, v in known.items()},
     )
 
 
@@ -246,6 +260,7 @@ def prepare_households(
     villages: VillageIndex,
     *,
     default_crs: str = "wgs84",
+    new_groups: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate and convert a register in canonical columns.
 
@@ -259,6 +274,12 @@ def prepare_households(
         The villages the register may name.
     default_crs
         Coordinate system of rows whose ``crs`` column is empty or absent.
+    new_groups
+        Accept group numbers a village does not know yet (they are created, without
+        territory). Otherwise a row naming a group its village does not have is
+        rejected as ``unknown group`` — in villages whose groups are registered (by
+        group polygons or an earlier register); a village with no group at all takes
+        its groups from its first register.
 
     Returns
     -------
@@ -331,6 +352,30 @@ def prepare_households(
             )
         ),
     )
+
+    if not new_groups and villages.groups:
+        known = [
+            villages.groups.get(v) if v is not None else None for v in village_code.tolist()
+        ]
+        unknown = pd.Series(
+            [
+                k is not None and g is not None and int(g) not in k
+                for k, g in zip(known, group_no.tolist(), strict=True)
+            ],
+            index=raw.index,
+        )
+        if unknown.any():
+            reject(
+                unknown,
+                pd.Series(
+                    [
+                        _unknown_group(v, g, k, villages) if u and k is not None else None
+                        for u, v, g, k in zip(unknown, village_code, group_no, known, strict=True)
+                    ],
+                    index=raw.index,
+                    dtype=object,
+                ),
+            )
 
     members_text = _col(raw, "population")
     members = pd.to_numeric(members_text, errors="coerce")
@@ -418,6 +463,17 @@ def prepare_households(
     return good, rejects
 
 
+def _unknown_group(
+    village: str, group: object, known: frozenset[int], villages: VillageIndex
+) -> str:
+    name = villages.names.get(village, ("", village))[1]
+    listed = "、".join(str(g) for g in sorted(known)[:30])
+    return (
+        f"unknown group: {name} has no group {group} (its groups: {listed}); "
+        "import with --new-groups if new groups are expected"
+    )
+
+
 def reject_duplicates(
     good: pd.DataFrame, rejects: pd.DataFrame, raw: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -442,24 +498,31 @@ PARALLEL_ROWS = 200_000
 
 
 #: What forked workers read (inherited copy-on-write, so the frame is never pickled).
-_FORK_INPUT: tuple[pd.DataFrame, VillageIndex, str] | None = None
+_FORK_INPUT: tuple[pd.DataFrame, VillageIndex, str, bool] | None = None
 
 
 def _prepare_chunk(bounds: tuple[int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     assert _FORK_INPUT is not None
-    raw, villages, default_crs = _FORK_INPUT
-    return prepare_households(raw.iloc[bounds[0] : bounds[1]], villages, default_crs=default_crs)
+    raw, villages, default_crs, new_groups = _FORK_INPUT
+    return prepare_households(
+        raw.iloc[bounds[0] : bounds[1]], villages, default_crs=default_crs, new_groups=new_groups
+    )
 
 
 def prepare_parallel(
-    raw: pd.DataFrame, villages: VillageIndex, *, default_crs: str = "wgs84", jobs: int = 2
+    raw: pd.DataFrame,
+    villages: VillageIndex,
+    *,
+    default_crs: str = "wgs84",
+    jobs: int = 2,
+    new_groups: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`prepare_households` on row chunks in ``jobs`` forked processes (large files),
     then the file-wide duplicate check."""
     if jobs > 1 and len(raw) >= PARALLEL_ROWS and "fork" in mp.get_all_start_methods():
         global _FORK_INPUT
         cuts = np.linspace(0, len(raw), jobs + 1).astype(int).tolist()
-        _FORK_INPUT = (raw, villages, default_crs)
+        _FORK_INPUT = (raw, villages, default_crs, new_groups)
         try:
             with ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork")) as pool:
                 parts = list(pool.map(_prepare_chunk, itertools.pairwise(cuts)))
@@ -468,7 +531,9 @@ def prepare_parallel(
         good = pd.concat([g for g, _ in parts])
         rejects = pd.concat([r for _, r in parts])
     else:
-        good, rejects = prepare_households(raw, villages, default_crs=default_crs)
+        good, rejects = prepare_households(
+            raw, villages, default_crs=default_crs, new_groups=new_groups
+        )
     return reject_duplicates(good, rejects, raw)
 
 
@@ -663,6 +728,10 @@ def load_households(conn: Connection, good: pd.DataFrame) -> tuple[int, int]:
                     "WHERE layer = 'households'"
                 )
             )
+    if row[0] or row[1]:  # new or changed households take their grid of the active plan
+        from geogrid.placement import assign_household_grids
+
+        assign_household_grids(conn)
     return int(row[0]), int(row[1])
 
 
@@ -728,6 +797,7 @@ def geocode_households(
     default_crs: str = "wgs84",
     progress: Progress | None = None,
     as_geodataframe: bool = True,
+    new_groups: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate, convert and geocode a register (reads the store, writes nothing).
 
@@ -753,7 +823,9 @@ def geocode_households(
     step = progress or (lambda stage, done, total: None)
     villages = load_villages(conn, town)
     step("validate", 0, len(raw))
-    good, rejects = prepare_parallel(raw, villages, default_crs=default_crs)
+    good, rejects = prepare_parallel(
+        raw, villages, default_crs=default_crs, new_groups=new_groups
+    )
     step("validate", len(raw), len(raw))
     has_xy = good["lon"].notna()
     good["geocode_precision"] = has_xy.map({True: "exact", False: None})
@@ -796,6 +868,7 @@ def import_frame(
     town: str | None = None,
     default_crs: str = "wgs84",
     progress: Progress | None = None,
+    new_groups: bool = False,
 ) -> tuple[ImportReport, pd.DataFrame]:
     """Validate, geocode and load a register already read into canonical columns.
 
@@ -806,7 +879,7 @@ def import_frame(
     with engine.begin() as conn:
         good, rejects = geocode_households(
             conn, raw, town=town, default_crs=default_crs, progress=progress,
-            as_geodataframe=False,
+            as_geodataframe=False, new_groups=new_groups,
         )  # fmt: skip
         step("load", 0, len(good))
         report = load_geocoded(conn, good)
@@ -867,6 +940,7 @@ def import_households(
     encoding: str | None = None,
     rejects_path: Path | None = None,
     progress: Progress | None = None,
+    new_groups: bool = False,
 ) -> ImportReport:
     """``geogrid import households``: read, validate, geocode and load one register file.
 
@@ -887,6 +961,9 @@ def import_households(
         Where the reject file goes; default ``<file name>.rejects.csv`` next to the input
         (e.g. ``households.xlsx.rejects.csv``).
         Written only when rows were rejected (an old one is removed otherwise).
+    new_groups
+        Accept group numbers a village does not have yet (``--new-groups``); otherwise
+        such rows are rejected as ``unknown group`` (see :func:`prepare_households`).
 
     Returns
     -------
@@ -902,7 +979,7 @@ def import_households(
     step("read", 1, 1)
     raw = register_coordinates(reg)
     report, rejects = import_frame(
-        engine, raw, town=town, default_crs=default_crs, progress=progress
+        engine, raw, town=town, default_crs=default_crs, progress=progress, new_groups=new_groups
     )
     report.encoding = reg.encoding
     save_rejects(report, with_originals(reg, rejects), path, rejects_path)
@@ -935,7 +1012,9 @@ def import_address_points(
     report = ImportReport(read=len(raw), encoding=reg.encoding)
     with engine.begin() as conn:
         villages = load_villages(conn, town)
-        good, rejects = prepare_parallel(raw, villages, default_crs=_coords.normalize_crs(crs))
+        good, rejects = prepare_parallel(  # a points file names no groups of its own
+            raw, villages, default_crs=_coords.normalize_crs(crs), new_groups=True
+        )
         no_xy = good["lon"].isna() | ~good["has_house_number"]
         if no_xy.any():
             extra = raw.loc[good.index[no_xy]].copy()
