@@ -171,7 +171,7 @@ _DELETE_RE = re.compile("[\x00-\x1f\x7f" + re.escape(_DELETE + _ASCII_DELETE) + 
 # Anything that is not plain CJK, ASCII letters/digits or the hyphen needs cleaning.
 _NEEDS_CLEAN = re.compile("[^\u3400-\u9fffA-Za-z0-9-]")
 _NEEDS_TRANSLATE = re.compile("[\uff01-\uff5e" + _DASHES + "]")
-_STRAY_DASH = re.compile(r"(?<![0-9])-|-(?![0-9])")
+_STRAY_DASH = re.compile(r"(?<![0-9号])-|-(?![0-9])")
 
 
 def clean_address(text: str) -> str:
@@ -204,6 +204,9 @@ _NUM = rf"(?:[0-9]{{1,6}}|{_NUM_CN})"
 _ADMIN_NAME = "[^0-9省市区县旗镇乡村组号队]"
 _VILLAGE_NAME = "[^0-9省村组号队]"
 
+# A village named "新村" is written "新村村": a 村 followed by another 村 (that does not
+# begin 村委会/村民委员会) is part of the name.
+_NOT_VILLAGE_AGAIN = "(?!村(?!委会|民委员会))"
 _LEVELS = re.compile(
     rf"""
     (?:{_ADMIN_NAME}{{2,7}}?(?:省|自治区)|北京市|天津市|上海市|重庆市)?
@@ -211,14 +214,18 @@ _LEVELS = re.compile(
     (?:{_ADMIN_NAME}{{1,8}}?(?:(?<![社小])区|县|市|旗)(?!村))?
     (?P<town>{_ADMIN_NAME}{{1,10}}?(?:街道办事处|街道|苏木|(?:镇|乡)(?!村)))?
     (?:
-        (?P<village>{_VILLAGE_NAME}{{1,12}}?(?:(?<!自然)村|社区|嘎查))
+        (?P<village>{_VILLAGE_NAME}{{1,12}}?(?:(?<!自然)村{_NOT_VILLAGE_AGAIN}|社区|嘎查))
         (?:村民委员会|居民委员会|村委会|居委会|委会)?
       | (?P<vc>{_VILLAGE_NAME}{{1,12}}?)(?P<vs>村民委员会|村委会|居民委员会|居委会)
     )?
     """,
     re.VERBOSE,
 )
-_HOUSE_ANY = re.compile(rf"第?(?:(?P<n>[0-9]{{1,9}}(?:-[0-9]{{1,9}}){{0,3}})|(?P<c>{_NUM_CN}))号")
+#: Separators of a house number's attached parts: 12-1, 12附3, 12之1 (号 may precede them).
+_HOUSE_SEP = "-附之"
+_HOUSE_ANY = re.compile(
+    rf"第?(?:(?P<n>附?[0-9]{{1,9}}(?:号?[{_HOUSE_SEP}][0-9]{{1,9}}){{0,3}})|(?P<c>{_NUM_CN}))号"
+)
 _GROUP = re.compile(rf"第?(?P<g>{_NUM})(?:村民小组|村民组|居民小组|小组|生产队|组|队|社(?!区))")
 _CJK = re.compile("[\u3400-\u9fff]")
 
@@ -240,26 +247,38 @@ def _name(segment: str) -> str | None:
     return segment
 
 
+_DIGITS = re.compile("[0-9]+")
+
+
 def _house_text(n: str | None, c: str | None) -> str:
+    """House number text: no leading zeros, attached parts kept (``012号附03`` → ``12附3``).
+
+    >>> _house_text("045", None), _house_text("12号-01", None), _house_text(None, "廿三")
+    ('45', '12-1', '23')
+    """
     if n is not None:
-        if n[0] != "0" and "-" not in n:
+        if n[0] != "0" and n.isdigit():
             return n
-        return "-".join(p.lstrip("0") or "0" for p in n.split("-"))
+        return _DIGITS.sub(lambda m: m.group().lstrip("0") or "0", n.replace("号", ""))
     return str(cn_to_int(c or ""))
 
 
 # House number at the end, matched on the *reversed* text so that the match is anchored
 # (no scan over every start position): "12-1号" reads "号1-21", "廿三号" reads "号三廿".
 _TAIL_REV = re.compile(
-    rf"(?:号(?P<c>[{_CN_ALL}]{{1,8}})|号?(?P<n>(?:[0-9]{{1,9}}-){{0,3}}[0-9]{{1,9}})(?![0-9]))第?"
+    rf"(?:号(?P<c>[{_CN_ALL}]{{1,8}})"
+    rf"|号?(?P<n>(?:[0-9]{{1,9}}[{_HOUSE_SEP}]号?){{0,3}}[0-9]{{1,9}}附?)(?![0-9]))第?"
 )
 
 
 def _split_tail(s: str) -> tuple[str, str | None]:
-    """Split a house number off the end of cleaned text: ``N号``, ``N-M号`` or bare ``N``.
+    """Split a house number off the end of cleaned text: ``N号``, ``N-M号`` or bare ``N``;
+    attached parts (``12附3号``, ``12号之1``, ``12号-1``, ``附5号``) stay with it.
 
     >>> _split_tail("王家湾村3组12-1号"), _split_tail("王家湾村十二组廿三号")
     (('王家湾村3组', '12-1'), ('王家湾村十二组', '23'))
+    >>> _split_tail("王家湾村3组12号附3号"), _split_tail("王家湾村3组附5号")
+    (('王家湾村3组', '12附3'), ('王家湾村3组', '附5'))
     """
     m = _TAIL_REV.match(s[::-1])
     if m is None:
