@@ -18,7 +18,7 @@ from geogrid import store
 from geogrid.errors import InvalidInput
 from geogrid.people.crypto import LocalKeyProvider, unseal
 from geogrid.people.idcard import check_character
-from geogrid.people.load import import_members, import_special
+from geogrid.people.load import MEMBER_FIELDS, import_members, import_special, parse_people_maps
 
 KEYS = LocalKeyProvider.from_master(bytes(range(32)))
 MEMBER_HEADER = ["序号", "村", "户号", "姓名", "与户主关系", "性别", "出生日期", "公民身份号码",
@@ -337,3 +337,21 @@ def test_cli_imports_and_creates_the_key_file(town_url: str, tmp_path: Path) -> 
     result = CliRunner().invoke(app, ["import", "members", str(members)], env=env)
     assert result.exit_code == 0
     assert re.search(r"unchanged\W+2\W", result.output), result.output
+
+
+def test_column_map_names_unusual_headers(engine: Engine, tmp_path: Path) -> None:
+    (a,) = some_households(engine, 1)
+    number = make_id("42011719700101001")
+    src = write(
+        tmp_path / "m.csv", ["村", "户编码", "成员", "证件号"], [[a[0], a[1], "壬一", number]]
+    )
+    with pytest.raises(InvalidInput, match="no recognisable header"):
+        import_members(engine, src, KEYS)
+    maps = parse_people_maps(["户编码=register_no", "成员=name", "证件号=id_number"], MEMBER_FIELDS)
+    report = import_members(engine, src, KEYS, column_map=maps)
+    assert (report.inserted, report.rejected) == (1, 0)
+    for bad in (["证件号"], ["证件号=身份证"], ["=name"]):
+        with pytest.raises(InvalidInput, match="--map"):
+            parse_people_maps(bad, MEMBER_FIELDS)
+    with pytest.raises(InvalidInput, match="not in the header"):
+        import_members(engine, src, KEYS, column_map={**maps, "手机": "phone"})

@@ -16,6 +16,7 @@ from geogrid import store
 from geogrid.cli.importer import (
     EncodingOpt,
     InputFile,
+    MapOpt,
     RejectsOpt,
     SheetOpt,
     TownOpt,
@@ -30,17 +31,24 @@ people_app = typer.Typer(help="People's personal data: keys.", no_args_is_help=T
 
 
 def _run(kind: str, file: Path, town: str | None, sheet: str | None, encoding: str | None,
-         rejects: Path | None) -> None:  # fmt: skip
+         rejects: Path | None, map_: list[str]) -> None:  # fmt: skip
     from geogrid.people.crypto import key_provider
-    from geogrid.people.load import import_members, import_special
+    from geogrid.people.load import (
+        MEMBER_FIELDS,
+        SPECIAL_FIELDS,
+        import_members,
+        import_special,
+        parse_people_maps,
+    )
 
+    column_map = parse_people_maps(map_, MEMBER_FIELDS if kind == "members" else SPECIAL_FIELDS)
     settings = Settings()
     provider = key_provider(settings.home, create=True)
     engine = store.make_engine(store.database_url(settings))
     run = import_members if kind == "members" else import_special
     try:
         report = run(engine, file, provider, town=town, sheet=_index_or_name(sheet),
-                     encoding=encoding, rejects_path=rejects)  # fmt: skip
+                     encoding=encoding, rejects_path=rejects, column_map=column_map)  # fmt: skip
     finally:
         engine.dispose()
     _print(f"{file.name}: {kind}", report)
@@ -67,10 +75,11 @@ def members(
     sheet: SheetOpt = None,
     encoding: EncodingOpt = None,
     rejects: RejectsOpt = None,
+    map_: MapOpt = [],  # noqa: B006 - typer copies option defaults
 ) -> None:
     """Load household members (家庭成员): 户号, 村, 姓名, 公民身份号码 and optional 性别,
     出生日期, 与户主关系, 联系电话, 户籍状态. ID numbers and phones are stored encrypted."""
-    _run("members", file, town, sheet, encoding, rejects)
+    _run("members", file, town, sheet, encoding, rejects, map_)
 
 
 @import_app.command("special")
@@ -80,10 +89,11 @@ def special(
     sheet: SheetOpt = None,
     encoding: EncodingOpt = None,
     rejects: RejectsOpt = None,
+    map_: MapOpt = [],  # noqa: B006 - typer copies option defaults
 ) -> None:
     """Load special-population records (特殊人群): 公民身份号码, 人员类别 and optional 姓名,
     列管日期, 风险等级 (低/中/高), 责任人, 备注. Import the members first."""
-    _run("special", file, town, sheet, encoding, rejects)
+    _run("special", file, town, sheet, encoding, rejects, map_)
 
 
 @people_app.command("rotate-key")

@@ -54,6 +54,7 @@ __all__ = [
     "import_members",
     "import_special",
     "normalize_category",
+    "parse_people_maps",
 ]
 
 log = logging.getLogger(__name__)
@@ -151,20 +152,75 @@ def normalize_category(value: str) -> str | None:
     return _CATEGORY_ALIASES.get(key)
 
 
-def _pick_columns(reg: RegisterFrame, fields: Mapping[str, tuple[str, ...]]) -> pd.DataFrame:
+def parse_people_maps(items: Iterable[str], fields: Mapping[str, object]) -> dict[str, str]:
+    """``--map COLUMN=FIELD`` for a people file: ``fields`` and the place fields.
+
+    >>> parse_people_maps(["证件号=id_number", "户编码=register_no"], MEMBER_FIELDS)
+    {'证件号': 'id_number', '户编码': 'register_no'}
+    """
+    known = (*fields, *_PLACE_FIELDS)
+    out: dict[str, str] = {}
+    for item in items:
+        column, sep, name = (part.strip() for part in item.rpartition("="))
+        if not sep or not column or name not in known:
+            raise InvalidInput(
+                f"--map {item!r}: expected COLUMN=FIELD with FIELD one of {', '.join(known)}"
+            )
+        out[column] = name
+    return out
+
+
+def _read_people(
+    path: Path,
+    fields: Mapping[str, tuple[str, ...]],
+    need: tuple[str, ...],
+    *,
+    sheet: str | int | None,
+    encoding: str | None,
+    column_map: Mapping[str, str] | None,
+) -> tuple[RegisterFrame, pd.DataFrame]:
+    """Read a people file with the register reader and name its people's columns."""
+    overrides = dict(column_map or {})
+    place = {c: f for c, f in overrides.items() if f in _PLACE_FIELDS}
+    reg = read_register(path, sheet=sheet, encoding=encoding, column_map=place)
+    frame = _pick_columns(reg, fields, {c: f for c, f in overrides.items() if f not in place})
+    for name in need:
+        if name not in frame.columns:
+            raise InvalidInput(
+                f"{path}: no {name} column; expected one of {', '.join(fields[name][:4])} "
+                f"(or name it: --map COLUMN={name})"
+            )
+    return reg, frame
+
+
+def _pick_columns(
+    reg: RegisterFrame,
+    fields: Mapping[str, tuple[str, ...]],
+    overrides: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """``source_row``, the place fields the register reader named, and ``fields``.
 
-    Each field takes the column whose header is its most specific alias (then the
-    leftmost); the register reader's own names (``head_name`` for 姓名 …) are looked
-    through to the original headers.
+    Overrides (``{header: field}``) first; then each field takes the column whose header
+    is its most specific alias (then the leftmost); the register reader's own names
+    (``head_name`` for 姓名 …) are looked through to the original headers.
     """
     index: dict[str, tuple[str, int]] = {}
     for name, aliases in fields.items():
         for rank, alias in enumerate(aliases):
             index.setdefault(header_key(alias), (name, rank))
+    by_key = {header_key(h): c for c, h in reg.original_columns.items()}
     chosen: dict[str, tuple[str, tuple[int, int]]] = {}
+    for header, name in (overrides or {}).items():
+        column = by_key.get(header_key(header))
+        if column is None:
+            raise InvalidInput(
+                f"--map names column {header!r}, which is not in the header "
+                f"({', '.join(reg.original_columns.values())})"
+            )
+        chosen[name] = (column, (-1, 0))
+    taken = {column for column, _ in chosen.values()}
     for pos, (column, header) in enumerate(reg.original_columns.items()):
-        hit = index.get(header_key(header))
+        hit = None if column in taken else index.get(header_key(header))
         if hit is None:
             continue
         name, rank = hit
@@ -486,6 +542,7 @@ def import_members(
     encoding: str | None = None,
     rejects_path: Path | None = None,
     today: dt.date | None = None,
+    column_map: Mapping[str, str] | None = None,
 ) -> ImportReport:
     """``geogrid import members FILE``: validate and store household members.
 
@@ -502,19 +559,18 @@ def import_members(
         Only match village names within this town (12-digit code).
     rejects_path
         Where the reject file goes (default ``<file name>.rejects.csv`` next to the input).
+    column_map
+        ``{header: field}`` overrides (:func:`parse_people_maps`).
 
     Returns
     -------
     ImportReport
         Counts read / inserted / updated / unchanged / rejected and rejects by reason.
     """
-    reg = read_register(path, sheet=sheet, encoding=encoding)
-    frame = _pick_columns(reg, MEMBER_FIELDS)
-    for need in ("name", "id_number"):
-        if need not in frame.columns:
-            raise InvalidInput(
-                f"{path}: no {need} column; expected one of {', '.join(MEMBER_FIELDS[need][:4])}"
-            )
+    reg, frame = _read_people(
+        path, MEMBER_FIELDS, ("name", "id_number"), sheet=sheet, encoding=encoding,
+        column_map=column_map,
+    )  # fmt: skip
     report = ImportReport(read=len(frame))
     with _stored_or_nothing(path), engine.begin() as conn:
         open_all_scopes(conn)
@@ -641,6 +697,7 @@ def import_special(
     encoding: str | None = None,
     rejects_path: Path | None = None,
     today: dt.date | None = None,
+    column_map: Mapping[str, str] | None = None,
 ) -> ImportReport:
     """``geogrid import special FILE``: special-population records of stored members.
 
@@ -648,13 +705,10 @@ def import_special(
     and 人员类别; optional 姓名 (checked against the member), 列管日期, 风险等级, 责任人,
     备注. The register reader needs a 户号 or 住址 column to find the header row.
     """
-    reg = read_register(path, sheet=sheet, encoding=encoding)
-    frame = _pick_columns(reg, SPECIAL_FIELDS)
-    for need in ("id_number", "category"):
-        if need not in frame.columns:
-            raise InvalidInput(
-                f"{path}: no {need} column; expected one of {', '.join(SPECIAL_FIELDS[need][:4])}"
-            )
+    reg, frame = _read_people(
+        path, SPECIAL_FIELDS, ("id_number", "category"), sheet=sheet, encoding=encoding,
+        column_map=column_map,
+    )  # fmt: skip
     report = ImportReport(read=len(frame))
     with _stored_or_nothing(path), engine.begin() as conn:
         open_all_scopes(conn)
