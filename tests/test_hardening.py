@@ -25,6 +25,8 @@ from api import create_app
 from api.routes.plans import get_plan_jobs
 from api.security import RequestGuard, RequestRejected, basemap_sources, content_security_policy
 from geogrid import store
+from geogrid.access import users
+from geogrid.access.scope import Scope
 from geogrid.plans import PlanJobs
 from geogrid.settings import Settings
 from tiles import pages as tp
@@ -42,6 +44,28 @@ class Api:
     settings: Settings
     home: Path
     secret: Path
+    auth: dict[str, dict[str, str]]  # role → Authorization header of a user in the town
+
+    def as_(self, method: str, url: str) -> dict[str, str]:
+        """Credentials for a request: plan writes need a planner, the rest a town leader."""
+        writes = method == "POST" and url.startswith("/api/plans")
+        return self.auth["planner" if writes else "town_leader"]
+
+
+def _sign_in(client: TestClient, engine: Engine, town: str) -> dict[str, dict[str, str]]:
+    """A planner and a town leader of ``town``, signed in through the OAuth2 password flow."""
+    auth = {}
+    for role in ("planner", "town_leader"):
+        with engine.begin() as conn:
+            _, password = users.add_user(
+                conn, username=f"hardening-{role}", role=role, scope=Scope.parse(town),
+                must_change_password=False,
+            )  # fmt: skip
+        r = client.post("/api/auth/token", data={"username": f"hardening-{role}",
+                                                 "password": password})  # fmt: skip
+        assert r.status_code == 200, r.text
+        auth[role] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    return auth
 
 
 def _folders(root: Path) -> dict[str, Path]:
@@ -72,7 +96,7 @@ def _folders(root: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def api(pg, _town_template: str, tmp_path_factory) -> Iterator[Api]:  # type: ignore[no-untyped-def]
+def api(pg, _town_template: str, sample_town, tmp_path_factory) -> Iterator[Api]:  # type: ignore[no-untyped-def]
     name = pg.create_database(template=_town_template)
     url = pg.url(name)
     root = tmp_path_factory.mktemp("hardening")
@@ -107,7 +131,8 @@ def api(pg, _town_template: str, tmp_path_factory) -> Iterator[Api]:  # type: ig
     mp.setattr(tp, "STATIC_DIR", f["static"])
     try:
         with TestClient(app, raise_server_exceptions=False) as c:
-            yield Api(c, engine, settings, home, f["secret"])
+            auth = _sign_in(c, engine, sample_town.town_code)
+            yield Api(c, engine, settings, home, f["secret"], auth)
     finally:
         mp.undo()
         runner.shutdown()
@@ -242,7 +267,7 @@ BAD_REQUESTS: list[tuple[str, str, Any]] = [
 
 @pytest.mark.parametrize(("method", "url", "body"), BAD_REQUESTS)
 def test_bad_input_is_a_400_never_a_500(api: Api, method: str, url: str, body: Any) -> None:
-    resp = api.client.request(method, url, json=body)
+    resp = api.client.request(method, url, json=body, headers=api.as_(method, url))
     assert_error(resp, 400)
 
 
@@ -279,16 +304,19 @@ def test_failed_job_reports_a_clean_error(api: Api, caplog: pytest.LogCaptureFix
                FOR EACH ROW EXECUTE FUNCTION refuse_plans();
         """))  # fmt: skip
     try:
-        town = api.client.get("/public/grids.geojson")  # warm; the town code comes from SQL
-        assert town.status_code == 200
         with api.engine.connect() as conn:
             code = conn.execute(text("SELECT code FROM admin_areas WHERE level='town'")).scalar()
+        planner = api.auth["planner"]
         with caplog.at_level(logging.WARNING):
-            resp = api.client.post("/api/plans", json={"town": code, "name": SECRET})
+            resp = api.client.post(
+                "/api/plans", json={"town": code, "name": SECRET}, headers=planner
+            )
             assert resp.status_code == 202, resp.text
             job_id = resp.json()["id"]
             deadline = time.monotonic() + 120
-            while (body := api.client.get(f"/api/jobs/{job_id}").json())["status"] not in (
+            while (body := api.client.get(f"/api/jobs/{job_id}", headers=planner).json())[
+                "status"
+            ] not in (
                 "done",
                 "failed",
             ):
@@ -383,7 +411,7 @@ def test_cross_site_form_post_is_refused(
     resp = api.client.post(
         f"/api/plans/{draft_plan}/activate",
         data={"confirm": "1"},  # form-encoded, as a hostile page's <form> would send it
-        headers=headers,
+        headers={**headers, **api.auth["planner"]},  # refused even with valid credentials
     )
     assert assert_error(resp, 403)["code"] == "Forbidden"
     assert _status(api, draft_plan) == "draft"
@@ -402,13 +430,16 @@ def test_cross_site_form_post_is_refused(
 def test_same_site_and_non_browser_posts_pass(
     api: Api, draft_plan: int, headers: dict[str, str]
 ) -> None:
-    resp = api.client.post(f"/api/plans/{draft_plan}/activate", headers=headers)
+    resp = api.client.post(
+        f"/api/plans/{draft_plan}/activate", headers={**headers, **api.auth["planner"]}
+    )
     assert resp.status_code == 200, resp.text
     assert _status(api, draft_plan) == "active"
 
 
 def test_safe_methods_are_not_origin_checked(api: Api) -> None:
-    assert api.client.get("/api/plans", headers={"Origin": EVIL}).status_code == 200
+    headers = {"Origin": EVIL, **api.auth["town_leader"]}
+    assert api.client.get("/api/plans", headers=headers).status_code == 200
 
 
 # -- error shapes and the OpenAPI document -------------------------------------------------
@@ -434,7 +465,8 @@ def test_safe_methods_are_not_origin_checked(api: Api) -> None:
 def test_every_error_has_the_documented_shape(
     api: Api, method: str, url: str, kwargs: dict[str, Any], status: int
 ) -> None:
-    assert_error(api.client.request(method, url, **kwargs), status)
+    headers = {**kwargs.pop("headers", {}), **api.as_(method, url)}
+    assert_error(api.client.request(method, url, headers=headers, **kwargs), status)
 
 
 def _resolve(doc: dict[str, Any], ref: str) -> Any:
