@@ -19,6 +19,15 @@ a subset of villages (``--peer-villages``, default 40) and geogrid's numbers for
 subset are printed next to them. Reported per method: runtime, share of grids with
 100–200 households, mean/max |households − 150|, mean Polsby–Popper (metric CRS) and
 contiguity violations (regions not joined along borders of > 1 m, or in several pieces).
+
+Second yardstick: OR-Tools CP-SAT. On the sample town and a set of adversarial villages
+(a hole, two parts, oversized groups, many small groups, an empty group) each village is
+partitioned three times — heuristic alone (``exact_seconds=0``), the default run (a small
+CP-SAT budget per village) and with ``--exact-seconds`` per village, where CP-SAT either
+proves the optimum of the balance objective (``sum (h − 150)² / 150 + 10 × households
+out of band``) or reports its gap to the proven bound — and the balance cost of each plan
+is printed per village with the proven lower bound for the grid counts kept (CP-SAT's, or
+the group sizes'), whether the optimum is proven and the gap.
 """
 
 from __future__ import annotations
@@ -42,8 +51,10 @@ from rich.table import Table
 
 from partition import PartitionParams, partition_plan, quality_report, validate_plan
 from partition._geo import cover_union, polygon_parts, utm_crs
+from partition.exact import balance_cost
 from partition.plan import neighbours
 from partition.solver import components
+from partition.synthetic import random_village
 
 console = Console(highlight=False, width=220)
 LO, HI, TARGET = 100, 200, 150
@@ -259,6 +270,11 @@ def bench(data: Path, county: bool, jobs: int, peer_villages: int, timeout: floa
     t0, c0 = time.perf_counter(), time.process_time()
     plan = partition_plan(hh, villages, groups, params=params, jobs=1)
     t_one, cpu_one = time.perf_counter() - t0, time.process_time() - c0
+    t0 = time.perf_counter()
+    heur = partition_plan(
+        hh, villages, groups, params=PartitionParams(exact_seconds=0.0), jobs=jobs
+    )
+    t_heur = time.perf_counter() - t0
     problems = validate_plan(plan, hh)
     same = plan.grids[["code", "groups"]].equals(plan_j.grids[["code", "groups"]])
     rep = quality_report(plan)
@@ -286,6 +302,15 @@ def bench(data: Path, county: bool, jobs: int, peer_villages: int, timeout: floa
             t_one,
             len(codes),
             f"territories included; CPU {cpu_one:.1f} s; load avg {_load():.1f} on {_cpus()} CPUs",
+        )
+    )
+    rows.append(
+        _score(
+            f"geogrid heuristic only (jobs={jobs})",
+            _geogrid_regions(heur, codes, _units_by_village(heur)),
+            t_heur,
+            len(codes),
+            "exact_seconds=0 (no CP-SAT)",
         )
     )
     if peer_codes != codes:
@@ -369,6 +394,111 @@ def _print(label: str, rows: list[Row], n_households: int) -> None:
             )
 
 
+# --------------------------------------------------------------------------- CP-SAT yardstick
+
+
+def _adversarial() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Villages that are hard for a heuristic (codes 440199001xxx)."""
+    kinds: list[tuple[str, dict]] = [
+        ("hole", {"hole": True, "n_groups": 20}),
+        ("two parts", {"two_parts": True, "n_groups": 18}),
+        ("oversized groups", {"n_groups": 14, "households": (20, 260)}),
+        ("many small groups", {"n_groups": 34, "households": (8, 45)}),
+        ("few large groups", {"n_groups": 9, "households": (60, 140)}),
+        ("small village", {"n_groups": 6, "households": (10, 40)}),
+    ]
+    vs, hs = [], []
+    for i, (name, kw) in enumerate(kinds):
+        v, h = random_village(
+            np.random.default_rng(100 + i), code=f"440199001{i + 1:03d}",
+            offset=(i * 6000.0, 0.0), **kw,
+        )  # fmt: skip
+        v["name"] = name
+        vs.append(v)
+        hs.append(h)
+    v = gpd.GeoDataFrame(pd.concat(vs, ignore_index=True), crs=4326)
+    h = gpd.GeoDataFrame(pd.concat(hs, ignore_index=True), crs=4326)
+    # an empty group: a group number kept in the register with its households removed
+    h = h[~((h["village_code"] == "440199001006") & (h["group_no"] == 3))]
+    return v, h
+
+
+@dataclass
+class ExactRow:
+    village: str
+    groups: int
+    grids: str
+    heuristic: float
+    default: float
+    exact: float
+    bound: float
+    proven: bool
+    gap: float
+
+
+def _costs(plan) -> dict[str, float]:
+    return {
+        str(code): balance_cost(g["households"].to_numpy(), TARGET, LO, HI, 10.0)
+        for code, g in plan.grids.groupby("village_code")
+    }
+
+
+def exact_table(
+    label: str, hh: gpd.GeoDataFrame, villages: gpd.GeoDataFrame, groups, seconds: float
+) -> list[ExactRow]:
+    """Per village: balance cost of heuristic / default / long CP-SAT, bound, proof, gap."""
+    runs = {}
+    for name, ex in (("heuristic", 0.0), ("default", PartitionParams().exact_seconds),
+                     ("exact", seconds)):  # fmt: skip
+        t0 = time.perf_counter()
+        plan = partition_plan(hh, villages, groups, params=PartitionParams(exact_seconds=ex))
+        runs[name] = (plan, time.perf_counter() - t0)
+        console.log(f"{label}: {name} (exact_seconds={ex}) {runs[name][1]:.1f} s")
+    costs = {k: _costs(p) for k, (p, _) in runs.items()}
+    ex_plan = runs["exact"][0]
+    vinfo = ex_plan.villages.set_index("code")
+    units = ex_plan.assignment.groupby("village_code").size()
+    grids = {k: p.grids.groupby("village_code").size() for k, (p, _) in runs.items()}
+    rows = []
+    for code in sorted(costs["exact"]):
+        v = vinfo.loc[code]
+        rows.append(
+            ExactRow(
+                village=f"{code} {v['name']}" if v["name"] != code else code,
+                groups=int(units.get(code, 0)),
+                grids="/".join(str(int(grids[k].get(code, 0))) for k in costs),
+                heuristic=costs["heuristic"].get(code, 0.0),
+                default=costs["default"].get(code, 0.0),
+                exact=costs["exact"].get(code, 0.0),
+                bound=float(v["exact_bound"]),
+                proven=bool(v["exact_proven"]),
+                gap=float(v["exact_gap"]),
+            )
+        )
+    table = Table(title=f"{label}: balance cost per village (sum (h−150)²/150 + 10×out of band)")
+    for col in ("village", "groups", "grids h/d/e", "heuristic", "default", f"exact {seconds:g}s",
+                "proven bound", "proven", "gap"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "village" else "right")
+    for r in rows:
+        table.add_row(
+            r.village, str(r.groups), r.grids, f"{r.heuristic:.1f}", f"{r.default:.1f}",
+            f"{r.exact:.1f}", f"{r.bound:.1f}", "yes" if r.proven else "no",
+            f"{100 * r.gap:.0f}%",
+        )  # fmt: skip
+    console.print(table)
+    better = sum(r.exact < r.heuristic - 1e-6 for r in rows)
+    worse = sum(r.exact > r.heuristic + 1e-6 for r in rows)
+    ratios = [r.heuristic / r.exact for r in rows if r.exact > 1e-9]
+    console.print(
+        f"{label}: exact better than the heuristic alone in {better} of {len(rows)} villages "
+        f"(worse in {worse}: another k won on in-band share), at most "
+        f"{max(ratios, default=1.0):.1f}× lower; proven optimal "
+        f"{sum(r.proven for r in rows)} of {len(rows)}; times "
+        + ", ".join(f"{k} {t:.1f} s" for k, (_, t) in runs.items())
+    )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--county", action="store_true", help="also run the generated county")
@@ -381,9 +511,20 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--peer-villages", type=int, default=20)
     parser.add_argument("--peer-timeout", type=float, default=10.0, help="seconds per village")
+    parser.add_argument(
+        "--exact-seconds", type=float, default=5.0,
+        help="CP-SAT budget per village for the exact yardstick",
+    )  # fmt: skip
+    parser.add_argument("--no-peers", action="store_true", help="only the CP-SAT yardstick")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    hh, villages, groups = _inputs(args.data, False)
+    exact_table("sample town", hh, villages, groups, args.exact_seconds)
+    av, ah = _adversarial()
+    exact_table("adversarial villages", ah, av, None, args.exact_seconds)
+    if args.no_peers:
+        return
     bench(args.data, False, args.jobs, args.peer_villages, args.peer_timeout)
     if args.county:
         bench(args.data, True, args.jobs, args.peer_villages, args.peer_timeout)

@@ -13,7 +13,10 @@ non-empty grids — contiguous or not, with oversized groups alone or joined. Fo
 * **balance cost** (``sum f(h)``, ``f(h) = (h - T)^2 / T + M * out_of_band(h)``, the
   objective's balance terms) ``C_k``: the larger of the convex bound (``f`` is convex, so
   sizes as equal as integers allow are best) and the Lagrangian bound ``max_λ k min_{s∈S}
-  (f(s) - λ s) + λ W`` (any ``λ`` gives a valid bound; a grid of them is tried).
+  (f(s) - λ s) + λ W`` (any ``λ`` gives a valid bound; a grid of them is tried), and the
+  heavy-group bound ``sum_{w_i > T} f(w_i)``: above ``T`` ``f`` is increasing and
+  superadditive, so a grid holding groups heavier than the target costs at least the sum of
+  their costs alone.
 
 A village free to choose ``k`` is bounded by the best ``k``; a village in parts combines
 the parts' options (exhaustively while that is small, else the parts are pooled, a looser
@@ -121,6 +124,8 @@ def k_bounds(
     lam_hi = 2 * (sums.max() - target) / target + out_of_band + 1
     lams = np.linspace(lam_lo, lam_hi, 257)
     phi = (fs[None, :] - lams[:, None] * sums[None, :]).min(axis=1)
+    heavy_w = np.array([x for x in ws if x > target], dtype=float)
+    heavy = float(_f(heavy_w, target, lo, hi, out_of_band).sum()) if len(heavy_w) else 0.0
     out: list[KBound] = []
     for k in ks if ks is not None else range(1, n + 1):
         if not 1 <= k <= n:
@@ -140,7 +145,7 @@ def k_bounds(
             + (k - rem) * _f(np.array([float(q)]), target, lo, hi, out_of_band)[0]
         )
         lagr = float((k * phi + lams * total).max())
-        out.append(KBound(k, c, dev, max(convex, lagr, 0.0)))
+        out.append(KBound(k, c, dev, max(convex, lagr, heavy, 0.0)))
     return out
 
 

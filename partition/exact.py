@@ -314,7 +314,7 @@ def solve_exact(
 
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1
-    solver.parameters.random_seed = int(seed)
+    solver.parameters.random_seed = int(seed) % (2**31)
     solver.parameters.max_deterministic_time = float(seconds)
     solver.parameters.max_time_in_seconds = float(seconds) * WALL_FACTOR + WALL_SLACK
     status = solver.solve(m)

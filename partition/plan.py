@@ -49,6 +49,7 @@ from partition._geo import (
     union,
     utm_crs,
 )
+from partition.exact import balance_cost
 from partition.redraw import redraw_labels, repair_labels
 from partition.solver import (
     BalanceBound,
@@ -170,6 +171,7 @@ class VillageResult:
     moved: int | None = None
     exact: list[ExactRecord] = field(default_factory=list)
     moved_fresh: int | None = None
+    exact_bound: float | None = None
 
 
 @dataclass
@@ -190,8 +192,10 @@ class Plan:
     unassigned
         Households in no grid, with ``reason``.
     villages
-        Per village: code, name, geometry (EPSG:4326), bound on in-band share and on
-        mean deviation, households moved (redraw), notes.
+        Per village: code, name, geometry (EPSG:4326), bounds the group sizes allow
+        (in-band share, mean deviation, balance cost), households moved and those a fresh
+        partition would move (redraw), whether the exact solver proved every kept
+        component optimal and the largest gap it left, notes.
     params
         The :class:`PartitionParams` used.
     """
@@ -873,6 +877,12 @@ def partition_village(work: VillageWork, params: PartitionParams) -> VillageResu
     )
     res.exact = records
     res.moved_fresh = moved_fresh
+    if work.existing is None:
+        cost = balance_cost(
+            [g["households"] for g in res.grids], params.target, params.lo, params.hi,
+            params.objective().out_of_band,
+        )  # fmt: skip
+        res.exact_bound = cost - sum(e.final - e.bound for e in records if e.chosen)
     return res
 
 
@@ -1168,11 +1178,22 @@ def assemble_plan(
             "cadres": [w.k for w in work],
             "bound_in_band_share": [r.bound.max_in_band_share for r in results],
             "bound_mean_abs_dev": [r.bound.min_mean_abs_dev for r in results],
+            "bound_cost": [r.bound.min_cost for r in results],
             "moved": [r.moved for r in results],
             "moved_fresh": [r.moved_fresh for r in results],
-            # exact solver: every kept component proven optimal; the largest gap left
-            "exact_proven": [all(e.proven for e in r.exact if e.chosen) for r in results],
-            "exact_gap": [max((e.gap for e in r.exact if e.chosen), default=0.0) for r in results],
+            # exact solver (fresh plans): every kept component proven optimal, the largest
+            # gap left, and a proven lower bound of the balance cost for the kept grid counts
+            "exact_proven": [
+                None if r.moved is not None else all(e.proven for e in r.exact if e.chosen)
+                for r in results
+            ],
+            "exact_gap": [
+                None
+                if r.moved is not None
+                else max((e.gap for e in r.exact if e.chosen), default=0.0)
+                for r in results
+            ],
+            "exact_bound": [r.exact_bound for r in results],
             "notes": ["; ".join(r.notes) for r in results],
         },
         geometry=[w.geometry for w in work],

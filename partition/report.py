@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from partition.exact import balance_cost
 from partition.plan import Plan
 
 __all__ = ["quality_report", "render_html_report", "write_html_report"]
@@ -34,6 +36,12 @@ def _num(x: Any) -> Any:
     if isinstance(x, float) and math.isnan(x):
         return None
     return x
+
+
+def _bool(x: Any) -> bool | None:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return bool(x)
 
 
 def quality_report(plan: Plan) -> dict[str, Any]:
@@ -98,6 +106,15 @@ def quality_report(plan: Plan) -> dict[str, Any]:
                 if len(vg)
                 else None,
                 "households_moved": _num(v.moved),
+                # redraw: what a fresh partition would have moved; exact solver: proof, gap
+                "households_moved_fresh": _num(getattr(v, "moved_fresh", None)),
+                "balance_cost": balance_cost(
+                    vg["households"].to_numpy(), p.target, p.lo, p.hi, p.objective().out_of_band
+                ),
+                "bound_cost": _num(getattr(v, "bound_cost", None)),
+                "exact_proven": _bool(getattr(v, "exact_proven", None)),
+                "exact_gap": _num(getattr(v, "exact_gap", None)),
+                "exact_bound": _num(getattr(v, "exact_bound", None)),
                 "notes": str(v.notes),
             }
         )
@@ -119,6 +136,10 @@ def quality_report(plan: Plan) -> dict[str, Any]:
         "oversized_grids": int(g["flags"].str.contains("oversized").sum()),
         "forced_imbalance_grids": int(g["flags"].str.contains("forced_imbalance").sum()),
         "households_moved": plan.households_moved,
+        "households_moved_fresh": plan.households_moved_fresh,
+        "villages_proven_optimal": int(
+            sum(_bool(x) is True for x in plan.villages.get("exact_proven", pd.Series()))
+        ),
     }
     params = {
         "target": p.target,

@@ -18,6 +18,7 @@ when elongated) — balance first, compactness second, and, for a redraw, stabil
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -537,7 +538,6 @@ class _Exact:
         nbrs: Neighbors,
         k: int,
         obj: Objective,
-        rng: np.random.Generator,
         share: float,
     ) -> tuple[np.ndarray, ExactRecord]:
         """CP-SAT warm-started from ``lab``; returns the better labelling and a record."""
@@ -555,6 +555,12 @@ class _Exact:
             and abs(obj.out_of_band * obj.target - round(obj.out_of_band * obj.target)) < 1e-9
         )
         budget = self.left * share
+        # the exact step draws nothing from ``rng``: the heuristic's stream, and so its
+        # plans, are the same with or without it (seeded from the problem instead)
+        seed = (
+            zlib.crc32(np.asarray(w, dtype=np.float64).tobytes() + k.to_bytes(4, "little"))
+            & 0x7FFFFFFF
+        )
         if not rec.proven and (
             k in (1, n)
             or (n <= EXACT_MAX_UNITS and n * k <= EXACT_MAX_CELLS and budget > 0.01 and integral)
@@ -569,7 +575,7 @@ class _Exact:
                 out_of_band=obj.out_of_band,
                 hint=lab,
                 seconds=budget,
-                seed=int(rng.integers(2**31 - 1)),
+                seed=seed,
                 lower_bound=lb,
             )
             self.left = max(0.0, self.left - res.deterministic_time)
@@ -577,7 +583,7 @@ class _Exact:
                 rec, bound=res.bound, proven=res.proven, status=res.status, seconds=res.seconds
             )
             if res.cost < h0 - 1e-9:
-                new = _polish(res.labels, w, xy, area, nbrs, k, obj, rng)
+                new = _polish(res.labels, w, xy, area, nbrs, k, obj, np.random.default_rng(seed))
                 lab = new
                 rec = replace(rec, final=_balance(new, w, k, obj))
         elif not rec.proven:
@@ -719,7 +725,7 @@ def _partition_components(
             lab, cost = solve_k(
                 sw, sxy, sa, sub_nbrs, kk, rng, objective=obj, restarts=restarts, kicks=kicks
             )
-            new, rec = exact.improve(lab, sw, sxy, sa, sub_nbrs, kk, obj, rng, share)
+            new, rec = exact.improve(lab, sw, sxy, sa, sub_nbrs, kk, obj, share)
             if new is not lab:
                 lab, cost = new, _State(new, kk, sw, sxy, sa, obj, None).total()
             return lab, cost, rec

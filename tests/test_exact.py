@@ -213,5 +213,14 @@ def test_plan_reports_proofs_and_is_deterministic():
     assert a.grids[["code", "groups"]].equals(b.grids[["code", "groups"]])
     assert bool(a.villages["exact_proven"].all())
     assert float(a.villages["exact_gap"].max()) == 0.0
+    cost = balance_cost(a.grids["households"].to_numpy(), T, LO, HI, M)
+    assert float(a.villages["exact_bound"].iloc[0]) == pytest.approx(cost)
+    # the heuristic alone proves less, and never beats the proven optimum
+    h = partition_plan(hh, v, params=PartitionParams(exact_seconds=0.0))
+    assert balance_cost(h.grids["households"].to_numpy(), T, LO, HI, M) >= cost - 1e-9 or (
+        len(h.grids) != len(a.grids)
+    )
+    redraw = partition_plan(hh, v, existing=a.grids, params=params)
+    assert redraw.villages["exact_proven"].iloc[0] is None
     with pytest.raises(InvalidInput, match="exact_seconds"):
         PartitionParams(exact_seconds=-1)
