@@ -5,7 +5,8 @@
 :class:`SecurityHeaders`
     On every response: ``Content-Security-Policy`` (own assets only, plus the configured
     base map; scripts also by a per-request nonce, ``request.state.csp_nonce``),
-    ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: same-origin``, and
+    ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: same-origin``,
+    ``Strict-Transport-Security`` over HTTPS, and
     ``frame-ancestors 'self'`` unless the route set ``request.state.frame_ancestors`` (a list
     of origins, e.g. an embed token's). An ``Access-Control-Allow-Origin`` a route set for an
     origin that is not configured is removed: CORS answers only configured origins.
@@ -55,6 +56,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: A plain origin, the only thing accepted into ``frame-ancestors``.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?")
 #: An unescaped ``\u0000`` in JSON text (an even number of backslashes before it).
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -328,12 +331,18 @@ def content_security_policy(
     base map's origin; scripts also by ``nonce``; no plugins, no ``<base>``, forms only to
     ourselves; framed only by ourselves and ``frame_ancestors``.
 
+    ``frame_ancestors`` entries that are not plain origins (``scheme://host[:port]``) are
+    dropped, so that no value can smuggle another directive into the header.
+
     >>> "frame-ancestors 'self' https://portal.example" in content_security_policy(
     ...     "n", frame_ancestors=["https://portal.example"])
     True
+    >>> content_security_policy("n", frame_ancestors=["https://a; script-src *"]).endswith(
+    ...     "frame-ancestors 'self'")
+    True
     """
     extra = " ".join(extra_sources)
-    ancestors = " ".join(["'self'", *frame_ancestors])
+    ancestors = " ".join(["'self'", *(a for a in frame_ancestors if _ORIGIN.fullmatch(a))])
     directives = [
         "default-src 'self'",
         f"script-src 'self' 'nonce-{nonce}'",
@@ -382,6 +391,8 @@ class SecurityHeaders:
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Referrer-Policy", "same-origin")
                 headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+                if scope.get("scheme") == "https":  # served over TLS: keep browsers on it
+                    headers.setdefault("Strict-Transport-Security", "max-age=31536000")
                 allowed = headers.get("access-control-allow-origin")
                 if allowed is not None and (
                     origin not in self.cors_origins or allowed not in (origin, "*")

@@ -124,7 +124,7 @@ def api(pg, _town_template: str, sample_town, tmp_path_factory) -> Iterator[Api]
 
     @app.get("/test/framed", include_in_schema=False)
     def framed(request: Request) -> dict[str, str]:
-        request.state.frame_ancestors = [PORTAL]
+        request.state.frame_ancestors = [PORTAL, "https://x.example; script-src *", "*"]
         return {"ok": "framed"}
 
     mp = pytest.MonkeyPatch()
@@ -521,8 +521,16 @@ def test_nonce_changes_per_response(api: Api) -> None:
 
 
 def test_frame_ancestors_hook(api: Api) -> None:
+    """A route names the origins that may frame it; anything but a plain origin is dropped."""
     csp = api.client.get("/test/framed").headers["content-security-policy"]
-    assert f"frame-ancestors 'self' {PORTAL}" in csp
+    assert csp.endswith(f"frame-ancestors 'self' {PORTAL}")
+    assert csp.count("script-src") == 1
+
+
+def test_hsts_only_over_https(api: Api) -> None:
+    assert "strict-transport-security" not in api.client.get("/api/plans").headers
+    tls = api.client.get("https://testserver/assets/static/geogrid.css")
+    assert tls.headers["strict-transport-security"].startswith("max-age=")
 
 
 def test_csp_names_the_configured_base_map() -> None:
