@@ -94,6 +94,16 @@ def test_sample_town_people(engine: Engine, sample_town, tmp_path: Path) -> None
     assert special.inserted == special.read - special.rejected > 0.9 * special.read
     again = import_special(engine, sample_town.special, KEYS, rejects_path=tmp_path / "s.csv")
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, special.inserted)
+    with engine.connect() as conn:  # each import is in the audit log, with counts only
+        logged = conn.execute(
+            text("SELECT action, target_type, detail FROM audit_log ORDER BY id")
+        ).all()
+    assert [(r.action, r.target_type) for r in logged] == [
+        ("people.import", "file"), ("people.import", "file"),
+        ("special.import", "file"), ("special.import", "file"),
+    ]  # fmt: skip
+    assert logged[0].detail["inserted"] == report.inserted
+    assert logged[0].detail["file"] == sample_town.members.name
 
 
 def _good(hh: tuple[str, str, str, int], name: str, first17: str, phone: str = "") -> list[object]:
