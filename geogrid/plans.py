@@ -49,7 +49,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -269,13 +269,19 @@ def params_from_options(
     hi: int = 200,
     seed: int = 0,
     split_large: bool = False,
+    exact_seconds: float | None = None,
 ) -> PartitionParams:
     """Partition parameters from user options (validated; :class:`InvalidInput` if not).
+
+    ``exact_seconds`` is the CP-SAT budget per village (``None``: the default).
 
     >>> params_from_options(target=120, lo=80, hi=160).target
     120
     """
-    return PartitionParams(target=target, lo=lo, hi=hi, seed=seed, split_large=split_large)
+    params = PartitionParams(target=target, lo=lo, hi=hi, seed=seed, split_large=split_large)
+    if exact_seconds is not None:
+        params = replace(params, exact_seconds=float(exact_seconds))
+    return params
 
 
 def _params_json(params: PartitionParams) -> dict[str, Any]:
@@ -288,6 +294,7 @@ def _params_json(params: PartitionParams) -> dict[str, Any]:
         "empty_village": params.empty_village,
         "restarts": params.restarts,
         "kicks": params.kicks,
+        "exact_seconds": params.exact_seconds,
     }
 
 
@@ -301,6 +308,7 @@ def _params_from_json(d: Mapping[str, Any]) -> PartitionParams:
         empty_village=d.get("empty_village", "single"),
         restarts=int(d.get("restarts", 2)),
         kicks=int(d.get("kicks", 8)),
+        exact_seconds=float(d.get("exact_seconds", 0.0)),  # plans from before CP-SAT: none
     )
 
 

@@ -13,6 +13,12 @@ between neighbouring regions (with iterated perturbations) to minimise
 
 where ``nmi`` is the normalised moment of inertia of the region (1 for a disc, larger
 when elongated) — balance first, compactness second, and, for a redraw, stability.
+
+Every number of regions is evaluated at full effort unless the group-size bounds
+(:mod:`partition.bounds`) prove it cannot win; with a CP-SAT budget each heuristic plan is
+handed to the exact model of the balance terms (:mod:`partition.exact`), which improves it
+or proves it optimal; an improved plan is then polished for compactness by moves that never
+raise its balance cost. The minimal-change redraw lives in :mod:`partition.redraw`.
 """
 
 from __future__ import annotations
@@ -469,6 +475,8 @@ class ExactRecord:
         no budget) or the CP-SAT status.
     seconds
         Wall time of the CP-SAT call.
+    deterministic
+        CP-SAT deterministic time spent (what the budget counts).
     chosen
         Whether this ``k`` was the one kept for the component.
     """
@@ -481,6 +489,7 @@ class ExactRecord:
     proven: bool
     status: str
     seconds: float = 0.0
+    deterministic: float = 0.0
     chosen: bool = False
 
     @property
@@ -580,7 +589,12 @@ class _Exact:
             )
             self.left = max(0.0, self.left - res.deterministic_time)
             rec = replace(
-                rec, bound=res.bound, proven=res.proven, status=res.status, seconds=res.seconds
+                rec,
+                bound=res.bound,
+                proven=res.proven,
+                status=res.status,
+                seconds=res.seconds,
+                deterministic=res.deterministic_time,
             )
             if res.cost < h0 - 1e-9:
                 new = _polish(res.labels, w, xy, area, nbrs, k, obj, np.random.default_rng(seed))

@@ -224,3 +224,22 @@ def test_plan_reports_proofs_and_is_deterministic():
     assert redraw.villages["exact_proven"].iloc[0] is None
     with pytest.raises(InvalidInput, match="exact_seconds"):
         PartitionParams(exact_seconds=-1)
+
+
+def test_partition_budget_is_shared_and_respected():
+    rng = np.random.default_rng(6)
+    nb, xy = _lattice(rng, 5, 7, drop=0.1)
+    w = rng.integers(20, 90, size=len(nb)).astype(float)
+    budget = 0.4
+    recs: list[ExactRecord] = []
+    t0 = time.perf_counter()
+    partition_units(
+        w, xy, np.ones(len(w)), nb, np.random.default_rng(2), exact_seconds=budget, records=recs
+    )
+    took = time.perf_counter() - t0
+    ran = [r for r in recs if r.status not in ("bound", "skipped")]
+    assert ran, "CP-SAT must have run on a 35-unit graph"
+    # CP-SAT may overrun a deterministic limit by a hair; never by another budget
+    assert sum(r.deterministic for r in recs) <= budget * 1.1
+    assert sum(r.seconds for r in recs) <= budget * WALL_FACTOR + WALL_SLACK * len(ran)
+    assert took < 30
