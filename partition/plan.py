@@ -46,7 +46,6 @@ from partition._geo import (
     rebuild_coverage,
     renode,
     shared_lengths,
-    union,
     utm_crs,
 )
 from partition.exact import balance_cost
@@ -58,7 +57,7 @@ from partition.solver import (
     balance_bound_parts,
     partition_units,
 )
-from partition.territories import derive_metric, repair_metric
+from partition.territories import SuppliedGroups, derive_metric, repair_metric, supplied_groups
 
 __all__ = [
     "PartitionParams",
@@ -106,6 +105,9 @@ class PartitionParams:
         Split groups above ``hi`` into contiguous parts instead of leaving them alone.
     empty_village
         Policy for villages without households: ``"single"`` or ``"skip"``.
+    group_pieces
+        Policy for a supplied group living in separate pieces or given several polygons
+        (:func:`partition.territories.supplied_groups`): ``"refuse"`` or ``"keep"``.
     restarts, kicks
         Search effort: KMeans starts per k and perturbation rounds per start.
     exact_seconds
@@ -122,6 +124,7 @@ class PartitionParams:
     seed: int = 0
     split_large: bool = False
     empty_village: Literal["single", "skip"] = "single"
+    group_pieces: Literal["refuse", "keep"] = "refuse"
     restarts: int = 2
     kicks: int = 8
     exact_seconds: float = DEFAULT_EXACT_SECONDS
@@ -135,6 +138,8 @@ class PartitionParams:
             )
         if self.empty_village not in ("single", "skip"):
             raise InvalidInput("empty_village must be 'single' or 'skip'.")
+        if self.group_pieces not in ("refuse", "keep"):
+            raise InvalidInput("group_pieces must be 'refuse' or 'keep'.")
 
     def objective(self, **changes: float) -> Objective:
         """The solver objective for these parameters."""
@@ -156,6 +161,8 @@ class VillageWork:
     k: int | None = None
     existing: list[tuple[str, BaseGeometry, str | None]] | None = None
     locked: frozenset[str] = frozenset()
+    multipart: frozenset[int] = frozenset()  # supplied groups kept in pieces (policy keep)
+    group_notes: tuple[str, ...] = ()  # what the group-pieces policy found
 
 
 @dataclass
@@ -405,8 +412,12 @@ def village_work(
     cadres: Mapping[str, int] | None = None,
     existing: gpd.GeoDataFrame | None = None,
     locked: Iterable[str] | None = None,
+    group_pieces: str = "refuse",
 ) -> tuple[list[VillageWork], pd.DataFrame]:
     """Validate the inputs and cut them into one :class:`VillageWork` per village.
+
+    Supplied group polygons go through :func:`partition.territories.supplied_groups`
+    with the ``group_pieces`` policy (several polygons or pieces of one group).
 
     Returns the work items (sorted by village code) and the unassigned households.
 
@@ -421,16 +432,20 @@ def village_work(
     h = _check_households(households)
     h, unassigned = _locate(h, v)
     g_by_village: dict[str, dict[int, BaseGeometry]] = {}
+    pieces = SuppliedGroups({}, {}, {})
     if groups is not None:
         _check_frame(groups, "group polygons", GROUP_COLUMNS, "Polygon")
-        g = groups.to_crs(4326)
-        for code, gn, geom in zip(
-            g["village_code"].astype(str), g["group_no"], g.geometry, strict=True
-        ):
-            if geom is None or pd.isna(gn):
-                continue
-            d = g_by_village.setdefault(code, {})
-            d[int(gn)] = union([d[int(gn)], geom]) if int(gn) in d else geom
+        xy = shapely.get_coordinates(h.geometry.values)
+        where = pd.DataFrame(
+            {
+                "village_code": h["village_code"].astype(str).to_numpy(),
+                "group_no": h["group_no"].to_numpy(),
+                "lon": xy[:, 0],
+                "lat": xy[:, 1],
+            }
+        )
+        pieces = supplied_groups(groups.to_crs(4326), where, policy=group_pieces)
+        g_by_village = pieces.polygons
     ex_by_village: dict[str, list[tuple[str, BaseGeometry, str | None]]] = {}
     if existing is not None:
         _check_frame(existing, "existing grids", ("code",), "Polygon")
@@ -490,6 +505,8 @@ def village_work(
             k=None if cadres is None else (int(cadres[code]) if code in cadres else None),
             existing=ex_by_village.get(code) if existing is not None else None,
             locked=frozenset(c for c in locked_set if c[:12] == code),
+            multipart=pieces.multipart.get(code, frozenset()),
+            group_notes=tuple(pieces.notes.get(code, ())),
         )
         for code, name, geom in zip(v["code"], v["name"], v.geometry, strict=True)
     ]
@@ -604,7 +621,7 @@ def _units_for_part(
                 meta[nxt] = (f"{g}.{j + 1}{suffix}", int(g), "split_group")
                 nxt += 1
     if supplied:
-        terr, repairs = repair_metric(part_geom, supplied, xy[hh_idx], codes)
+        terr, repairs = repair_metric(part_geom, supplied, xy[hh_idx], codes, work.multipart)
         notes.extend(repairs)
     else:
         terr = derive_metric(part_geom, xy[hh_idx], codes)
@@ -702,7 +719,7 @@ def partition_village(work: VillageWork, params: PartitionParams) -> VillageResu
         part_of = np.argmin(dist, axis=1)
     else:
         part_of = np.zeros(len(xy), dtype=np.int64)
-    notes: list[str] = []
+    notes: list[str] = list(work.group_notes)
     if (~inside).any():
         notes.append(f"{int((~inside).sum())} households lie outside the village boundary")
     if len(parts) > 1:
@@ -929,6 +946,11 @@ def _assemble(
         mem = [i for i in range(len(units)) if labels[i] == r]
         h = sum(units[i].w for i in mem)
         flags = set(flags_of.get(r, set()))
+        if any(
+            units[i].group_no in work.multipart and len(polygon_parts(units[i].geom)) > 1
+            for i in mem
+        ):
+            flags.add("multipart_group")  # policy keep: a group in pieces
         if not params.lo <= h <= params.hi and "empty" not in flags:
             flags.add("out_of_band")
             if out_of_band_forced:
@@ -1136,8 +1158,9 @@ def partition_plan(
     """
     params = params or PartitionParams()
     work, unassigned = village_work(
-        households, villages, groups, cadres=cadres, existing=existing, locked=locked
-    )
+        households, villages, groups, cadres=cadres, existing=existing, locked=locked,
+        group_pieces=params.group_pieces,
+    )  # fmt: skip
     results = run_villages(work, params, jobs=jobs, scheduler=scheduler, progress=progress)
     return assemble_plan(work, results, unassigned, params, redraw=existing is not None)
 

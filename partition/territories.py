@@ -14,10 +14,12 @@ Both work in a local metric CRS and return geometries in the caller's CRS.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 import shapely.errors
 from shapely.geometry.base import BaseGeometry
@@ -35,7 +37,13 @@ from partition._geo import (
     utm_crs,
 )
 
-__all__ = ["derive_territories", "repair_territories"]
+__all__ = [
+    "GROUP_PIECES_POLICIES",
+    "SuppliedGroups",
+    "derive_territories",
+    "repair_territories",
+    "supplied_groups",
+]
 
 #: Isolated slivers (touching every territory only at points) smaller than this (m²) are
 #: dropped: no territory could include them and stay one piece. The plan validator's area
@@ -157,24 +165,41 @@ def _absorb(
     return territory
 
 
-def _defragment(territory: dict[int, BaseGeometry]) -> dict[int, BaseGeometry]:
-    """Keep each territory's largest piece; hand detached fragments to neighbours."""
+def _defragment(
+    territory: dict[int, BaseGeometry], keep: Mapping[int, np.ndarray] | None = None
+) -> dict[int, BaseGeometry]:
+    """Keep each territory's largest piece; hand detached fragments to neighbours.
+
+    A group in ``keep`` (group → its households' coordinates; policy ``keep``) keeps
+    every piece holding one of its households.
+    """
     orphans: list[BaseGeometry] = []
     for k in sorted(territory):
         parts = polygon_parts(territory[k])
         if len(parts) > 1:
+            xy = (keep or {}).get(k)
+            if xy is not None and len(xy):
+                lived = [p for p in parts if shapely.intersects_xy(p, xy[:, 0], xy[:, 1]).any()]
+                mine = lived or parts[:1]
+                territory[k] = mine[0] if len(mine) == 1 else shapely.MultiPolygon(mine)
+                orphans.extend(p for p in parts if not any(p is q for q in mine))
+                continue
             territory[k] = parts[0]
             orphans.extend(parts[1:])
     if orphans:
         territory = _absorb(territory, orphans)
         # absorbing can only merge along borders, but a nearest-fallback piece may detach
         for k in sorted(territory):
-            if len(polygon_parts(territory[k])) > 1:
+            if k not in (keep or {}) and len(polygon_parts(territory[k])) > 1:
                 territory[k] = polygonal(territory[k])
     return territory
 
 
-def _cut_necks(territory: dict[int, BaseGeometry], width: float = NECK_WIDTH) -> list[str]:
+def _cut_necks(
+    territory: dict[int, BaseGeometry],
+    width: float = NECK_WIDTH,
+    keep: Collection[int] = (),
+) -> list[str]:
     """Cut every territory at passages narrower than ``width`` (in place).
 
     What the morphological opening (radius ``width / 2``) of a territory drops around its
@@ -186,7 +211,7 @@ def _cut_necks(territory: dict[int, BaseGeometry], width: float = NECK_WIDTH) ->
     notes: list[str] = []
     for k in sorted(territory):
         t = territory[k]
-        if t.is_empty:
+        if t.is_empty or k in keep:  # a group kept in pieces keeps them
             continue
         opened = [
             p for p in polygon_parts(shapely.buffer(t, -width / 2, quad_segs=8)) if p.area > 1.0
@@ -237,14 +262,18 @@ def _snapped(territory: dict[int, BaseGeometry], village: BaseGeometry) -> dict[
     return dict(zip(keys, out, strict=True))
 
 
-def _finish(territory: dict[int, BaseGeometry], village: BaseGeometry) -> list[str]:
+def _finish(
+    territory: dict[int, BaseGeometry],
+    village: BaseGeometry,
+    keep: Mapping[int, np.ndarray] | None = None,
+) -> list[str]:
     """Last step of both pipelines (in place): snap-rounded exact coverage, detached
     fragments handed to neighbours, territories cut at sliver passages. Returns notes."""
     notes: list[str] = []
     for _ in range(3):
         territory.update(_snapped(territory, village))
-        territory.update(_defragment(territory))
-        cut = _cut_necks(territory)
+        territory.update(_defragment(territory, keep))
+        cut = _cut_necks(territory, keep=keep or {})
         notes.extend(cut)
         if not cut:
             break
@@ -318,9 +347,12 @@ def repair_metric(
     supplied: Mapping[int, BaseGeometry],
     xy: np.ndarray,
     codes: np.ndarray,
+    keep: Collection[int] = (),
 ) -> tuple[dict[int, BaseGeometry], list[str]]:
     """Repair supplied group polygons in a metric CRS; derive the missing ones.
 
+    Groups in ``keep`` (policy ``keep`` of :func:`supplied_groups`) keep every piece
+    holding one of their households; other groups keep their largest piece.
     Returns the territories (tiling ``village``) and a list of human-readable repairs.
     """
     notes: list[str] = []
@@ -380,9 +412,10 @@ def repair_metric(
         gaps = []
     if gaps:  # first close the gaps, so that detached fragments have neighbours
         territory = _absorb(territory, gaps)
-    territory = _defragment(territory)
+    keep_xy = {g: xy[codes == g] for g in keep if g in territory}
+    territory = _defragment(territory, keep_xy)
     _fill_gaps(village, territory, exact=True)
-    notes.extend(_finish(territory, village))
+    notes.extend(_finish(territory, village, keep_xy))
     return territory, notes
 
 
@@ -553,3 +586,120 @@ def _frame(
     geoms = [as_multipolygon(territory[k]) for k in keys]
     frame = gpd.GeoDataFrame({group_col: list(keys)}, geometry=geoms, crs=metric)
     return frame.to_crs(crs)
+
+
+# --------------------------------------------------------------------------- supplied groups
+
+#: Policies for a supplied group whose polygons hold households in separate pieces (or a
+#: group number given several polygons): ``"refuse"`` stops with a clear error naming the
+#: village, the group and its pieces; ``"keep"`` keeps the pieces as one unit (its grid is
+#: flagged ``multipart_group``). Pieces holding no household are never a reason to refuse:
+#: they are attached to the neighbouring group with the longest shared border.
+GROUP_PIECES_POLICIES = ("refuse", "keep")
+
+
+@dataclass
+class SuppliedGroups:
+    """Supplied group polygons per village after the pieces policy.
+
+    Attributes
+    ----------
+    polygons
+        Village code → group number → (Multi)Polygon, EPSG:4326.
+    multipart
+        Village code → groups kept as one unit in several pieces (policy ``keep``).
+    notes
+        Village code → what was found and done.
+    """
+
+    polygons: dict[str, dict[int, BaseGeometry]]
+    multipart: dict[str, frozenset[int]]
+    notes: dict[str, list[str]]
+
+
+def supplied_groups(
+    groups: gpd.GeoDataFrame,
+    households: pd.DataFrame,
+    *,
+    policy: str = "refuse",
+) -> SuppliedGroups:
+    """Apply the pieces policy to supplied group polygons (EPSG:4326).
+
+    Parameters
+    ----------
+    groups
+        ``village_code, group_no`` and a polygon per row, EPSG:4326.
+    households
+        ``village_code, group_no`` and ``lon, lat`` (EPSG:4326) of the households.
+    policy
+        One of :data:`GROUP_PIECES_POLICIES`.
+
+    Raises
+    ------
+    geogrid.errors.InvalidInput
+        Under ``refuse``: a group number with several polygons, or a group whose
+        households live in separate pieces of its polygon.
+    """
+    if policy not in GROUP_PIECES_POLICIES:
+        raise InvalidInput(f"group pieces policy must be one of {GROUP_PIECES_POLICIES}.")
+    polygons: dict[str, dict[int, BaseGeometry]] = {}
+    multipart: dict[str, set[int]] = {}
+    notes: dict[str, list[str]] = {}
+    rows = groups.reset_index(drop=True)
+    rows = rows[rows.geometry.notna() & rows["group_no"].notna()]
+    keys = list(
+        zip(rows["village_code"].astype(str), rows["group_no"].astype(np.int64), strict=True)
+    )
+    by_key: dict[tuple[str, int], list[int]] = {}
+    for i, key in enumerate(keys):
+        by_key.setdefault((key[0], int(key[1])), []).append(i)
+    hh = households.dropna(subset=["lon", "lat"])
+    hh_by = {
+        (str(v), int(float(str(g)))): frame[["lon", "lat"]].to_numpy(dtype=float)
+        for (v, g), frame in hh.groupby(["village_code", "group_no"])
+    }
+    for (code, g), idx in sorted(by_key.items()):
+        say = notes.setdefault(code, [])
+        geoms = [rows.geometry.iloc[i] for i in idx]
+        if len(idx) > 1:
+            where = ", ".join(str(i + 1) for i in idx)
+            if policy == "refuse":
+                raise InvalidInput(
+                    f"village {code}: group {g} has {len(idx)} polygons (features {where}); "
+                    "fix the group file, or keep them as one unit with the 'keep' policy "
+                    "(--group-pieces keep)",
+                    detail={"village_code": code, "group_no": g, "features": idx},
+                )
+            say.append(f"group {g}: {len(idx)} polygons kept as one unit (policy keep)")
+        geom = clean(union(geoms))
+        parts = polygon_parts(geom)
+        xy = hh_by.get((code, g), np.zeros((0, 2)))
+        counts = [
+            int(shapely.contains_xy(p, xy[:, 0], xy[:, 1]).sum()) if len(xy) else 0 for p in parts
+        ]
+        lived = [p for p, n in zip(parts, counts, strict=True) if n > 0]
+        if len(parts) > 1 and len(lived) < len(parts):
+            say.append(
+                f"group {g}: {len(parts) - len(lived)} detached piece(s) without households "
+                "attached to the neighbouring groups"
+            )
+        if len(lived) > 1:
+            desc = "; ".join(
+                f"{n} households" for n in sorted((n for n in counts if n), reverse=True)
+            )
+            if policy == "refuse":
+                raise InvalidInput(
+                    f"village {code}: group {g} lives in {len(lived)} separate pieces ({desc}); "
+                    "fix the group polygon, or keep the pieces as one unit with the 'keep' "
+                    "policy (--group-pieces keep)",
+                    detail={"village_code": code, "group_no": g, "pieces": len(lived)},
+                )
+            multipart.setdefault(code, set()).add(g)
+            say.append(f"group {g}: {len(lived)} separate pieces kept as one unit (policy keep)")
+        kept = lived if lived else parts[:1]
+        polygons.setdefault(code, {})[g] = kept[0] if len(kept) == 1 else shapely.MultiPolygon(kept)
+    return SuppliedGroups(
+        polygons,
+        {k: frozenset(v) for k, v in multipart.items()},
+        {k: v for k, v in notes.items() if v},
+    )

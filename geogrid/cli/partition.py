@@ -146,6 +146,12 @@ def partition_command(
         help="Current grids: redraw with minimal change.",
     ),
     split_large: SplitLargeOpt = False,
+    group_pieces: str = typer.Option(
+        "refuse",
+        "--group-pieces",
+        help="A supplied group living in separate pieces, or given several polygons: "
+        "refuse (stop and say which) or keep (one unit in pieces, flagged).",
+    ),
     accept_imbalance: bool = typer.Option(
         False,
         "--accept-imbalance",
@@ -186,7 +192,12 @@ def partition_command(
     from partition.plan import assemble_plan, run_villages, village_work
     from partition.validate import BALANCE_RULES, stray_households, validate_plan
 
-    params = PartitionParams(target=target, lo=lo, hi=hi, seed=seed, split_large=split_large)
+    if group_pieces not in ("refuse", "keep"):
+        raise typer.BadParameter("must be refuse or keep", param_hint="--group-pieces")
+    params = PartitionParams(
+        target=target, lo=lo, hi=hi, seed=seed, split_large=split_large,
+        group_pieces=group_pieces,  # type: ignore[arg-type]
+    )  # fmt: skip
     vv = _read_layer(villages, "villages", "villages")
     towns = _optional_layer(villages, "town")
     gg = _read_layer(groups, "groups", "groups") if groups else None
@@ -209,7 +220,9 @@ def partition_command(
         )
     hh = reg.households
     t0 = time.perf_counter()  # partition_plan's steps, run one by one to drive the bar
-    work, unassigned = village_work(hh, vv, gg, cadres=cd, existing=ex)
+    work, unassigned = village_work(
+        hh, vv, gg, cadres=cd, existing=ex, group_pieces=params.group_pieces
+    )
     with village_bar(console) as progress:
         task = progress.add_task("", total=len(work))
 
