@@ -442,3 +442,4 @@ class HeatDirty(Base):
 
 # The access tables live with their domain; importing them here registers them on Base.
 from geogrid.access import models as _access_models  # noqa: E402, F401
+from geogrid.people import models as _people_models  # noqa: E402, F401

@@ -46,6 +46,7 @@ from geogrid.ingest.readers import RegisterFrame, read_register
 from geogrid.people.crypto import KeyProvider, lookup_hash, seal
 from geogrid.people.idcard import id_problem, normalize_id
 from geogrid.people.mask import mask_id, mask_phone
+from geogrid.people.models import CATEGORIES, RESIDENCE, RISK_LEVELS
 
 __all__ = [
     "CATEGORIES",
@@ -93,22 +94,12 @@ SPECIAL_FIELDS: dict[str, tuple[str, ...]] = {
 #: Fields the register reader already names and the people files use to find households.
 _PLACE_FIELDS = ("register_no", "village", "village_code", "town")
 
-RESIDENCE = ("户籍", "流动", "外出", "寄住", "其他")
 _RESIDENCE_ALIASES = {
     "户籍": "户籍", "户籍人口": "户籍", "常住": "户籍", "本地": "户籍", "在家": "户籍",
     "流动": "流动", "流动人口": "流动", "外来": "流动", "暂住": "流动",
     "外出": "外出", "外出务工": "外出", "人户分离": "外出",
     "寄住": "寄住", "寄居": "寄住", "其他": "其他",
 }  # fmt: skip
-CATEGORIES = (
-    "刑满释放",
-    "社区矫正",
-    "吸毒人员",
-    "严重精神障碍",
-    "重点青少年",
-    "艾滋病危险",
-    "其他",
-)
 _CATEGORY_ALIASES = {
     "刑满释放人员": "刑满释放", "安置帮教": "刑满释放", "安置帮教人员": "刑满释放",
     "社区矫正人员": "社区矫正", "社区矫正对象": "社区矫正", "社区服刑人员": "社区矫正",
@@ -119,7 +110,6 @@ _CATEGORY_ALIASES = {
     "重点青少年群体": "重点青少年", "闲散青少年": "重点青少年",
     "艾滋病危险人员": "艾滋病危险", "艾滋病": "艾滋病危险",
 }  # fmt: skip
-RISK_LEVELS = ("低", "中", "高")
 _RISK_ALIASES = {
     "低": "低", "低风险": "低", "一般": "低", "1": "低", "一级": "低", "三级": "低",
     "中": "中", "中风险": "中", "较高": "中", "2": "中", "二级": "中",

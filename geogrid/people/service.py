@@ -27,8 +27,8 @@ from geogrid.access.policy import Principal
 from geogrid.errors import InvalidInput, NotFound
 from geogrid.people.crypto import KeyProvider, lookup_hash, unseal
 from geogrid.people.idcard import id_problem, normalize_id
-from geogrid.people.load import CATEGORIES
 from geogrid.people.mask import mask_name
+from geogrid.people.models import CATEGORIES
 
 __all__ = [
     "Followup",
