@@ -271,6 +271,24 @@ def test_bad_input_is_a_400_never_a_500(api: Api, method: str, url: str, body: A
     assert_error(resp, 400)
 
 
+def test_nul_in_a_form_body_is_refused(api: Api, draft_plan: int) -> None:
+    resp = api.client.post(
+        f"/api/plans/{draft_plan}/activate", content=b"note=a%00b",
+        headers={"content-type": "application/x-www-form-urlencoded", **api.auth["planner"]},
+    )  # fmt: skip
+    assert_error(resp, 400)
+    assert _status(api, draft_plan) == "draft"
+
+
+def test_an_escaped_backslash_before_u0000_is_text_not_nul(api: Api) -> None:
+    """The text ``\\u0000`` (a backslash, then u0000; ``\\\\u0000`` in JSON) is not a NUL."""
+    body = {"role": "leader", "name": "a\\u0000b"}
+    resp = api.client.put(
+        "/api/grids/420117105201001/staff", json=body, headers=api.auth["town_leader"]
+    )
+    assert resp.status_code in (200, 404), resp.text
+
+
 def test_nul_in_a_header_value_is_refused(api: Api) -> None:
     """httpx refuses to send a NUL in a header, so the guard gets the ASGI scope itself."""
     guard = RequestGuard(api.client.app, max_body_bytes=1024, allowed_origins=())
