@@ -526,6 +526,7 @@ class _Unit:
     w: int
     pop: int
     alone: str | None = None  # flag when the unit must stand alone
+    island: bool = False  # joined to another part of the village (policy: islands)
 
 
 def _village_rng(seed: int, code: str) -> np.random.Generator:
@@ -667,6 +668,52 @@ def _initial_from_existing(
     return out
 
 
+def _attach_islands(
+    units: list[_Unit], n_parts: int, params: PartitionParams, notes: list[str]
+) -> tuple[list[_Unit], list[tuple[int, int]]]:
+    """Policy for a village in several parts, through the group adjacency graph.
+
+    A part without households (an islet, a detached field) is no grid of its own: it
+    joins the territory of the nearest group. A part with fewer households than ``lo``
+    is partitioned with the nearest larger part: its nearest group is linked to the
+    nearest group there (a link of the adjacency graph). Grids holding such pieces are
+    flagged ``island``; within each part a grid stays connected through shared borders.
+    Returns the units and the links.
+    """
+    w_part = [sum(u.w for u in units if u.part == p) for p in range(n_parts)]
+    if max(w_part, default=0) == 0:
+        return units, []
+    out = [u for u in units if not (u.alone == "empty" and u.w == 0)]
+    empties = [u for u in units if u.alone == "empty" and u.w == 0]
+    for e in empties:
+        j = min(range(len(out)), key=lambda i: (out[i].geom.distance(e.geom), i))
+        out[j].geom = shapely.MultiPolygon(polygon_parts(out[j].geom) + polygon_parts(e.geom))
+        out[j].island = True
+    if empties:
+        notes.append(f"{len(empties)} part(s) without households joined the nearest group")
+    small = [p for p in range(n_parts) if 0 < w_part[p] < params.lo]
+    big = [p for p in range(n_parts) if w_part[p] >= params.lo]
+    links: list[tuple[int, int]] = []
+    for p in small if big else []:
+        mine = [i for i, u in enumerate(out) if u.part == p]
+        others = [i for i, u in enumerate(out) if u.part in big]
+        if not mine or not others:
+            continue
+        i, j = min(
+            ((i, j) for i in mine for j in others),
+            key=lambda ij: (out[ij[0]].geom.distance(out[ij[1]].geom), ij),
+        )
+        for m in mine:
+            out[m].part = out[j].part
+            out[m].island = True
+        out[j].island = True
+        links.append((i, j))
+        notes.append(
+            f"part {p + 1} ({w_part[p]} households) is partitioned with part {out[j].part + 1}"
+        )
+    return out, links
+
+
 def _edge_match(units: list[_Unit], notes: list[str]) -> None:
     """Make the unit territories a valid coverage (shared edges vertex for vertex).
 
@@ -723,7 +770,7 @@ def partition_village(work: VillageWork, params: PartitionParams) -> VillageResu
     if (~inside).any():
         notes.append(f"{int((~inside).sum())} households lie outside the village boundary")
     if len(parts) > 1:
-        notes.append(f"village in {len(parts)} parts: each part partitioned separately")
+        notes.append(f"village in {len(parts)} parts")
     groups_m = (
         {g: clean(proj.to_metric(geom)) for g, geom in work.groups.items()} if work.groups else None
     )
@@ -745,6 +792,9 @@ def partition_village(work: VillageWork, params: PartitionParams) -> VillageResu
                 )
             ]
         units.extend(pu)
+    links: list[tuple[int, int]] = []
+    if len(parts) > 1:
+        units, links = _attach_islands(units, len(parts), params, notes)
     pop_all = hh["population"].to_numpy() if len(hh) else np.zeros(0)
     if params.split_large:
         split: list[_Unit] = []
@@ -780,6 +830,9 @@ def partition_village(work: VillageWork, params: PartitionParams) -> VillageResu
 
     geoms = [u.geom for u in units]
     nb = neighbours(geoms)
+    for i, j in links:  # a small part of the village joins the nearest group's grid
+        nb[i] = sorted({*nb[i], j})
+        nb[j] = sorted({*nb[j], i})
     w = np.array([u.w for u in units], dtype=float)
     arr = np.asarray(geoms, dtype=object)
     cxy = shapely.get_coordinates(shapely.centroid(arr)) if len(arr) else np.zeros((0, 2))
@@ -951,6 +1004,8 @@ def _assemble(
             for i in mem
         ):
             flags.add("multipart_group")  # policy keep: a group in pieces
+        if any(units[i].island for i in mem) and len(polygon_parts(geom)) > 1:
+            flags.add("island")  # a part of the village joined to this grid
         if not params.lo <= h <= params.hi and "empty" not in flags:
             flags.add("out_of_band")
             if out_of_band_forced:

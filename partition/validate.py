@@ -73,6 +73,8 @@ POINT_TOLERANCE = 0.05
 _BAND_EXEMPT = frozenset({"oversized", "empty"})
 #: Grid flag allowing a kept group in several pieces (policy ``group_pieces="keep"``).
 MULTIPART_FLAG = "multipart_group"
+#: Grid flag of a grid holding a detached part of its village (connected within each part).
+ISLAND_FLAG = "island"
 
 _CODE = re.compile(r"\d{15}")
 _MAX_PER_RULE = 20
@@ -651,13 +653,25 @@ def _check_grid(
             )
         )
 
-    # connectivity: groups joined by borders of real length; pieces; sliver passages
+    # connectivity: groups joined by borders of real length; pieces; sliver passages.
+    # Policies: a group kept in pieces (multipart_group) may be in several pieces; a grid
+    # holding a detached part of the village (island) must be connected within each part.
     multipart = MULTIPART_FLAG in flags
+    island = ISLAND_FLAG in flags
+    vparts = polygon_parts(village)
+
+    def part_of(piece: BaseGeometry) -> int:
+        if len(vparts) < 2:
+            return 0
+        p = shapely.point_on_surface(piece)
+        return min(range(len(vparts)), key=lambda k: (vparts[k].distance(p), k))
+
     pieces: list[BaseGeometry] = []
     owner: list[int] = []
     for j, u in enumerate(mine):
         parts = polygon_parts(u)
-        if len(parts) > 1 and not multipart:
+        spread = len({part_of(p) for p in parts}) == len(parts)
+        if len(parts) > 1 and not multipart and not (island and spread):
             out.append(
                 Violation(
                     "connected",
@@ -669,24 +683,35 @@ def _check_grid(
             )
         pieces.extend(parts)
         owner.extend([j] * len(parts))
-    same = [(a, b) for a in range(len(pieces)) for b in range(a) if owner[a] == owner[b]]
-    if len(mine) > 1 and _joined(pieces, same) > 1:  # groups meet at corners or not at all
-        out.append(
-            Violation(
-                "connected",
-                code,
-                gcode,
-                "its groups are not joined along shared borders",
-                where(geom),
+    region = [part_of(p) for p in pieces] if island else [0] * len(pieces)
+    same = [
+        (a, b)
+        for a in range(len(pieces))
+        for b in range(a)
+        if owner[a] == owner[b] and (multipart or region[a] != region[b] or not island)
+    ]
+    for r in sorted(set(region)):
+        sub = [k for k in range(len(pieces)) if region[k] == r]
+        local = {k: n for n, k in enumerate(sub)}
+        links = [(local[a], local[b]) for a, b in same if a in local and b in local]
+        if len({owner[k] for k in sub}) > 1 and _joined([pieces[k] for k in sub], links) > 1:
+            out.append(
+                Violation(
+                    "connected",
+                    code,
+                    gcode,
+                    "its groups are not joined along shared borders",
+                    where(pieces[sub[0]]),
+                )
             )
-        )
     parts = polygon_parts(geom)
-    if len(parts) > 1 and not multipart:
+    per_region = [part_of(p) if island else 0 for p in parts]
+    if not multipart and len(per_region) != len(set(per_region)):
         out.append(
             Violation("connected", code, gcode, f"grid is in {len(parts)} pieces", where(parts[-1]))
         )
-    elif len(parts) == 1:
-        opened = polygon_parts(shapely.buffer(parts[0], -SLIVER_WIDTH / 2, quad_segs=2))
+    for part in parts:
+        opened = polygon_parts(shapely.buffer(part, -SLIVER_WIDTH / 2, quad_segs=2))
         big = [p for p in opened if p.area > max(area_tolerance(geom), 100.0)]
         if len(big) > 1:
             out.append(
