@@ -15,7 +15,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from geogrid.people.idcard import make_id
+from geogrid.people.idcard import CHECK_CHARS, WEIGHTS
 from geogrid.sample import names as nm
 
 __all__ = ["MEMBER_COLUMNS", "SPECIAL_COLUMNS", "build_people"]
@@ -54,11 +54,6 @@ _OTHERS = ("子", "女", "孙子", "孙女", "儿媳", "父亲", "母亲")
 _OTHERS_P = np.array([0.26, 0.22, 0.14, 0.13, 0.09, 0.08, 0.08])
 
 
-def _birth(rng: np.random.Generator, age: int) -> dt.date:
-    age = int(np.clip(age, 0, 99))
-    return TODAY - dt.timedelta(days=age * 365 + int(rng.integers(0, 365)))
-
-
 def build_people(
     rng: np.random.Generator, register: pd.DataFrame, region: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -78,49 +73,76 @@ def build_people(
     members, special
         Frames with :data:`MEMBER_COLUMNS` and :data:`SPECIAL_COLUMNS`.
     """
-    rows: list[list[object]] = []
-    used: set[str] = set()
-    total = int(register["家庭人口"].sum()) + 1
-    pools = {
-        "男": nm.person_names(rng, total, female_share=0.0),
-        "女": nm.person_names(rng, total, female_share=1.0),
-    }
-    phones = nm.phone_numbers(rng, total)
-    k = 0
-    for vil, reg_no, head, phone, size in register[
-        ["村", "户号", "户主姓名", "联系电话", "家庭人口"]
-    ].itertuples(index=False, name=None):
-        head_age = int(rng.integers(28, 86))
-        head_sex = "男" if rng.random() < 0.85 else "女"
-        people = [("户主", head, head_sex, head_age, phone or "")]
-        for j in range(int(size) - 1):
-            if j == 0 and rng.random() < 0.8:
-                relation = "配偶"
-            else:
-                relation = str(rng.choice(_OTHERS, p=_OTHERS_P))
-            sex, (lo, hi) = _RELATIONS[relation]
-            if not sex:
-                sex = "女" if head_sex == "男" else "男"
-            age = head_age + int(rng.integers(lo, hi + 1))
-            name = pools[sex][k]
-            if relation in ("子", "女", "孙子", "孙女"):
-                name = head[0] + name[1:]
-            k += 1
-            own_phone = phones[k] if age >= 16 and rng.random() < 0.55 else ""
-            people.append((relation, name, sex, max(age, 0), own_phone))
-        for relation, name, sex, age, ph in people:
-            born = _birth(rng, age)
-            number = make_id(region, born, int(rng.integers(0, 1000)), sex)
-            while number in used:
-                number = make_id(region, born, int(rng.integers(0, 1000)), sex)
-            used.add(number)
-            status = str(rng.choice(list(RESIDENCE_P), p=list(RESIDENCE_P.values())))
-            rows.append(
-                [len(rows) + 1, vil, reg_no, name, relation, sex, born.isoformat(), number, ph,
-                 status]
-            )  # fmt: skip
-    members = pd.DataFrame(rows, columns=list(MEMBER_COLUMNS))
+    sizes = register["家庭人口"].to_numpy(dtype=np.int64)
+    n, total = len(sizes), int(sizes.sum())
+    hh = np.repeat(np.arange(n), sizes)  # household of each person
+    pos = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # 0 = the head
+    head_age = rng.integers(28, 86, n)
+    head_male = rng.random(n) < 0.85
+
+    relation = rng.choice(np.array(_OTHERS), size=total, p=_OTHERS_P).astype(object)
+    relation[(pos == 1) & (rng.random(total) < 0.8)] = "配偶"
+    relation[pos == 0] = "户主"
+    spec = {r: _RELATIONS.get(r, ("", (0, 0))) for r in (*_OTHERS, "配偶", "户主")}
+    lo = np.array([spec[r][1][0] for r in relation])
+    hi = np.array([spec[r][1][1] for r in relation])
+    age = np.clip(head_age[hh] + rng.integers(lo, hi + 1), 0, 99)
+    fixed = np.array([spec[r][0] for r in relation], dtype=object)
+    male = np.where(fixed == "", head_male[hh] ^ (pos > 0), fixed == "男")
+    sex = np.where(male, "男", "女")
+
+    names = np.where(
+        male,
+        np.array(nm.person_names(rng, total, female_share=0.0), dtype=object),
+        np.array(nm.person_names(rng, total, female_share=1.0), dtype=object),
+    )
+    heads = register["户主姓名"].to_numpy(dtype=object)
+    names[pos == 0] = heads
+    kin = np.isin(relation, ["子", "女", "孙子", "孙女"])
+    names[kin] = [h[0] + m[1:] for h, m in zip(heads[hh[kin]], names[kin], strict=True)]
+
+    phones = np.array(nm.phone_numbers(rng, total), dtype=object)
+    phones[(age < 16) | (rng.random(total) >= 0.55)] = ""
+    phones[pos == 0] = register["联系电话"].fillna("").to_numpy(dtype=object)
+
+    born = np.datetime64(TODAY) - (age * 365 + rng.integers(0, 365, total)).astype("timedelta64[D]")
+    numbers = _id_numbers(rng, region, born, male)
+    status = rng.choice(np.array(list(RESIDENCE_P)), size=total, p=list(RESIDENCE_P.values()))
+    names_of_village = register["村"].to_numpy(dtype=object)
+    register_nos = register["户号"].to_numpy(dtype=object)
+    members = pd.DataFrame(
+        {
+            "序号": np.arange(1, total + 1),
+            "村": names_of_village[hh],
+            "户号": register_nos[hh],
+            "姓名": names,
+            "与户主关系": relation,
+            "性别": sex,
+            "出生日期": np.datetime_as_string(born, unit="D"),
+            "公民身份号码": numbers,
+            "联系电话": phones,
+            "户籍状态": status,
+        },
+        columns=list(MEMBER_COLUMNS),
+    )
     return members, _special(rng, members)
+
+
+def _id_numbers(
+    rng: np.random.Generator, region: str, born: np.ndarray, male: np.ndarray
+) -> np.ndarray:
+    """Distinct, valid ID numbers: region, birth date, a sequence odd for men, check."""
+    stem = np.char.add(region, np.char.replace(np.datetime_as_string(born, unit="D"), "-", ""))
+    seq = rng.integers(0, 500, born.size) * 2 + male
+    while True:
+        first17 = np.char.add(stem, np.char.zfill(seq.astype(str), 3))
+        dup = pd.Series(first17).duplicated().to_numpy()
+        if not dup.any():
+            break
+        seq[dup] = rng.integers(0, 500, int(dup.sum())) * 2 + male[dup]
+    digits = np.frombuffer("".join(first17.tolist()).encode(), dtype=np.uint8).reshape(-1, 17) - 48
+    check = np.array(list(CHECK_CHARS))[(digits.astype(np.int64) @ np.array(WEIGHTS)) % 11]
+    return np.char.add(first17, check).astype(object)
 
 
 def _special(rng: np.random.Generator, members: pd.DataFrame) -> pd.DataFrame:
