@@ -240,7 +240,8 @@ class RequestGuard:
 
     def _receive(self, scope: Scope, receive: Receive) -> Receive:
         content_type = Headers(scope=scope).get("content-type", "").split(";")[0].strip().lower()
-        is_json = content_type == "application/json" or content_type.endswith("+json")
+        # no Content-Type: FastAPI may read the body as JSON (strict_content_type=False)
+        is_json = content_type in ("", "application/json") or content_type.endswith("+json")
         is_form = content_type == "application/x-www-form-urlencoded"
         received = 0
         kept: list[bytes] = []

@@ -280,6 +280,17 @@ def test_nul_in_a_form_body_is_refused(api: Api, draft_plan: int) -> None:
     assert _status(api, draft_plan) == "draft"
 
 
+@pytest.mark.parametrize("content_type", [None, "application/json; charset=utf-8", "text/json"])
+def test_nul_in_json_under_any_content_type_is_refused(api: Api, content_type: str | None) -> None:
+    body = json.dumps({"role": "leader", "name": "张\u0000三"}).encode()
+    headers = {
+        **api.auth["town_leader"],
+        **({"content-type": content_type} if content_type else {}),
+    }
+    resp = api.client.put("/api/grids/420117105201001/staff", content=body, headers=headers)
+    assert_error(resp, 400)
+
+
 def test_an_escaped_backslash_before_u0000_is_text_not_nul(api: Api) -> None:
     """The text ``\\u0000`` (a backslash, then u0000; ``\\\\u0000`` in JSON) is not a NUL."""
     body = {"role": "leader", "name": "a\\u0000b"}
