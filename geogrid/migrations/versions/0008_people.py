@@ -48,18 +48,20 @@ CATEGORIES = (
 RISK = ("低", "中", "高")
 TABLES = ("household_members", "special_population", "special_followups")
 
-#: The scope key of a household (its grid, or its village while it has none).
-_HOUSEHOLD_KEY = (
-    "(SELECT coalesce(h.grid_code, h.village_code) FROM households h WHERE h.id = {hh})"
+#: Rows in scope, as uncorrelated sub-queries: PostgreSQL hashes each once per statement
+#: (a correlated look-up per row was 3-5x slower on a 35k-member town).
+_HOUSEHOLDS_IN_SCOPE = (
+    "SELECT h.id FROM households h "
+    "WHERE geogrid_scope_allows(coalesce(h.grid_code, h.village_code))"
 )
-_MEMBER_KEY = (
-    "(SELECT coalesce(h.grid_code, h.village_code) FROM household_members m "
-    "JOIN households h ON h.id = m.household_id WHERE m.id = {member})"
+_MEMBERS_IN_SCOPE = (
+    "SELECT m.id FROM household_members m JOIN households h ON h.id = m.household_id "
+    "WHERE geogrid_scope_allows(coalesce(h.grid_code, h.village_code))"
 )
-_RECORD_KEY = (
-    "(SELECT coalesce(h.grid_code, h.village_code) FROM special_population s "
-    "JOIN household_members m ON m.id = s.member_id "
-    "JOIN households h ON h.id = m.household_id WHERE s.id = {record})"
+_RECORDS_IN_SCOPE = (
+    "SELECT s.id FROM special_population s JOIN household_members m ON m.id = s.member_id "
+    "JOIN households h ON h.id = m.household_id "
+    "WHERE geogrid_scope_allows(coalesce(h.grid_code, h.village_code))"
 )
 
 
@@ -162,15 +164,9 @@ def upgrade() -> None:
 
     # -- row-level security: the second wall --------------------------------------------
     policies = {
-        "household_members": f"geogrid_scope_allows({_HOUSEHOLD_KEY.format(hh='household_id')})",
-        "special_population": (
-            f"geogrid_special_allowed() AND geogrid_scope_allows("
-            f"{_MEMBER_KEY.format(member='member_id')})"
-        ),
-        "special_followups": (
-            f"geogrid_special_allowed() AND geogrid_scope_allows("
-            f"{_RECORD_KEY.format(record='record_id')})"
-        ),
+        "household_members": f"household_id IN ({_HOUSEHOLDS_IN_SCOPE})",
+        "special_population": f"geogrid_special_allowed() AND member_id IN ({_MEMBERS_IN_SCOPE})",
+        "special_followups": f"geogrid_special_allowed() AND record_id IN ({_RECORDS_IN_SCOPE})",
     }
     for table, expr in policies.items():
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
