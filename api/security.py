@@ -117,7 +117,8 @@ def _origin(url: str) -> str | None:
         return None
     default = {"http": 80, "https": 443}[parts.scheme]
     suffix = f":{port}" if port and port != default else ""
-    return f"{parts.scheme}://{parts.hostname}{suffix}".lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6
+    return f"{parts.scheme}://{host}{suffix}".lower()
 
 
 def _same_host(origin: str, host: str) -> bool:
@@ -132,6 +133,8 @@ def _same_host(origin: str, host: str) -> bool:
     True
     >>> _same_host("http://evil.example", "grid.example")
     False
+    >>> _same_host(_origin("http://[::1]:8000/planner") or "", "[::1]:8000")
+    True
     """
     target = origin.split("://", 1)[1]
     host = host.strip().lower()
