@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -118,6 +119,13 @@ class VillagerGroup(Base):
     updated_at: Mapped[datetime] = _updated()
 
 
+def _scope_index(name: str) -> Index:
+    """The index of a row's scope key, ``coalesce(grid_code, village_code)``, for prefix
+    matches (``text_pattern_ops``; migration 0009)."""
+    key: Any = func.coalesce(literal_column("grid_code"), literal_column("village_code"))
+    return Index(name, key.label("k"), postgresql_ops={"k": "text_pattern_ops"})
+
+
 class Household(Base):
     """A registered household (户), the unit every grid is counted in."""
 
@@ -131,6 +139,7 @@ class Household(Base):
         ),
         Index("ix_households_geom", "geom", postgresql_using="gist"),
         Index("ix_households_group_id", "group_id"),
+        _scope_index("ix_households_scope"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -275,6 +284,7 @@ class Case(Base):
         Index("ix_cases_reported_at", "reported_at"),
         Index("ix_cases_category_reported_at", "category", "reported_at"),
         Index("ix_cases_grid_code", "grid_code"),
+        _scope_index("ix_cases_scope"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
