@@ -2,9 +2,10 @@
 
 Every operation of ``/openapi.json`` gets a fixed, small number of generated requests
 (derandomised, so a run is reproducible) through schemathesis' ASGI transport, against a
-copy of the loaded sample town with an active plan, signed in as the town's leader
-(its planner for plan writes). Each answer must be no 5xx, carry a
-documented status and content type, and match its documented schema. Plan creation runs
+copy of the loaded sample town with an active plan: valid and invalid requests signed in
+as the town's leader (its planner for plan writes), and valid ones anonymously. Each answer
+must be no 5xx, carry a documented status and content type, and match its documented
+schema. Plan creation runs
 in a worker thread (no process pool) so that a generated ``POST /api/plans`` stays cheap.
 """
 
