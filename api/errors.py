@@ -122,13 +122,13 @@ _ERROR_REF = {"$ref": "#/components/schemas/ErrorPublic"}
 #: Statuses any route may answer, whatever it does (see :mod:`api.security`).
 COMMON_ERRORS: dict[str, str] = {
     "400": "Bad input (a parameter, a NUL byte, malformed JSON); the body says what and where.",
+    "413": "The request body is larger than the configured limit (GEOGRID_MAX_BODY_BYTES).",
     "500": "An unexpected error; logged with the reference given in the description.",
     "503": "The database is not reachable; retry later.",
 }
 #: Statuses of requests that change data.
 UNSAFE_ERRORS: dict[str, str] = {
     "403": "Refused: a cross-site request (Origin or Referer of another site), or not allowed.",
-    "413": "The request body is larger than the configured limit (GEOGRID_MAX_BODY_BYTES).",
 }
 
 
@@ -139,8 +139,8 @@ def _error_response(description: str) -> dict[str, Any]:
 def complete_openapi(doc: dict[str, Any]) -> dict[str, Any]:
     """List the error statuses every operation really answers, all with ``ErrorPublic``.
 
-    FastAPI's 422 goes (validation errors are 400 here); 400, 500 and 503 are added to every
-    operation, 403 and 413 to those that change data, 404 to those with path parameters;
+    FastAPI's 422 goes (validation errors are 400 here); 400, 413, 500 and 503 are added to
+    every operation, 403 to those that change data, 404 to those with path parameters;
     every error status a route documents gets the ``ErrorPublic`` schema.
     """
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
