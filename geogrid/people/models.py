@@ -94,9 +94,7 @@ class SpecialRecord(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    member_id: Mapped[int] = mapped_column(
-        ForeignKey("household_members.id", ondelete="CASCADE")
-    )
+    member_id: Mapped[int] = mapped_column(ForeignKey("household_members.id", ondelete="CASCADE"))
     village_code: Mapped[str] = mapped_column(String(12), ForeignKey("admin_areas.code"))
     category: Mapped[str] = mapped_column(Text)
     since: Mapped[date | None] = mapped_column(Date)
@@ -115,9 +113,7 @@ class SpecialFollowup(Base):
     __table_args__ = (Index("ix_special_followups_record_id", "record_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    record_id: Mapped[int] = mapped_column(
-        ForeignKey("special_population.id", ondelete="CASCADE")
-    )
+    record_id: Mapped[int] = mapped_column(ForeignKey("special_population.id", ondelete="CASCADE"))
     village_code: Mapped[str] = mapped_column(String(12))
     followed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     by_user_id: Mapped[int | None] = mapped_column(
