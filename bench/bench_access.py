@@ -49,6 +49,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +281,15 @@ def accounts(url: str) -> list[Account]:
         acc = Account(r.username, r.role, r.scope_code)
         acc.area = {z: tile_range(*boxes[r.scope_code], z) for z in range(12, 17)}
         out.append(acc)
-    return out
+    # roles interleaved in the mix's proportions, so that the first n keep the mix
+    share = dict(MIX)
+    seen: dict[str, int] = defaultdict(int)
+
+    def rank(a: Account) -> float:
+        seen[a.role] += 1
+        return seen[a.role] / share[a.role]
+
+    return sorted(out, key=rank)
 
 
 def _tile(rng: random.Random, acc: Account, z: int) -> str:
@@ -399,7 +408,6 @@ async def sign_in(
                         data={**form, "next": "/public"})  # fmt: skip
         if r is not None:
             acc.cookie = r.cookies.get("gg_session") or ""
-            client.cookies.clear()  # cookies go per user, in the header
         r = await _send(client, stats, "signin token", "POST", "/api/auth/token", data=form)
         if r is not None and r.status_code == 200:
             acc.token = r.json()["access_token"]
@@ -428,8 +436,12 @@ async def run_load(
     limits = httpx.Limits(max_connections=args.connections,
                           max_keepalive_connections=args.connections)  # fmt: skip
     timeout = httpx.Timeout(60.0, pool=120.0)
+    # the client keeps no cookies: each user's session goes in its own Cookie header
+    # (a shared jar would send one user's session with another's request)
+    jar = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
-                                 timeout=timeout, follow_redirects=False) as client:  # fmt: skip
+                                 timeout=timeout, follow_redirects=False,
+                                 cookies=jar) as client:  # fmt: skip
         gate = asyncio.Semaphore(args.signin_concurrency)
         t0 = time.perf_counter()
         await asyncio.gather(*(sign_in(client, stats, a, password, gate) for a in accs))
