@@ -503,6 +503,12 @@ class ExactRecord:
 #: Largest component (units) and model (units x regions) handed to CP-SAT.
 EXACT_MAX_UNITS = 60
 EXACT_MAX_CELLS = 900
+#: Below :data:`EXACT_EVERY_K` seconds per call CP-SAT runs only on the number of regions
+#: the heuristic chose, and only on components of at most :data:`EXACT_QUICK_UNITS` units
+#: (larger ones are rarely proven in a fraction of a second; building the model would
+#: cost more than it gives). From it on, every number of regions evaluated gets CP-SAT.
+EXACT_EVERY_K = 1.0
+EXACT_QUICK_UNITS = 16
 
 
 def _balance(lab: np.ndarray, w: np.ndarray, k: int, obj: Objective) -> float:
@@ -572,7 +578,12 @@ class _Exact:
         )
         if not rec.proven and (
             k in (1, n)
-            or (n <= EXACT_MAX_UNITS and n * k <= EXACT_MAX_CELLS and budget > 0.01 and integral)
+            or (
+                n <= (EXACT_MAX_UNITS if budget >= EXACT_EVERY_K / 2 else EXACT_QUICK_UNITS)
+                and n * k <= EXACT_MAX_CELLS
+                and budget > 0.01
+                and integral
+            )
         ):
             res = solve_exact(
                 w.astype(int),
@@ -728,7 +739,9 @@ def _partition_components(
         total = float(sw.sum())
         comp_share = len(comp) / max(1, sum(sizes[ci:]))  # of the budget left
 
-        def run(
+        def polish(
+            lab: np.ndarray,
+            cost: float,
             kk: int,
             share: float,
             sw: np.ndarray = sw,
@@ -736,13 +749,21 @@ def _partition_components(
             sa: np.ndarray = sa,
             sub_nbrs: Neighbors = sub_nbrs,
         ) -> tuple[np.ndarray, float, ExactRecord]:
-            lab, cost = solve_k(
-                sw, sxy, sa, sub_nbrs, kk, rng, objective=obj, restarts=restarts, kicks=kicks
-            )
             new, rec = exact.improve(lab, sw, sxy, sa, sub_nbrs, kk, obj, share)
             if new is not lab:
                 lab, cost = new, _State(new, kk, sw, sxy, sa, obj, None).total()
             return lab, cost, rec
+
+        def run(
+            kk: int,
+            sw: np.ndarray = sw,
+            sxy: np.ndarray = sxy,
+            sa: np.ndarray = sa,
+            sub_nbrs: Neighbors = sub_nbrs,
+        ) -> tuple[np.ndarray, float]:
+            return solve_k(
+                sw, sxy, sa, sub_nbrs, kk, rng, objective=obj, restarts=restarts, kicks=kicks
+            )
 
         if kc is None:
 
@@ -761,23 +782,29 @@ def _partition_components(
                                           obj.lo, obj.hi, obj.out_of_band)}
                 if integral else {}
             )  # fmt: skip
-            best: tuple[tuple[float, float, float], np.ndarray, ExactRecord] | None = None
+            every_k = exact.left >= EXACT_EVERY_K
+            best: tuple[tuple[float, float, float], np.ndarray, ExactRecord | None] | None = None
             for kk in cands:
                 b = kb.get(kk)
                 if best is not None and b is not None:
                     floor = (-b.in_band / (kk + len(big)), b.abs_dev / kk)
                     if floor > best[0][:2]:
                         continue  # the group sizes prove kk cannot win
-                # the nearest k first: half of the component's budget, then half the rest...
-                lab, cost, rec = run(kk, comp_share / 2)
+                lab, cost = run(kk)
+                rec = None
+                if every_k:  # the nearest k first: half the component's budget, then half...
+                    lab, cost, rec = polish(lab, cost, kk, comp_share / 2)
                 cand = (key(lab, cost, kk), lab, rec)
                 if best is None or cand[0] < best[0]:
                     best = cand
             assert best is not None
-            lab = best[1]
-            best[2].chosen = True
+            lab, rec = best[1], best[2]
+            if rec is None:
+                lab, _, rec = polish(lab, 0.0, int(lab.max()) + 1, comp_share)
+            rec.chosen = True
         else:
-            lab, _, rec = run(kc, comp_share)
+            lab, cost = run(kc)
+            lab, _, rec = polish(lab, cost, kc, comp_share)
             rec.chosen = True
         kk = int(lab.max()) + 1
         labels[idx] = lab + nxt
