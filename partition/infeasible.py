@@ -42,7 +42,8 @@ class VillageImbalance:
         Human-readable causes, most specific first.
     infeasible
         Whether the group sizes (or parts, or ``k``) make the band unreachable; false
-        means a plan within the band may exist and the partitioner did not find it.
+        means the bound does not rule a plan within the band out (it ignores adjacency
+        and is not always tight) and the partitioner did not find one.
     """
 
     village_code: str
@@ -172,7 +173,8 @@ def _reasons(
         )
     if not infeasible:
         reasons.append(
-            "the group sizes allow every grid in the band; the partitioner did not find "
-            "such a plan (adjacency may forbid it; try more effort or another seed)"
+            "the bound on group sizes does not rule out every grid in the band, but the "
+            "partitioner found no such plan (adjacency, or the sizes in combination, may "
+            "forbid it; more effort or another seed may find one)"
         )
     return reasons, infeasible
