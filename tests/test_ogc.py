@@ -7,12 +7,14 @@ one app: these tests only read.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -74,6 +76,9 @@ COUNT_SQL = {
     "inspection_points": "SELECT count(*) FROM inspection_points",
 }
 
+#: both test servers sign tokens alike, so one sign-in works on either
+SECRET = "ogc-tests-" + "k" * 40
+
 
 @dataclass
 class Served:
@@ -112,7 +117,7 @@ def _make_active_plan(conn: Connection) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(pg, _town_template, sample_town, tmp_path_factory) -> Iterator[Served]:  # type: ignore[no-untyped-def]
+def served(pg, _town_template, sample_town, tmp_path_factory, account_maker) -> Iterator[Served]:  # type: ignore[no-untyped-def]
     name = pg.create_database(template=_town_template)
     url = pg.url(name)
     engine = store.make_engine(url)
@@ -133,8 +138,10 @@ def served(pg, _town_template, sample_town, tmp_path_factory) -> Iterator[Served
                     "(SELECT ST_Extent(geom) e FROM admin_areas WHERE level = 'town') s"
                 )
             ).one()
-        app = create_app(Settings(home=tmp / "home"), database_url=url)
+        app = create_app(Settings(home=tmp / "home", secret_key=SECRET), database_url=url)
         with TestClient(app) as client:
+            # a town leader with the whole county in scope sees every collection
+            client.headers.update(account_maker(url, "town_leader", "all").headers(client))
             yield Served(client, engine, url, tuple(float(v) for v in row))  # type: ignore[arg-type]
     finally:
         engine.dispose()
@@ -472,7 +479,8 @@ def _free_port() -> int:
 def live_url(served: Served, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
     import uvicorn
 
-    app = create_app(Settings(home=tmp_path_factory.mktemp("live")), database_url=served.url)
+    settings = Settings(home=tmp_path_factory.mktemp("live"), secret_key=SECRET)
+    app = create_app(settings, database_url=served.url)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -510,7 +518,9 @@ print(json.dumps(out))
 """
 
 
-def test_gdal_oapif_reads_every_collection(served: Served, live_url: str) -> None:
+def test_gdal_oapif_reads_every_collection(
+    served: Served, live_url: str, tmp_path: Path
+) -> None:
     """GDAL's OAPIF driver (through pyogrio) lists and reads every collection.
 
     GDAL runs in a child process: pyogrio holds the GIL while GDAL fetches pages, which
@@ -523,14 +533,19 @@ def test_gdal_oapif_reads_every_collection(served: Served, live_url: str) -> Non
 
     assert "OAPIF" in pyogrio.list_drivers(), "pyogrio's GDAL lacks the OAPIF driver"
     bbox = ",".join(map(str, served.town_bbox))
+    # GDAL signs in like any API client: the bearer token in every request's headers
+    header_file = tmp_path / "gdal-headers.txt"
+    header_file.write_text(f"Authorization: {served.client.headers['Authorization']}\n")
+    env = {**os.environ, "GDAL_HTTP_HEADER_FILE": str(header_file)}
     run = subprocess.run(
         [sys.executable, "-c", _GDAL_CLIENT, f"OAPIF:{live_url}", bbox],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env=env,
     )
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[-6000:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert got["layers"] == sorted(PUBLIC)
     x0, y0, x1, y1 = served.town_bbox

@@ -177,6 +177,64 @@ class Live:
     ids: dict[str, Any]
     url: str
     shots: Path
+    #: page-session cookies of a signed-in planner and town leader
+    sessions: dict[str, str] = field(default_factory=dict)
+    #: an embed token for every embeddable layer
+    embed_token: str = ""
+
+
+PAGE_PASSWORD = "Pages-test-2026!"
+
+
+def _sign_in(url: str, base: str) -> dict[str, str]:
+    """Page-session cookies of a planner and a town leader, signed in through /login."""
+    import httpx
+
+    from geogrid.access import users
+    from geogrid.access.scope import Scope
+
+    engine = store.make_engine(url)
+    try:
+        with engine.begin() as conn:
+            town = conn.execute(
+                text("SELECT code FROM admin_areas WHERE level = 'town' ORDER BY code LIMIT 1")
+            ).scalar_one()
+            for role in ("planner", "town_leader"):
+                users.add_user(
+                    conn, username=f"pages-{role.replace('_', '-')}", role=role,
+                    scope=Scope.parse(town), password=PAGE_PASSWORD, must_change_password=False,
+                )  # fmt: skip
+    finally:
+        engine.dispose()
+    sessions = {}
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for role in ("planner", "town_leader"):
+            r = client.post(
+                "/login",
+                data={"username": f"pages-{role.replace('_', '-')}", "password": PAGE_PASSWORD},
+            )
+            assert r.status_code == 303, r.text
+            sessions[role] = r.cookies["gg_session"]
+            client.cookies.clear()
+    return sessions
+
+
+def embed_token(app: Any, url: str) -> str:
+    """A token for every embeddable layer, for pages served from 127.0.0.1."""
+    from geogrid.access import embed
+    from geogrid.access.keys import server_secret
+
+    engine = store.make_engine(url)
+    try:
+        with engine.begin() as conn:
+            _, token = embed.issue(
+                conn, server_secret(app.state.settings), name="pages test",
+                layers=list(embed.EMBEDDABLE), origins=["http://127.0.0.1"], days=1,
+                issued_by="test",
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    return token
 
 
 def _free_port() -> int:
@@ -217,8 +275,10 @@ def live(pg, _town_template, tmp_path_factory) -> Iterator[Live]:  # type: ignor
             app.state.test_area_bounds = tp.area_bounds(conn)
     finally:
         engine.dispose()
+    base = f"http://127.0.0.1:{port}"
+    sessions = _sign_in(url, base)
     try:
-        yield Live(app, f"http://127.0.0.1:{port}", ids, url, shots)
+        yield Live(app, base, ids, url, shots, sessions, embed_token(app, url))
     finally:
         server.should_exit = True
         thread.join(10)
@@ -258,9 +318,19 @@ def wait_for(
         page.wait_for_timeout(polling)
 
 
-def open_page(browser: Any, url: str, *, ready: str = "1", timeout: float = 20_000) -> Any:
-    """Open ``url`` at 1366×768, record requests and console errors, wait for readiness."""
+def open_page(
+    browser: Any,
+    url: str,
+    *,
+    ready: str = "1",
+    timeout: float = 20_000,
+    session: str | None = None,
+) -> Any:
+    """Open ``url`` at 1366×768, record requests and console errors, wait for readiness
+    (signed in with the page-session cookie ``session`` when given)."""
     ctx = browser.new_context(viewport={"width": 1366, "height": 768}, service_workers="block")
+    if session:
+        ctx.add_cookies([{"name": "gg_session", "value": session, "url": url}])
     page = ctx.new_page()
     visit = Visit()
     page.on("request", lambda r: visit.requests.append(r.url))
@@ -319,8 +389,10 @@ def assert_drawn(img: Any, *, stroke: tuple[int, int, int] | None = GRID_STROKE)
 def test_served_pages_and_assets_have_no_external_urls(live: Live) -> None:
     import httpx
 
-    with httpx.Client(base_url=live.base, timeout=30) as client:
-        paths = ["/", "/planner", "/leader", "/public", "/docs", "/embed/grids", "/embed/heat"]
+    cookies = {"gg_session": live.sessions["town_leader"]}
+    with httpx.Client(base_url=live.base, timeout=30, cookies=cookies) as client:
+        paths = ["/", "/planner", "/leader", "/public", "/docs", "/embed/grids",
+                 f"/embed/heat?embed_token={live.embed_token}"]  # fmt: skip
         for path in paths:
             r = client.get(path)
             assert r.status_code == 200, (path, r.text[:300])
@@ -364,7 +436,7 @@ def test_docs_load_from_local_assets(live: Live, browser: Any) -> None:
 
 
 def test_planner_page(live: Live, browser: Any) -> None:
-    page = open_page(browser, live.base + "/planner")
+    page = open_page(browser, live.base + "/planner", session=live.sessions["planner"])
     visit = page.visit
     img = map_pixels(page, live.shots / "planner.png")
     assert_drawn(img)
@@ -455,7 +527,7 @@ def _try_move(page: Any, group: int, to: str) -> str:
 
 
 def test_leader_page(live: Live, browser: Any) -> None:
-    page = open_page(browser, live.base + "/leader")
+    page = open_page(browser, live.base + "/leader", session=live.sessions["town_leader"])
     visit = page.visit
     total = int(page.inner_text("#gg-total"))
     assert total > 100
@@ -481,11 +553,9 @@ def test_leader_page(live: Live, browser: Any) -> None:
     page.context.close()
 
 
-@pytest.mark.parametrize(
-    "layer", ["grids", "cases", "heat", "key_units", "inspection_points", "villages"]
-)
+@pytest.mark.parametrize("layer", ["grids", "heat", "key_units", "inspection_points", "villages"])
 def test_embed_pages(live: Live, browser: Any, layer: str) -> None:
-    page = open_page(browser, f"{live.base}/embed/{layer}")
+    page = open_page(browser, f"{live.base}/embed/{layer}?embed_token={live.embed_token}")
     visit = page.visit
     assert any(f"/tiles/{layer}/" in u for u in visit.requests)
     img = map_pixels(page, live.shots / f"embed-{layer}.png")

@@ -110,25 +110,28 @@ def loaded_db(pg, _town_template: str, sample_town) -> Iterator[str]:  # type: i
         pg.drop_database(name)
 
 
-def _client(url: str, tmp_path: Path) -> Iterator[TestClient]:
+def _client(url: str, tmp_path: Path, account_maker: Any) -> Iterator[TestClient]:
+    """A client signed in as a town leader with everything in scope (cases and heat are
+    not public; see tests/test_access_api.py for what anonymous users get)."""
     app = create_app(Settings(home=tmp_path), database_url=url)
     with TestClient(app) as client:
         app.state.tiles.watcher.interval = 0.0  # see every change at once
+        client.headers.update(account_maker(url, "town_leader", "all").headers(client))
         yield client
 
 
 @pytest.fixture(scope="module")
-def client(pg, loaded_db: str, tmp_path_factory) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    yield from _client(pg.url(loaded_db), tmp_path_factory.mktemp("home"))
+def client(pg, loaded_db: str, tmp_path_factory, account_maker) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    yield from _client(pg.url(loaded_db), tmp_path_factory.mktemp("home"), account_maker)
 
 
 @pytest.fixture
-def own(pg, loaded_db: str, tmp_path: Path) -> Iterator[tuple[TestClient, Engine]]:  # type: ignore[no-untyped-def]
+def own(pg, loaded_db: str, tmp_path: Path, account_maker) -> Iterator[tuple[TestClient, Engine]]:  # type: ignore[no-untyped-def]
     """A client and engine on a private copy of the loaded database."""
     name = pg.create_database(template=f"{loaded_db}_t")
     engine = store.make_engine(pg.url(name))
     try:
-        for c in _client(pg.url(name), tmp_path):
+        for c in _client(pg.url(name), tmp_path, account_maker):
             yield c, engine
     finally:
         engine.dispose()
@@ -298,7 +301,9 @@ def test_heat_bands_agree_on_one_tile(client: TestClient, engine: Engine) -> Non
         assert {f["properties"]["level"] for f in fc["features"]} == {z + 4}
 
 
-def test_old_heat_layout_is_rebuilt_after_upgrade(own: tuple[TestClient, Engine]) -> None:
+def test_old_heat_layout_is_rebuilt_after_upgrade(
+    own: tuple[TestClient, Engine], account_maker: Any
+) -> None:
     client, engine = own
     url = engine.url.render_as_string(hide_password=False)
     bbox = town_bbox(engine)
@@ -315,6 +320,8 @@ def test_old_heat_layout_is_rebuilt_after_upgrade(own: tuple[TestClient, Engine]
         # ...and every day of every category is marked for a rebuild
         assert conn.execute(text("SELECT count(*) FROM heat_dirty")).scalar_one() == days
     store.upgrade(url)
+    # the downgrade dropped the accounts too: sign in anew
+    client.headers.update(account_maker(url, "town_leader", "all").headers(client))
     assert total(client, "heat", "n", z, tiles_covering(bbox, z)) == before  # rebuilt
     with engine.connect() as conn:
         levels = conn.execute(text("SELECT DISTINCT level FROM heat_cum ORDER BY 1")).scalars()
@@ -350,10 +357,14 @@ def test_shared_grid_borders_stay_shared(client: TestClient, engine: Engine) -> 
 
 
 def test_http_caching_gzip_vary_cors(client: TestClient, engine: Engine) -> None:
+    """A public layer for an anonymous client: shared caches may keep it."""
     bbox = town_bbox(engine)
     z = one_tile_zoom(bbox)
     [(x, y)] = tiles_covering(bbox, z)
     url = f"/tiles/grids/{z}/{x}/{y}.mvt"
+    signed_in = client.get(url)
+    assert signed_in.headers["cache-control"] == "private, no-cache"  # stays in one browser
+    client = TestClient(client.app)  # anonymous: no Authorization header
     plain = client.get(url, headers={"Accept-Encoding": "identity"})
     assert plain.status_code == 200 and "content-encoding" not in plain.headers
     zipped = client.get(url, headers={"Accept-Encoding": "gzip"})

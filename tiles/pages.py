@@ -64,10 +64,10 @@ REQUIRED_NPM_FILES = (
     "swagger-ui-dist/swagger-ui.css",
 )
 
-#: Layers an ``/embed/{layer}`` page can show.
+#: Layers an ``/embed/{layer}`` page can show: public layers, or those an embed token names
+#: (cases only aggregated, as the heat map: their points are never embedded).
 EMBED_LAYERS: dict[str, str] = {
     "grids": "网格 Grids",
-    "cases": "事件 Cases",
     "heat": "事件热力 Heat map",
     "key_units": "重点单位 Key units",
     "inspection_points": "消防巡查点 Inspection points",
