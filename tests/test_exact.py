@@ -245,3 +245,25 @@ def test_partition_budget_is_shared_and_respected(rows, cols, budget):
     assert sum(r.deterministic for r in recs) <= budget * 1.1
     assert sum(r.seconds for r in recs) <= budget * WALL_FACTOR + WALL_SLACK * len(ran)
     assert took < 30
+
+
+def test_cli_exact_option_proves_and_reports(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from geogrid.cli import build_app
+
+    v, hh = random_village(np.random.default_rng(21), n_groups=9)
+    v.to_file(tmp_path / "v.gpkg", layer="villages")
+    hh.to_file(tmp_path / "hh.gpkg", layer="households")
+    base = ["partition", "--households", str(tmp_path / "hh.gpkg"), "--villages",
+            str(tmp_path / "v.gpkg"), "--jobs", "1", "-o", str(tmp_path / "g.gpkg")]  # fmt: skip
+    runner = CliRunner()
+    res = runner.invoke(build_app(), [*base, "--exact", "20", "--json", str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    village = json.loads((tmp_path / "e.json").read_text())["villages"][0]
+    assert village["exact_proven"] is True and village["exact_gap"] == 0.0
+    assert village["balance_cost"] == pytest.approx(village["exact_bound"])
+    res = runner.invoke(build_app(), [*base, "--exact", "-1"])
+    assert res.exit_code != 0

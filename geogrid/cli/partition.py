@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,6 +52,12 @@ JobsOpt = Annotated[
 SplitLargeOpt = Annotated[
     bool, typer.Option("--split-large", help="Split groups above --max into contiguous parts.")
 ]
+ExactOpt = Annotated[
+    float | None,
+    typer.Option("--exact", min=0, metavar="SECONDS",
+                 help="CP-SAT budget per village to prove (or improve) the balance optimum; "
+                 "default a small budget, 0 = heuristic only."),
+]  # fmt: skip
 
 
 def village_bar(out: Console) -> Progress:
@@ -146,6 +153,7 @@ def partition_command(
         help="Current grids: redraw with minimal change.",
     ),
     split_large: SplitLargeOpt = False,
+    exact: ExactOpt = None,
     group_pieces: str = typer.Option(
         "refuse",
         "--group-pieces",
@@ -198,6 +206,8 @@ def partition_command(
         target=target, lo=lo, hi=hi, seed=seed, split_large=split_large,
         group_pieces=group_pieces,  # type: ignore[arg-type]
     )  # fmt: skip
+    if exact is not None:
+        params = replace(params, exact_seconds=exact)
     vv = _read_layer(villages, "villages", "villages")
     towns = _optional_layer(villages, "town")
     gg = _read_layer(groups, "groups", "groups") if groups else None

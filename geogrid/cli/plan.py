@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from geogrid import plans, store
 from geogrid.cli.partition import (
     CadresOpt,
+    ExactOpt,
     JobsOpt,
     MaxOpt,
     MinOpt,
@@ -63,6 +64,7 @@ def create(
     seed: SeedOpt = 0,
     jobs: JobsOpt = None,
     split_large: SplitLargeOpt = False,
+    exact: ExactOpt = None,
     redraw_from: int | None = typer.Option(
         None, "--redraw-from", help="Redraw from this plan, moving as few households as it can."
     ),
@@ -70,7 +72,7 @@ def create(
 ) -> None:
     """Partition a town's villages into basic grids and store them as a draft plan."""
     params = plans.params_from_options(
-        target=target, lo=lo, hi=hi, seed=seed, split_large=split_large
+        target=target, lo=lo, hi=hi, seed=seed, split_large=split_large, exact_seconds=exact
     )
     k = read_cadres(cadres) if cadres else None
     with _engine() as engine, village_bar(console) as bar:
