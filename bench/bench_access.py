@@ -7,10 +7,10 @@ One command:
 1. Data (built once, < 3 minutes, cached in ``bench/.cache/access-home``; ``--reuse`` keeps
    it): the sample town (seed 1, ~10k households, generated into
    ``bench/.cache/access-town``) loaded and partitioned as ``geogrid demo`` does it, its
-   cases topped up to ``--cases`` with synthetic ones near the real ones (through
-   geogrid's own importer, so every case gets its village and grid), the heat pyramid
-   built, and ``--users`` accounts created with :func:`geogrid.access.users.add_user`
-   through the owner engine: town leaders, village leaders (one per village in turn),
+   cases topped up to ``--cases`` with copies of the real ones moved by up to ~40 m
+   (same village and grid, seeded dates in 2025), the heat pyramid built, and
+   ``--users`` accounts created with :func:`geogrid.access.users.add_user` through the
+   owner engine: town leaders, village leaders (one per village in turn),
    grid workers (one per grid in turn), planners and viewers.
 2. Load: a real ``geogrid serve --workers N`` on a free 127.0.0.1 port. Each user signs
    in twice (``POST /login`` for a page session cookie, ``POST /api/auth/token`` for a
@@ -21,14 +21,17 @@ One command:
    (cases for case roles, grids for others) with the bearer token, pausing
    ``--think`` seconds on average between requests. One ``httpx.AsyncClient`` with at
    most ``--connections`` connections, to 127.0.0.1 only. Any answer other than
-   2xx/304, and any transport error, is an error.
+   2xx/304, and any transport error, is an error (a GET on a kept-alive connection the
+   server had just closed is retried once, as browsers do, and counted as retried).
 3. Scoped vs unscoped, in this process on one serving connection, interleaved (A B B A
    …) so drift hits both alike: the OGC cases items page of a town-scoped user vs the
    same query without the prefix clause (:func:`geogrid.features.items_page`), the z16
    cases tile with and without the scope (:func:`tiles.layers.tile_query`), and the
    people list (:func:`geogrid.people.service.list_members`: the web role under
    row-level security with the scope bound in SQL vs the owner, whose role bypasses
-   RLS, with scope ``all``). Target: scoped / unscoped p50 <= 1.10.
+   RLS, with scope ``all``). Target: scoped / unscoped p50 <= 1.10. Measured twice:
+   with the schema at revision 0008 (migration 0009's scope indexes dropped by a
+   downgrade; ``--no-before`` skips this) and again at head.
 
 The client, the server's workers and PostgreSQL share the machine's cores: latencies are
 those of a saturated 2-core box when the think time is short, and req/s is what the whole
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import socket
@@ -489,12 +493,13 @@ def print_load(stats: Stats, signin_s: float, load_s: float, args: argparse.Name
 
 
 def interleaved(
-    a: Callable[[], object], b: Callable[[], object], reps: int
+    a: Callable[[], Any], b: Callable[[], Any], reps: int, same: Callable[[Any], Any]
 ) -> tuple[list[float], list[float]]:
-    """Time ``a`` and ``b`` alternately (A B B A …) after a warm-up of each."""
+    """Time ``a`` and ``b`` alternately (A B B A …) after a warm-up of each, in which
+    their answers must agree (``same`` of each: a town's scope holds every row here)."""
     for _ in range(3):
-        a()
-        b()
+        if same(a()) != same(b()):
+            raise SystemExit("scoped and unscoped answers differ: not the same query")
     ta: list[float] = []
     tb: list[float] = []
     for i in range(reps):
@@ -504,6 +509,23 @@ def interleaved(
             fn()
             out.append(time.perf_counter() - t)
     return ta, tb
+
+
+def _matched(body: bytes) -> tuple[int, list[Any]]:
+    doc = json.loads(body)
+    return doc["numberMatched"], doc["features"]
+
+
+def _features(tiles: list[bytes]) -> list[list[str]]:
+    """The decoded features of each tile, in a stable order (plans may order rows apart)."""
+    import mapbox_vector_tile
+
+    out = []
+    for body in tiles:
+        layers = mapbox_vector_tile.decode(body) if body else {}
+        feats = layers.get("cases", {}).get("features", [])
+        out.append(sorted(json.dumps(f, sort_keys=True) for f in feats))
+    return out
 
 
 def _rolled_back(conn: Connection, fn: Callable[[], object]) -> Callable[[], object]:
@@ -552,18 +574,20 @@ def scoped_vs_unscoped(url: str, reps: int) -> list[tuple[str, list[float], list
                     return _rolled_back(conn, lambda: features.items_page(
                         conn, coll, q, base="http://x/ogc", scope_prefix=p))  # fmt: skip
 
-                out.append((label, *interleaved(page(prefix), page(None), reps)))
+                out.append((label, *interleaved(page(prefix), page(None), reps, _matched)))
 
             def tile(scope: str, conn: Connection = conn) -> Callable[[], Any]:
-                def run() -> None:
+                def run() -> list[bytes]:
+                    bodies = []
                     for x, y in tiles:
                         sql, values = tile_query(layer, 16, x, y, TileParams(scope=scope))
-                        conn.execute(text(sql), values).scalar_one()
+                        bodies.append(bytes(conn.execute(text(sql), values).scalar_one()))
+                    return bodies
 
                 return _rolled_back(conn, run)
 
-            out.append((f"cases tile z16 (x{len(tiles)})", *interleaved(tile(prefix), tile(""),
-                                                                       reps)))  # fmt: skip
+            out.append((f"cases tile z16 (x{len(tiles)})",
+                        *interleaved(tile(prefix), tile(""), reps, _features)))  # fmt: skip
         scoped = Principal(0, "bench", Role.town_leader, Scope.parse(town))
         everyone = Principal(0, "bench", Role.town_leader, Scope("all"))
         with web.connect() as wconn, owner.connect() as oconn:
@@ -575,7 +599,7 @@ def scoped_vs_unscoped(url: str, reps: int) -> list[tuple[str, list[float], list
             out.append(("people list (RLS)", *interleaved(
                 _rolled_back(wconn, people_rls),
                 _rolled_back(oconn, lambda: list_members(oconn, principal=everyone, limit=50)),
-                reps)))  # fmt: skip
+                reps, lambda r: ([m.id for m in r[0]], r[1]))))  # fmt: skip
     finally:
         web.dispose()
         owner.dispose()
