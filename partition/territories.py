@@ -211,18 +211,20 @@ def _cut_necks(
     notes: list[str] = []
     for k in sorted(territory):
         t = territory[k]
-        if t.is_empty or k in keep:  # a group kept in pieces keeps them
+        if t.is_empty:
             continue
         opened = [
             p for p in polygon_parts(shapely.buffer(t, -width / 2, quad_segs=8)) if p.area > 1.0
         ]
         if not opened:
             continue
-        reach = shapely.buffer(opened[0], width / 2 + 2 * GRID_SIZE, quad_segs=8)
+        # a group kept in pieces keeps every body; only the passages between them go
+        bodies = union(opened) if k in keep else opened[0]
+        reach = shapely.buffer(bodies, width / 2 + 2 * GRID_SIZE, quad_segs=8)
         core = polygon_parts(shapely.intersection(t, reach, grid_size=GRID_SIZE))
         if not core:
             continue
-        main = core[0]
+        main = union(core) if k in keep else core[0]
         rest = polygon_parts(shapely.difference(t, main, grid_size=GRID_SIZE))
         main_near = shapely.buffer(main, 2 * GRID_SIZE, quad_segs=2)
         moved = 0.0
@@ -597,6 +599,10 @@ def _frame(
 #: they are attached to the neighbouring group with the longest shared border.
 GROUP_PIECES_POLICIES = ("refuse", "keep")
 
+#: Pieces of a supplied group polygon closer than this (metres) are one piece for the
+#: pieces policy: the gap between them is a sliver the repair closes.
+PIECE_GAP = 20.0
+
 
 @dataclass
 class SuppliedGroups:
@@ -615,6 +621,15 @@ class SuppliedGroups:
     polygons: dict[str, dict[int, BaseGeometry]]
     multipart: dict[str, frozenset[int]]
     notes: dict[str, list[str]]
+
+
+def _close_together(parts: list[BaseGeometry]) -> bool:
+    """Whether polygons (EPSG:4326) join into one when gaps below :data:`PIECE_GAP` close."""
+    series = gpd.GeoSeries(parts, crs=4326)
+    c = union(parts).centroid
+    metric = series.to_crs(utm_crs(c.x, c.y))
+    closed = union(list(metric.buffer(PIECE_GAP / 2, quad_segs=4)))
+    return len(polygon_parts(closed)) == 1
 
 
 def supplied_groups(
@@ -678,6 +693,8 @@ def supplied_groups(
             int(shapely.contains_xy(p, xy[:, 0], xy[:, 1]).sum()) if len(xy) else 0 for p in parts
         ]
         lived = [p for p, n in zip(parts, counts, strict=True) if n > 0]
+        if len(lived) > 1 and _close_together(lived):
+            lived = [union(lived)]  # pieces a sliver apart: one piece, repaired as usual
         if len(parts) > 1 and len(lived) < len(parts):
             say.append(
                 f"group {g}: {len(parts) - len(lived)} detached piece(s) without households "

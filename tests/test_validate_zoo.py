@@ -336,3 +336,12 @@ def test_violation_text_names_rule_grid_and_place():
     v = Violation("connected", CODE, f"{CODE}001", "grid is in 2 pieces", (113.1, 23.2))
     assert str(v) == "[connected] 440101001001001: grid is in 2 pieces (at 113.100000, 23.200000)"
     assert v.as_dict()["place"] == [113.1, 23.2]
+
+
+def test_an_isthmus_of_the_village_itself_is_no_fault_of_its_grid():
+    neck = shapely.box(900, 499.75, 1100, 500.25)  # the village itself narrows to 50 cm
+    village = shapely.union_all(
+        [shapely.box(0, 0, 900, 1000), neck, shapely.box(1100, 0, 2000, 1000)]
+    )
+    plan, hh = build(village, {"1": (village, 150)}, [["1"]])
+    assert validate_plan(plan, hh, balance=True) == []
