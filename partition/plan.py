@@ -882,6 +882,7 @@ def partition_village(work: VillageWork, params: PartitionParams) -> VillageResu
         red = redraw_labels(
             start, old, fixed, w, cxy, area, nb, rng,
             objective=params.objective(), restarts=params.restarts, kicks=params.kicks,
+            exact_seconds=params.exact_seconds,
         )  # fmt: skip
         labels, moved, moved_fresh = red.labels, red.moved, red.moved_fresh
         notes.append(

@@ -14,12 +14,16 @@ For every connected component of movable units, the old number of grids and one 
 grids more or fewer are searched from the old plan (a split of the heaviest grid, a merge of
 the lightest into its lightest neighbour), and a *fresh* partition of the same units, its
 grids matched to the old ones to keep as many households in place as possible, competes on
-the same ranking: a redraw is never worse than starting afresh. The households a fresh
+the same ranking: a redraw is never worse than starting afresh. With a CP-SAT budget the
+winner of a small component is handed to :func:`partition.exact.solve_redraw_exact`, which
+makes (households out of band, households moved) lexicographically minimal over every
+contiguous plan with up to two new grids, proving it where it can. The households a fresh
 partition would move are reported with the redraw's own.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +38,9 @@ Neighbors = Sequence[Sequence[int]]
 
 #: Grids more (or fewer) than the old plan tried per component.
 MAX_EXTRA_GRIDS = 2
+#: Largest component handed to CP-SAT (below 0.5 s of budget / from it on).
+EXACT_QUICK_UNITS = 16
+EXACT_UNITS = 40
 
 
 @dataclass
@@ -173,6 +180,25 @@ def _match_fresh(fresh: np.ndarray, old: np.ndarray, w: np.ndarray, keep: list[i
     return np.array([to[int(x)] for x in fresh], dtype=np.int64)
 
 
+def _exact(
+    best: np.ndarray, w: np.ndarray, nb: Neighbors, old: np.ndarray, n_old: int,
+    objective: Objective, seconds: float,
+) -> np.ndarray:  # fmt: skip
+    """CP-SAT on a component's redraw, warm-started from ``best`` (local labels)."""
+    from partition.exact import solve_redraw_exact
+
+    new = sorted(x for x in set(best.tolist()) if x >= n_old)
+    to = {x: n_old + j for j, x in enumerate(new)}
+    hint = np.array([to.get(int(x), int(x)) for x in best], dtype=np.int64)
+    seed = zlib.crc32(np.asarray(w, dtype=np.float64).tobytes()) & 0x7FFFFFFF
+    res = solve_redraw_exact(
+        np.round(w).astype(int), nb, old, n_old, max(MAX_EXTRA_GRIDS, len(new)),
+        target=objective.target, lo=objective.lo, hi=objective.hi, hint=hint,
+        seconds=seconds, seed=seed,
+    )  # fmt: skip
+    return res.labels
+
+
 def redraw_labels(
     start: np.ndarray,
     old: np.ndarray,
@@ -186,6 +212,7 @@ def redraw_labels(
     objective: Objective,
     restarts: int = 2,
     kicks: int = 8,
+    exact_seconds: float = 0.0,
 ) -> RedrawResult:
     """Redraw: labels ranked by (out-of-band households, households moved, balance).
 
@@ -204,6 +231,11 @@ def redraw_labels(
         The partition objective (target, band); the redraw derives its own weights.
     restarts, kicks
         Heuristic effort.
+    exact_seconds
+        CP-SAT budget for the whole call (deterministic seconds), shared among the
+        components by size: the best plan found is handed to
+        :func:`partition.exact.solve_redraw_exact`, which makes (out of band, moved)
+        lexicographically minimal where it can prove it.
 
     Returns
     -------
@@ -270,6 +302,13 @@ def redraw_labels(
         if f_rank < b_rank:
             best, b_rank = fresh, f_rank
             fresh_won += 1
+        budget = exact_seconds * len(comp) / max(1, len(free))
+        limit = EXACT_UNITS if budget >= 0.5 else EXACT_QUICK_UNITS
+        if budget > 0.01 and 1 < len(comp) <= limit and np.allclose(sw, np.round(sw)):
+            ex = _exact(best, sw, sub, l_old, len(cl), objective, budget)
+            e_rank = _rank(ex, sw, l_old, objective)
+            if e_rank < b_rank:
+                best, b_rank = ex, e_rank
         # back to village labels: start labels keep theirs, new ones are numbered on
         for lab, target in ((best, labels), (fresh, fresh_labels)):
             glob = {j: r for r, j in to_local.items()}

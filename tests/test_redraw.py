@@ -12,7 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from geogrid.errors import InvalidInput
 from partition import partition_plan, validate_plan
 from partition.redraw import redraw_labels, repair_labels
-from partition.solver import Objective
+from partition.solver import Objective, components
 from partition.synthetic import random_village
 
 LO, HI = 100, 200
@@ -175,3 +175,77 @@ def test_repair_labels_keeps_locked_labels_closed():
     nb = [[1], [0, 2], [1]]
     out = repair_labels(np.array([0, -1, 1]), np.ones(3), nb, forbidden=frozenset({0}))
     assert out.tolist() == [0, 1, 1]
+
+
+def _lattice(rng, rows: int, cols: int):
+    n = rows * cols
+    nb: list[list[int]] = [[] for _ in range(n)]
+    for i in range(n):
+        r, c = divmod(i, cols)
+        for j in ((i + 1) if c + 1 < cols else None, (i + cols) if r + 1 < rows else None):
+            if j is not None and rng.random() > 0.2:
+                nb[i].append(j)
+                nb[j].append(i)
+    if len(components(list(range(n)), nb)) > 1:
+        return _lattice(rng, rows, cols)
+    xy = np.array([divmod(i, cols)[::-1] for i in range(n)], dtype=float)
+    return nb, xy
+
+
+def _set_partitions(n: int):
+    def rec(i, lab, used):
+        if i == n:
+            yield list(lab)
+            return
+        for r in range(used + 1):
+            lab.append(r)
+            yield from rec(i + 1, lab, max(used, r + 1))
+            lab.pop()
+
+    yield from rec(0, [], 0)
+
+
+def _rank_matched(lab, w, old):
+    """(households out of band, households moved with the best matching to old grids)."""
+    lab = np.asarray(lab)
+    ids = sorted(set(lab.tolist()))
+    h = np.array([w[lab == r].sum() for r in ids])
+    out = float((np.maximum(0, LO - h) + np.maximum(0, h - HI)).sum())
+    olds = sorted(set(old.tolist()) - {-1})
+    gain = np.array([[w[(lab == r) & (old == o)].sum() for o in olds] for r in ids])
+    rows, cols = linear_sum_assignment(gain, maximize=True)
+    return out, float(w[old >= 0].sum() - gain[rows, cols].sum())
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_exact_redraw_moves_the_fewest_households_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    rows, cols = [(2, 3), (2, 4), (3, 3)][seed % 3]
+    nb, xy = _lattice(rng, rows, cols)
+    n = rows * cols
+    w = rng.integers(30, 80, size=n).astype(float)
+    plans = [p for p in _set_partitions(n) if _connected_parts(p, nb)]
+    k0 = max(1, round(w.sum() / 150))
+    old = np.array(
+        min(
+            (p for p in plans if max(p) + 1 == k0),
+            key=lambda p: ((np.bincount(p, weights=w) - 150) ** 2).sum(),
+        )
+    )
+    grown = w.copy()
+    pick = rng.choice(n, 2, replace=False)
+    grown[pick] = np.round(grown[pick] * 1.4 + 20)
+    best = min(_rank_matched(p, grown, old) for p in plans)
+    res = redraw_labels(
+        old.copy(), old, np.zeros(n, dtype=bool), grown, xy, np.ones(n), nb,
+        np.random.default_rng(0), objective=Objective(), exact_seconds=10.0,
+    )  # fmt: skip
+    assert _connected_parts(res.labels.tolist(), nb)
+    assert _rank_matched(res.labels, grown, old) == best
+    assert (res.out_of_band, res.moved) == best
+
+
+def _connected_parts(lab, nb) -> bool:
+    return all(
+        len(components([i for i in range(len(lab)) if lab[i] == r], nb)) == 1 for r in set(lab)
+    )
