@@ -46,6 +46,8 @@ from partition._geo import (
     rebuild_coverage,
     renode,
     shared_lengths,
+    snap_coverage,
+    union,
     utm_crs,
 )
 from partition.exact import balance_cost
@@ -687,7 +689,7 @@ def _attach_islands(
     empties = [u for u in units if u.alone == "empty" and u.w == 0]
     for e in empties:
         j = min(range(len(out)), key=lambda i: (out[i].geom.distance(e.geom), i))
-        out[j].geom = shapely.MultiPolygon(polygon_parts(out[j].geom) + polygon_parts(e.geom))
+        out[j].geom = union([out[j].geom, e.geom])
         out[j].island = True
     if empties:
         notes.append(f"{len(empties)} part(s) without households joined the nearest group")
@@ -723,16 +725,22 @@ def _edge_match(units: list[_Unit], notes: list[str]) -> None:
     cells fixes that without moving any boundary visibly.
     """
     geoms = [u.geom for u in units]
-    if len(geoms) < 2 or shapely.coverage_is_valid(np.asarray(geoms, dtype=object)):
+    arr = np.asarray(geoms, dtype=object)
+    if len(geoms) < 2 or (shapely.is_valid(arr).all() and shapely.coverage_is_valid(arr)):
         return
-    fixed = renode(geoms, tolerance=2 * GRID_SIZE)
-    if not shapely.coverage_is_valid(np.asarray(fixed, dtype=object)):
-        fixed = rebuild_coverage(geoms)
-    if not shapely.coverage_is_valid(np.asarray(fixed, dtype=object)):
-        notes.append("group territories could not be edge-matched exactly")
-        return
-    for u, g in zip(units, fixed, strict=True):
-        u.geom = g
+    geoms = [g if g.is_valid else clean(g) for g in geoms]
+    for make in (  # snap-rounded faces first: valid, matched, safe to reproject
+        lambda: snap_coverage(geoms, region=union(geoms)),
+        lambda: renode(geoms, tolerance=2 * GRID_SIZE),
+        lambda: rebuild_coverage(geoms),
+    ):
+        fixed = make()
+        farr = np.asarray(fixed, dtype=object)
+        if shapely.is_valid(farr).all() and shapely.coverage_is_valid(farr):
+            for u, g in zip(units, fixed, strict=True):
+                u.geom = g
+            return
+    notes.append("group territories could not be edge-matched exactly")
 
 
 def partition_village(work: VillageWork, params: PartitionParams) -> VillageResult:
