@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from geogrid import store
 from geogrid.access import audit, users
@@ -343,3 +343,17 @@ def ensure_demo_users(conn: Connection, *, town_code: str) -> list[tuple[str, st
         _log(conn, "user.demo", username, role=str(role))
         rows.append((username, ROLE_NAMES[role], str(Scope.parse(scope)), password))
     return rows
+
+
+def audit_write(
+    engine: Engine,
+    action: str,
+    *,
+    target_type: str,
+    target_ids: list[str],
+    detail: dict[str, object] | None = None,
+) -> None:
+    """Record a write done at the console (imports, plans) in the audit log."""
+    with engine.begin() as conn:
+        audit.record(conn, actor=cli_actor(), action=action, target_type=target_type,
+                     target_ids=target_ids, detail=detail)  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 
 from geogrid import store
 from geogrid.cli.progress import stage_progress
@@ -102,6 +103,7 @@ def households(
                 progress=progress,
                 new_groups=new_groups,
             )
+        _audited(engine, "import.households", file, report)
     finally:
         engine.dispose()
     table = Table(title=f"{file.name}" + (f" ({report.encoding})" if report.encoding else ""))
@@ -180,6 +182,7 @@ def _import_overlay(
                 rejects_path=rejects,
                 progress=progress,
             )
+        _audited(engine, f"import.{kind}", file, report)
     finally:
         engine.dispose()
     title = f"{file.name}: {kind.replace('_', ' ')}"
@@ -264,3 +267,11 @@ def _index_or_name(value: str | None) -> str | int | None:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(import_app, name="import")
+
+
+def _audited(engine: Engine, action: str, file: Path, report: object) -> None:
+    """Write the import to the audit log: file name and counts, never values."""
+    from geogrid.cli.access import audit_write
+
+    counts = {k: getattr(report, k, None) for k in ("read", "inserted", "updated", "rejected")}
+    audit_write(engine, action, target_type="file", target_ids=[file.name], detail=counts)

@@ -15,6 +15,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from geogrid import plans, store
+from geogrid.cli.access import audit_write
 from geogrid.cli.partition import (
     CadresOpt,
     ExactOpt,
@@ -95,6 +96,8 @@ def create(
             progress=step,
         )
         bar.update(task, description="stored")
+        audit_write(engine, "plan.create", target_type="town", target_ids=[town],
+                    detail={"plan": plan_id})  # fmt: skip
         with engine.connect() as conn:
             info = plans.get_plan(conn, plan_id)
     _summary(info)
@@ -184,6 +187,8 @@ def activate(plan_id: int = typer.Argument(..., help="Id of a draft plan.")) -> 
     """Activate a draft plan; the town's previous active plan is archived."""
     with _engine() as engine:
         info = plans.activate_plan(engine, plan_id)
+        audit_write(engine, "plan.activate", target_type="town", target_ids=[info.town_code],
+                    detail={"plan": plan_id})  # fmt: skip
     console.print(f"plan {info.id} is now the active plan of town {info.town_code}")
 
 
@@ -262,6 +267,8 @@ def move(
     """Move a villager group of a draft plan to an adjacent grid (re-validated)."""
     with _engine() as engine:
         r = plans.move_group_in_plan(engine, plan_id, group=group, to_grid_code=to, author=author)
+        audit_write(engine, "plan.move", target_type="plan", target_ids=[str(plan_id)],
+                    detail={"group": group, "to": to})  # fmt: skip
     console.print(
         f"moved group {r.village_code}/{r.unit} ({r.households} households) "
         f"from {r.from_grid} to {r.to_grid}; plan {r.plan_id} is at version {r.version}"
