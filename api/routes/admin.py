@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine
 
 from api.auth import allow, audited, require, secret_of
+from api.deps import get_engine as _engine
 from api.routes.auth import csrf_for
 from api.schemas import ErrorPublic
 from geogrid.access import audit, users
@@ -32,11 +32,6 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     409: {"model": ErrorPublic, "description": "The user exists already."},
 }
 Username = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.@-]{3,64}$")]
-
-
-def _engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
 
 
 class UserPublic(BaseModel):

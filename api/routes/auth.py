@@ -12,14 +12,14 @@ from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine
 
 from api.auth import allow, client_ip, principal_of, require, secret_of
+from api.deps import get_engine as _engine
+from api.deps import get_settings as _settings
 from api.schemas import ErrorPublic
 from geogrid.access import audit, sessions, tokens, users
 from geogrid.access.policy import ROLE_NAMES, Principal
 from geogrid.errors import InvalidInput, Unauthenticated
-from geogrid.settings import Settings
 from tiles import pages as tp
 
 router = APIRouter(tags=["auth"])
@@ -57,16 +57,6 @@ class MePublic(BaseModel):
     scope: str
     permissions: list[str]
     must_change_password: bool
-
-
-def _engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def _signin(request: Request, username: str, password: str) -> users.User:
