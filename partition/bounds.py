@@ -32,7 +32,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BalanceBound", "KBound", "balance_bound", "balance_bound_parts", "k_bounds"]
+__all__ = [
+    "BalanceBound",
+    "KBound",
+    "balance_bound",
+    "balance_bound_parts",
+    "k_bounds",
+    "subset_sums",
+]
 
 #: Combinations of per-part grid counts tried exhaustively before parts are pooled.
 MAX_COMBOS = 20_000
@@ -71,7 +78,7 @@ def _f(h: np.ndarray, target: float, lo: float, hi: float, m: float) -> np.ndarr
     return (h - target) ** 2 / target + m * (np.maximum(0.0, lo - h) + np.maximum(0.0, h - hi))
 
 
-def _subset_sums(w: Sequence[int]) -> np.ndarray:
+def subset_sums(w: Sequence[int]) -> np.ndarray:
     """Sums of the non-empty subsets of non-negative integers ``w`` (sorted)."""
     bits = 1
     for x in w:
@@ -107,8 +114,8 @@ def k_bounds(
     small = sorted((x for x in ws if x <= hi), reverse=True)
     n_small, w_small = len(small), sum(small)
     has_over = n_small < n
-    sums = _subset_sums(ws)
-    small_sums = _subset_sums(small) if small else np.zeros(0)
+    sums = subset_sums(ws)
+    small_sums = subset_sums(small) if small else np.zeros(0)
     in_band_possible = bool(((small_sums >= lo) & (small_sums <= hi)).any())
     d0 = float(np.abs(sums - target).min())
     m = n_small + 1

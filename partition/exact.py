@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from geogrid.errors import InvalidInput
+from partition.bounds import subset_sums
 
 __all__ = ["ExactResult", "balance_cost", "canonical", "solve_exact"]
 
@@ -292,8 +293,10 @@ def solve_exact(
     # balance
     span = max(T, W - T)
     h, sq, out = [], [], []
+    # a region's households are a sum of whole groups: only subset sums are possible
+    sizes = cp_model.Domain.from_values(subset_sums(wi).astype(int).tolist())
     for r in range(k):
-        hr = m.new_int_var(0, W, f"h{r}")
+        hr = m.new_int_var_from_domain(sizes, f"h{r}")
         m.add(hr == sum(wi[i] * x[(i, r)] for i in range(r, n)))
         d = m.new_int_var(-T, W - T, f"d{r}")
         m.add(d == hr - T)
