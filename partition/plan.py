@@ -1013,6 +1013,8 @@ def _assemble(
             for i in mem
         ):
             flags.add("multipart_group")  # policy keep: a group in pieces
+        if h == 0 and not any(u.w for u in units):
+            flags.add("empty")  # policy empty_village: a village without households
         if any(units[i].island for i in mem) and len(polygon_parts(geom)) > 1:
             flags.add("island")  # a part of the village joined to this grid
         if not params.lo <= h <= params.hi and "empty" not in flags:

@@ -261,3 +261,18 @@ def test_a_real_polygon_set_with_islands_keeps_every_rule():
     assert (plan.grids["households"] > 0).all()
     assert plan.grids["flags"].str.contains("island").any()
     assert len(stray_households(plan, hh)) == 0
+
+
+def test_a_village_whose_groups_have_no_households_is_one_empty_grid():
+    outline = shapely.box(0, 0, 2000, 1000)
+    groups = {1: shapely.box(0, 0, 1000, 1000), 2: shapely.box(1000, 0, 2000, 1000)}
+    v1, hh1, g1 = village(CODE, outline, groups, {1: 150, 2: 150})
+    far = shapely.box(0, 3000, 2000, 4000)
+    g_far = {1: shapely.box(0, 3000, 1000, 4000), 2: shapely.box(1000, 3000, 2000, 4000)}
+    v2, _, g2 = village("440101001002", far, g_far, {})
+    v = gpd.GeoDataFrame(pd.concat([v1, v2], ignore_index=True), crs=4326)
+    gg = gpd.GeoDataFrame(pd.concat([g1, g2], ignore_index=True), crs=4326)
+    plan = checked(v, hh1, gg)
+    empty = plan.grids[plan.grids["village_code"] == "440101001002"]
+    assert len(empty) == 1 and empty["flags"].iloc[0] == "empty"
+    assert empty.geometry.is_valid.all()
