@@ -18,6 +18,7 @@ from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -139,7 +140,9 @@ class Household(Base):
         ),
         Index("ix_households_geom", "geom", postgresql_using="gist"),
         Index("ix_households_group_id", "group_id"),
-        _scope_index("ix_households_scope"),
+        Index(
+            "ix_households_scope_key", "scope_key", postgresql_ops={"scope_key": "text_pattern_ops"}
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -165,6 +168,10 @@ class Household(Base):
     grid_code: Mapped[str | None] = mapped_column(
         String(15), index=True, comment=None
     )  # the active plan's basic grid (geogrid.placement)
+    #: what scope filters and row-level security match on (migration 0011)
+    scope_key: Mapped[str | None] = mapped_column(
+        Text, Computed("coalesce(grid_code, village_code)", persisted=True)
+    )
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 

@@ -44,7 +44,8 @@ __all__ = [
 ]
 
 #: The scope condition on a household aliased ``h``.
-SCOPE = "coalesce(h.grid_code, h.village_code) LIKE :scope_prefix || '%'"
+#: households.scope_key is coalesce(grid_code, village_code), stored (migration 0011)
+SCOPE = "h.scope_key LIKE :scope_prefix || '%'"
 MAX_LIMIT = 500
 
 _MEMBER_COLUMNS = """
