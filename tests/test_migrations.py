@@ -86,6 +86,7 @@ def test_geometries_are_4326_with_gist_indexes(engine) -> None:  # type: ignore[
 def test_models_match_migrations(engine) -> None:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
     def partition(d: object) -> bool:  # the audit log's partitions mirror its parent
         table = getattr(getattr(d[1], "table", None), "name", "") if isinstance(d, tuple) else ""
         return re.fullmatch(r"audit_log_(\d{6}|default)", table or "") is not None

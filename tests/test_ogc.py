@@ -518,9 +518,7 @@ print(json.dumps(out))
 """
 
 
-def test_gdal_oapif_reads_every_collection(
-    served: Served, live_url: str, tmp_path: Path
-) -> None:
+def test_gdal_oapif_reads_every_collection(served: Served, live_url: str, tmp_path: Path) -> None:
     """GDAL's OAPIF driver (through pyogrio) lists and reads every collection.
 
     GDAL runs in a child process: pyogrio holds the GIL while GDAL fetches pages, which

@@ -91,9 +91,7 @@ def planner(
         ms, "planner", plan=plan, bounds=tp.area_bounds(conn), csrf=csrf_for(request)
     )
     return _html(
-        tp.render_page(
-            "planner.html", config=config, title="网格规划 Planner", **_who(request)
-        )
+        tp.render_page("planner.html", config=config, title="网格规划 Planner", **_who(request))
     )
 
 

@@ -354,9 +354,7 @@ def prepare_households(
     )
 
     if not new_groups and villages.groups:
-        known = [
-            villages.groups.get(v) if v is not None else None for v in village_code.tolist()
-        ]
+        known = [villages.groups.get(v) if v is not None else None for v in village_code.tolist()]
         unknown = pd.Series(
             [
                 k is not None and g is not None and int(g) not in k
@@ -823,9 +821,7 @@ def geocode_households(
     step = progress or (lambda stage, done, total: None)
     villages = load_villages(conn, town)
     step("validate", 0, len(raw))
-    good, rejects = prepare_parallel(
-        raw, villages, default_crs=default_crs, new_groups=new_groups
-    )
+    good, rejects = prepare_parallel(raw, villages, default_crs=default_crs, new_groups=new_groups)
     step("validate", len(raw), len(raw))
     has_xy = good["lon"].notna()
     good["geocode_precision"] = has_xy.map({True: "exact", False: None})
