@@ -101,6 +101,10 @@ class JobPublic(BaseModel):
     plan_id: int | None
     error: str | None = Field(description="Why the job failed (status failed).")
     error_type: str | None
+    problem: ErrorPublic | None = Field(
+        default=None,
+        description="The failure in the error body every other answer uses (status failed).",
+    )
     created_at: datetime
     finished_at: datetime | None
     href: str

@@ -273,3 +273,4 @@ def test_failed_job_reports_its_error(api: Api, client: TestClient) -> None:
     assert done.status == "failed" and "999" in (done.error or "")
     body = client.get(f"/api/jobs/{job.id}").json()
     assert body["status"] == "failed" and body["error_type"] == "InvalidInput"
+    assert body["problem"]["code"] == "InvalidInput" and "999" in body["problem"]["description"]

@@ -74,6 +74,11 @@ def _job_public(job: PlanJob) -> JobPublic:
             **asdict(job),
             "progress": {"done": job.done, "total": job.total, "village_code": job.village_code},
             "href": f"/api/jobs/{job.id}",
+            "problem": (
+                {"code": job.error_type or "Error", "description": job.error or ""}
+                if job.status == "failed"
+                else None
+            ),
         }
     )
 
