@@ -596,7 +596,18 @@ def scoped_vs_unscoped(url: str, reps: int) -> list[tuple[str, list[float], list
                 rls.apply(wconn, scoped)
                 return list_members(wconn, principal=scoped, limit=50)
 
-            out.append(("people list (RLS)", *interleaved(
+            def people_all() -> object:
+                rls.apply(wconn, everyone)
+                return list_members(wconn, principal=everyone, limit=50)
+
+            # the same request of a user whose scope is everything: the web role, RLS and
+            # all, so the ratio is what the scope itself costs
+            out.append(("people list, web role", *interleaved(
+                _rolled_back(wconn, people_rls),
+                _rolled_back(wconn, people_all),
+                reps, lambda r: ([m.id for m in r[0]], r[1]))))  # fmt: skip
+            # against the owner, who bypasses row-level security: the second wall's own cost
+            out.append(("people list vs owner", *interleaved(
                 _rolled_back(wconn, people_rls),
                 _rolled_back(oconn, lambda: list_members(oconn, principal=everyone, limit=50)),
                 reps, lambda r: ([m.id for m in r[0]], r[1]))))  # fmt: skip

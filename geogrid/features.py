@@ -615,8 +615,30 @@ def _now() -> str:
 _SCOPE_CLAUSE = "coalesce(t.grid_code, t.village_code) LIKE :scope_prefix || '%'"
 
 
-def _scoped(clauses: list[str], binds: dict[str, Any], scope_prefix: str | None) -> None:
-    if scope_prefix:
+#: Is every row of the collection inside the scope? True when no town or village of the
+#: store lies outside the prefix (rows reference villages; grid codes start with theirs)
+#: and no row lies outside every village (migration 0012): the scope test is then
+#: redundant. Run in the same snapshot as the page (a REPEATABLE READ transaction).
+_COVERS_ALL = (
+    "SELECT geogrid_prefix_covers_all(:scope_prefix) AND NOT EXISTS "
+    "(SELECT 1 {from_} t.grid_code IS NULL AND t.village_code IS NULL)"
+)
+
+
+def _scoped(
+    conn: Connection,
+    coll: Collection,
+    clauses: list[str],
+    binds: dict[str, Any],
+    scope_prefix: str | None,
+) -> None:
+    if not scope_prefix:
+        return
+    glue = " AND " if " WHERE " in coll.from_sql else " WHERE "
+    covers = conn.execute(
+        text(_COVERS_ALL.format(from_=coll.from_sql + glue)), {"scope_prefix": scope_prefix}
+    ).scalar()
+    if not covers:
         clauses.append(_SCOPE_CLAUSE)
         binds["scope_prefix"] = scope_prefix
 
@@ -652,7 +674,7 @@ def items_page(
         / ``prev`` when there are more or earlier features).
     """
     clauses, binds = _where(coll, q)
-    _scoped(clauses, binds, scope_prefix)
+    _scoped(conn, coll, clauses, binds, scope_prefix)
     where_from = _and(coll.from_sql, clauses)
     matched = int(conn.execute(text(f"SELECT count(*) {where_from}"), binds).scalar_one())
     returned, features = conn.execute(
@@ -707,7 +729,7 @@ def get_feature(
         When the collection has no such feature.
     """
     clauses, binds = [f"{coll.fid} = :fid"], {"fid": feature_id}
-    _scoped(clauses, binds, scope_prefix)
+    _scoped(conn, coll, clauses, binds, scope_prefix)
     sql = f"SELECT {_feature_sql(coll)}::text {_and(coll.from_sql, clauses)}"
     row = conn.execute(text(sql + " LIMIT 1"), binds).first()
     if row is None:

@@ -33,6 +33,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     literal_column,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -291,6 +292,12 @@ class Case(Base):
         Index("ix_cases_reported_at", "reported_at"),
         Index("ix_cases_category_reported_at", "category", "reported_at"),
         Index("ix_cases_grid_code", "grid_code"),
+        # cases outside every village and grid: asked for by scope checks (migration 0012)
+        Index(
+            "ix_cases_unplaced",
+            "id",
+            postgresql_where=text("grid_code IS NULL AND village_code IS NULL"),
+        ),
         _scope_index("ix_cases_scope"),
     )
 

@@ -768,3 +768,55 @@ def test_pages_send_a_user_who_must_change_the_password_to_the_change_page(
         )  # fmt: skip
         assert ok.status_code == 303
         assert browser.get("/planner", follow_redirects=False).status_code == 200
+
+
+def test_a_scope_covering_the_store_drops_its_filter_only_when_it_is_redundant(
+    town: Town, make_account
+) -> None:  # type: ignore[no-untyped-def]
+    """A town leader of the only town sees every case; a case outside every village, or a
+    village of another town, makes the scope test necessary again (migration 0012)."""
+    leader = make_account(town.url, "town_leader", town.town)
+    h = leader.headers(town.client)
+    with town.engine.connect() as conn:
+        total = conn.execute(text("SELECT count(*) FROM cases")).scalar_one()
+        covers = conn.execute(
+            text("SELECT geogrid_prefix_covers_all(:p)"), {"p": town.town[:9]}
+        ).scalar_one()
+    assert covers
+    r = town.client.get("/ogc/collections/cases/items?limit=1", headers=h)
+    assert r.json()["numberMatched"] == total
+    with town.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cases (case_no, category, reported_at, geom) VALUES "
+                "('OUTSIDE-1', '其他', now(), ST_SetSRID(ST_MakePoint(100, 20), 4326))"
+            )
+        )
+    try:
+        r = town.client.get("/ogc/collections/cases/items?limit=1", headers=h)
+        assert r.json()["numberMatched"] == total  # the unplaced case is not the town's
+        r = town.client.get("/ogc/collections/cases/items/OUTSIDE-1", headers=h)
+        assert r.status_code == 404
+    finally:
+        with town.engine.begin() as conn:
+            conn.execute(text("DELETE FROM cases WHERE case_no = 'OUTSIDE-1'"))
+    with town.engine.connect() as conn, conn.begin() as tx:
+        conn.execute(
+            text(
+                "INSERT INTO admin_areas (code, level, name, parent_code) "
+                "VALUES ('420117106000', 'town', '邻镇', NULL), "
+                "('420117106001', 'village', '邻村', '420117106000')"
+            )
+        )
+        assert not conn.execute(
+            text("SELECT geogrid_prefix_covers_all(:p)"), {"p": town.town[:9]}
+        ).scalar_one()
+        # row-level security: the gate closes, the member filter applies again
+        conn.execute(text("SET LOCAL ROLE geogrid_web"))
+        conn.execute(text("SELECT set_config('geogrid.scope', :p, true)"), {"p": town.town[:9]})
+        assert conn.execute(text("SELECT geogrid_scope_covers_all()")).scalar_one() is False
+        conn.execute(text("SELECT set_config('geogrid.scope', '*', true)"))
+        assert conn.execute(text("SELECT geogrid_scope_covers_all()")).scalar_one() is True
+        conn.execute(text("SELECT set_config('geogrid.scope', '', true)"))
+        assert conn.execute(text("SELECT geogrid_scope_covers_all()")).scalar_one() is False
+        tx.rollback()

@@ -158,9 +158,12 @@ def _json(content: Any) -> JSONResponse:
     return JSONResponse(content, media_type=JSON)
 
 
-def _scope(creds: Credentials, collection_id: str) -> str | None:
-    """The code prefix that limits a collection of cases to the user's scope."""
+def _scope(creds: Credentials, collection_id: str, conn: ConnDep) -> str | None:
+    """The code prefix that limits a collection of cases to the user's scope. A scoped
+    request reads in one snapshot (whether the scope covers everything is asked first)."""
     if collection_id == "cases" and creds.principal is not None:
+        if creds.principal.scope.prefix:
+            conn.execution_options(isolation_level="REPEATABLE READ")
         return creds.principal.scope.prefix
     return None
 
@@ -364,7 +367,7 @@ def items(
     check_layer(request, creds, coll.id)
     query = features.parse_items_query(coll, _params(request))
     body = features.items_page(
-        conn, coll, query, base=_base(request), scope_prefix=_scope(creds, coll.id)
+        conn, coll, query, base=_base(request), scope_prefix=_scope(creds, coll.id, conn)
     )
     return Response(body, media_type=GEOJSON)
 
@@ -397,7 +400,7 @@ def item(
     check_layer(request, creds, coll.id)
     features.reject_unknown(_params(request), ["f"], f"feature {featureId!r}")
     body = features.get_feature(
-        conn, coll, featureId, base=_base(request), scope_prefix=_scope(creds, coll.id)
+        conn, coll, featureId, base=_base(request), scope_prefix=_scope(creds, coll.id, conn)
     )
     return Response(body, media_type=GEOJSON)
 
