@@ -14,7 +14,7 @@ start an app with a route that has none, and the tests walk the same table.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -397,6 +397,3 @@ def install(app: FastAPI) -> None:
             headers={"WWW-Authenticate": 'Bearer realm="geogrid"'},
             content={"code": "Unauthenticated", "description": exc.message},
         )
-
-
-ActionDep = Callable[..., Principal | None]

@@ -100,5 +100,4 @@ class TileParams:
 
     def key(self) -> str:
         """Canonical text for cache keys and ETags (only what the layer uses)."""
-        scoped = f";scope={self.scope}" if self.scope else ""
-        return f"plan={self.plan or '*'};{self.window.key()}{scoped}"
+        return f"plan={self.plan or '*'};{self.window.key()}"

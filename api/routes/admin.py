@@ -242,7 +242,7 @@ def set_permissions(
 def public_layers(request: Request, principal: SecAdmin) -> dict[str, bool]:
     """Which layers anonymous users see."""
     shown = _public_set(request)
-    return {layer: layer in shown for layer in (*embeds.EMBEDDABLE, "households")}
+    return {layer: layer in shown for layer in embeds.PUBLISHABLE}
 
 
 def _public_set(request: Request) -> set[str]:

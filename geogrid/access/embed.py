@@ -17,6 +17,8 @@ from geogrid.errors import Forbidden, InvalidInput, Unauthenticated
 AUDIENCE = "geogrid-embed"
 #: Layers an embed may show: no personal data, cases only aggregated.
 EMBEDDABLE = ("towns", "villages", "groups", "grids", "key_units", "inspection_points", "heat")
+#: Layers the security administrator may make public (households only as counts).
+PUBLISHABLE = (*EMBEDDABLE, "households")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 
@@ -134,8 +136,8 @@ def public_layers(conn: Connection) -> set[str]:
 
 
 def set_public(conn: Connection, *, layer: str, public: bool, by: str | None) -> None:
-    if layer not in EMBEDDABLE and layer != "households":
-        raise InvalidInput(f"unknown layer {layer!r}; layers: {', '.join(EMBEDDABLE)}")
+    if layer not in PUBLISHABLE:
+        raise InvalidInput(f"unknown layer {layer!r}; layers: {', '.join(PUBLISHABLE)}")
     conn.execute(
         text(
             "INSERT INTO public_layers (layer, public, changed_by) VALUES (:l, :p, :b) "

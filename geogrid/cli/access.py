@@ -108,22 +108,24 @@ def user_list() -> None:
     console.print(table)
 
 
+def _set_disabled(username: str, *, disabled: bool) -> None:
+    word = "disable" if disabled else "enable"
+    with _conn() as conn:
+        users.set_disabled(conn, username=username, disabled=disabled)
+        _log(conn, f"user.{word}", username)
+    console.print(f"{username} {word}d")
+
+
 @user_app.command("disable")
 def user_disable(username: str) -> None:
     """Disable an account: its sessions and tokens stop working at once."""
-    with _conn() as conn:
-        users.set_disabled(conn, username=username, disabled=True)
-        _log(conn, "user.disable", username)
-    console.print(f"{username} disabled")
+    _set_disabled(username, disabled=True)
 
 
 @user_app.command("enable")
 def user_enable(username: str) -> None:
     """Enable an account (and clear a lockout)."""
-    with _conn() as conn:
-        users.set_disabled(conn, username=username, disabled=False)
-        _log(conn, "user.enable", username)
-    console.print(f"{username} enabled")
+    _set_disabled(username, disabled=False)
 
 
 @user_app.command("reset-password")
