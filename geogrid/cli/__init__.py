@@ -16,7 +16,7 @@ import psycopg
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from geogrid.errors import GeogridError
 from geogrid.settings import Settings
@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> None:
         # A database that went away mid-command: one line, never a traceback.
         text = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
         _fail(f"database error: {text[-1] if text else exc!r}")
+    except DBAPIError as exc:
+        # Anything else the database refused (a failing migration, a constraint): its
+        # first line, without the statement and parameters SQLAlchemy appends.
+        text = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
+        _fail(f"database error: {text[0] if text else type(exc).__name__}")
 
 
 def settings_error(exc: ValidationError) -> str:
