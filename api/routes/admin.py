@@ -5,6 +5,7 @@ permissions, public layers and embed tokens (security administrator), the audit 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -274,22 +275,26 @@ def set_layer_public(
     return public_layers(request, principal)
 
 
+def _embed_public(
+    g: embeds.EmbedGrant, *, live: bool = True, token: str | None = None
+) -> EmbedPublic:
+    return EmbedPublic(
+        id=g.id,
+        name=g.name,
+        layers=list(g.layers),
+        origins=list(g.origins),
+        expires_at=g.expires_at,
+        live=live,
+        token=token,
+    )
+
+
 @router.get("/api/embed-tokens", response_model=list[EmbedPublic], responses=_ERRORS)
 def list_embed_tokens(request: Request, principal: SecAdmin) -> list[EmbedPublic]:
     """Embed tokens issued so far (without the tokens themselves)."""
     with _engine(request).connect() as conn:
         grants = embeds.list_grants(conn)
-    return [
-        EmbedPublic(
-            id=g.id,
-            name=g.name,
-            layers=list(g.layers),
-            origins=list(g.origins),
-            expires_at=g.expires_at,
-            live=live,
-        )
-        for g, live in grants
-    ]
+    return [_embed_public(g, live=live) for g, live in grants]
 
 
 @router.post("/api/embed-tokens", response_model=EmbedPublic, status_code=201, responses=_ERRORS)
@@ -315,14 +320,7 @@ def issue_embed_token(request: Request, body: EmbedCreate, principal: SecAdmin) 
             target_ids=[grant.id],
             detail={"layers": body.layers, "origins": body.origins},
         )
-    return EmbedPublic(
-        id=grant.id,
-        name=grant.name,
-        layers=list(grant.layers),
-        origins=list(grant.origins),
-        expires_at=grant.expires_at,
-        token=token,
-    )
+    return _embed_public(grant, token=token)
 
 
 @router.delete("/api/embed-tokens/{token_id}", status_code=204, responses=_ERRORS)
@@ -350,30 +348,43 @@ def revoke_embed_token(
 AuditReader = Annotated[Principal | None, Depends(allow("audit.read"))]
 
 
+_Text = Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")]
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    """The filters the audit API and the audit page share (query parameters)."""
+
+    actor: _Text = None
+    action: _Text = None
+    outcome: Annotated[Literal["ok", "refused", "failed"] | None, Query()] = None
+    target: _Text = None
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0
+
+
+AuditFiltersDep = Annotated[AuditFilters, Depends()]
+
+
 def _search(
     request: Request,
     principal: Principal | None,
+    f: AuditFilters,
     *,
-    actor: str | None,
-    action: str | None,
-    outcome: str | None,
-    target: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
-    offset: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
 ) -> AuditPage:
     with _engine(request).begin() as conn:
         entries, total = audit.search(
             conn,
-            actor=actor,
-            action=action,
-            outcome=outcome,
-            target=target,
+            actor=f.actor,
+            action=f.action,
+            outcome=f.outcome,
+            target=f.target,
             since=since,
             until=until,
             limit=limit,
-            offset=offset,
+            offset=f.offset,
         )
         audited(
             request,
@@ -381,67 +392,34 @@ def _search(
             principal,
             action="audit.read",
             target_type="audit_log",
-            detail={"actor": actor, "action": action, "target": target},
+            detail={"actor": f.actor, "action": f.action, "target": f.target},
         )
     return AuditPage(
         total=total, entries=[AuditEntryPublic.model_validate(e.__dict__) for e in entries]
     )
 
 
-_Text = Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")]
-
-
 @router.get("/api/audit", response_model=AuditPage, responses=_ERRORS)
 def search_audit(
     request: Request,
     principal: AuditReader,
-    actor: _Text = None,
-    action: _Text = None,
-    outcome: Annotated[Literal["ok", "refused", "failed"] | None, Query()] = None,
-    target: _Text = None,
+    filters: AuditFiltersDep,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> AuditPage:
     """Search the audit log (auditor): newest first."""
-    return _search(
-        request,
-        principal,
-        actor=actor,
-        action=action,
-        outcome=outcome,
-        target=target,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-    )
+    return _search(request, principal, filters, since=since, until=until, limit=limit)
 
 
 @router.get("/audit", response_class=HTMLResponse, include_in_schema=False)
 def audit_page(
     request: Request,
     principal: Annotated[Principal | None, Depends(allow("audit.read", page=True))],
-    actor: _Text = None,
-    action: _Text = None,
-    outcome: Annotated[Literal["ok", "refused", "failed"] | None, Query()] = None,
-    target: _Text = None,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    filters: AuditFiltersDep,
 ) -> HTMLResponse:
     """The auditor's page: search form and results (审计日志)."""
-    page = _search(
-        request,
-        principal,
-        actor=actor,
-        action=action,
-        outcome=outcome,
-        target=target,
-        since=None,
-        until=None,
-        limit=100,
-        offset=offset,
-    )
+    page = _search(request, principal, filters)
     p = require(principal)
     config = tp.page_config(request.app.state.settings, "audit")
     return HTMLResponse(
@@ -451,12 +429,12 @@ def audit_page(
             title="审计日志 Audit log",
             page=page,
             filters={
-                "actor": actor or "",
-                "action": action or "",
-                "outcome": outcome or "",
-                "target": target or "",
+                "actor": filters.actor or "",
+                "action": filters.action or "",
+                "outcome": filters.outcome or "",
+                "target": filters.target or "",
             },
-            offset=offset,
+            offset=filters.offset,
             session_user=p.username,
             csrf=csrf_for(request),
         ),
