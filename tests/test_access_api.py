@@ -820,3 +820,49 @@ def test_a_scope_covering_the_store_drops_its_filter_only_when_it_is_redundant(
         conn.execute(text("SELECT set_config('geogrid.scope', '', true)"))
         assert conn.execute(text("SELECT geogrid_scope_covers_all()")).scalar_one() is False
         tx.rollback()
+
+
+def test_idle_and_expired_sessions_are_refused(town: Town, make_account) -> None:  # type: ignore[no-untyped-def]
+    acc = make_account(town.url, "planner", town.town)
+    for column, shift in (("last_seen_at", "31 minutes"), ("expires_at", "13 hours")):
+        with TestClient(town.client.app) as browser:
+            r = browser.post(
+                "/login",
+                data={"username": acc.username, "password": acc.password},
+                follow_redirects=False,
+            )
+            assert r.status_code == 303
+            assert browser.get("/planner", follow_redirects=False).status_code == 200
+            with town.engine.begin() as conn:
+                conn.execute(
+                    text(
+                        f"UPDATE web_sessions SET {column} = {column} - interval '{shift}' "
+                        "WHERE user_id = (SELECT id FROM users WHERE username = :u)"
+                    ),
+                    {"u": acc.username},
+                )
+            r = browser.get("/planner", follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+def test_a_session_in_use_stays_alive(town: Town, make_account) -> None:  # type: ignore[no-untyped-def]
+    """Use is recorded (at most every 30 s), so only idle sessions expire."""
+    acc = make_account(town.url, "planner", town.town)
+    with TestClient(town.client.app) as browser:
+        browser.post("/login", data={"username": acc.username, "password": acc.password})
+        sql = (
+            "SELECT now() - last_seen_at < interval '10 seconds' FROM web_sessions "
+            "WHERE user_id = (SELECT id FROM users WHERE username = :u)"
+        )
+        with town.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE web_sessions SET last_seen_at = now() - interval '20 minutes' "
+                    "WHERE user_id = (SELECT id FROM users WHERE username = :u)"
+                ),
+                {"u": acc.username},
+            )
+            assert conn.execute(text(sql), {"u": acc.username}).scalar_one() is False
+        assert browser.get("/planner", follow_redirects=False).status_code == 200
+        with town.engine.connect() as conn:
+            assert conn.execute(text(sql), {"u": acc.username}).scalar_one() is True

@@ -34,16 +34,27 @@ def create_session(
     return value, sid
 
 
+#: A session's last use is written at most this often (not at every request).
+TOUCH_SECONDS = 30
+
+
 def session_user(conn: Connection, value: str, *, idle_minutes: int) -> tuple[int, str] | None:
-    """(user id, session id) of a live session cookie, touching its last use; else None."""
+    """(user id, session id) of a live session cookie, else None.
+
+    The last use is recorded when it is older than :data:`TOUCH_SECONDS`, so a busy page
+    does not write a row at every tile it loads.
+    """
     sid = sha256(value)
     row = conn.execute(
         text(
-            "UPDATE web_sessions SET last_seen_at = now() WHERE id = :id "
+            "WITH s AS (SELECT id, user_id, last_seen_at FROM web_sessions WHERE id = :id "
             "AND revoked_at IS NULL AND expires_at > now() "
-            "AND last_seen_at > now() - make_interval(mins => :m) RETURNING user_id"
+            "AND last_seen_at > now() - make_interval(mins => :m)), "
+            "touch AS (UPDATE web_sessions w SET last_seen_at = now() FROM s "
+            "WHERE w.id = s.id AND s.last_seen_at < now() - make_interval(secs => :t)) "
+            "SELECT user_id FROM s"
         ),
-        {"id": sid, "m": idle_minutes},
+        {"id": sid, "m": idle_minutes, "t": TOUCH_SECONDS},
     ).first()
     return None if row is None else (int(row.user_id), sid)
 
