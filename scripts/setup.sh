@@ -25,6 +25,11 @@ if [ -z "$PGVER" ]; then
 fi
 if missing "postgresql-${PGVER}-postgis-3"; then need+=("postgresql-${PGVER}-postgis-3"); fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then need+=(python3-venv); fi
+# procps (ps: the cluster tests), Pango for WeasyPrint's PDFs, Noto CJK so that printed
+# Chinese and page screenshots have real glyphs (embedded in PDFs, never fetched online).
+for pkg in procps libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk; do
+    if missing "$pkg"; then need+=("$pkg"); fi
+done
 # Headless Chromium for the map-page tests, Node/npm for web assets.
 for pkg in ${GEOGRID_EXTRA_DEBS:-chromium}; do
     if missing "$pkg"; then need+=("$pkg"); fi

@@ -1,0 +1,26 @@
+"""Working calendar: holidays, make-up working days, office hours, deadline rules.
+
+Reserved so that work on several issues can add migrations side by side; filled in by the
+work that owns it.
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0015"
+down_revision: str | None = "0014"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
