@@ -126,6 +126,16 @@ def db_conn(_shared_engine: Engine) -> Iterator[Connection]:
 
 
 @pytest.fixture(scope="session")
+def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where page tests keep screenshots: ``GEOGRID_ARTIFACTS`` (CI keeps that folder as its
+    artefacts; ``scripts/test.sh`` sets it to ``artifacts/``), else a temporary folder."""
+    env = os.environ.get("GEOGRID_ARTIFACTS")
+    path = Path(env) if env else tmp_path_factory.mktemp("artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
 def sample_town(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """The deterministic sample town (seed 7), generated once per session."""
     from geogrid.sample import generate_town
