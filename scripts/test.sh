@@ -8,9 +8,12 @@ bash scripts/setup.sh
 
 export GEOGRID_TEST_TMP=${GEOGRID_TEST_TMP:-/tmp}
 # screenshots of the page tests (desktop, tablet, phone): kept as CI artefacts
-export GEOGRID_ARTIFACTS=${GEOGRID_ARTIFACTS:-$PWD/artifacts}
+if [ -z "${GEOGRID_ARTIFACTS:-}" ]; then
+    export GEOGRID_ARTIFACTS=$PWD/artifacts
+    rm -rf "$GEOGRID_ARTIFACTS"  # only our own default folder is cleared
+fi
 export GEOGRID_SCREENSHOTS=${GEOGRID_SCREENSHOTS:-$GEOGRID_ARTIFACTS/screenshots}
-rm -rf "$GEOGRID_ARTIFACTS" && mkdir -p "$GEOGRID_ARTIFACTS"
+mkdir -p "$GEOGRID_ARTIFACTS"
 cleanup() {
     # a cluster left behind by an interrupted run: stop it
     for pid in "$GEOGRID_TEST_TMP"/geogrid-*/pgdata/postmaster.pid; do
