@@ -30,6 +30,7 @@ from sqlalchemy import Connection, text
 from geogrid.assets import find_node_modules
 from geogrid.errors import ConfigurationError, InvalidInput, NotFound
 from geogrid.settings import Settings
+from tiles import i18n
 
 __all__ = [
     "EMBED_LAYERS",
@@ -311,7 +312,13 @@ def page_config(settings: Settings, page: str, **extra: Any) -> dict[str, Any]:
     return {"page": page, "basemap": basemap_config(settings), **extra}
 
 
-def render_page(template: str, *, config: dict[str, Any], title: str, **context: Any) -> str:
+def render_page(
+    template: str,
+    *,
+    config: dict[str, Any],
+    title: str,
+    **context: Any,
+) -> str:
     """Render ``tiles/templates/{template}`` with the page configuration embedded as JSON.
 
     Parameters
@@ -322,21 +329,41 @@ def render_page(template: str, *, config: dict[str, Any], title: str, **context:
         Page configuration (see :func:`page_config`); embedded as
         ``<script type="application/json" id="gg-config">``.
     title
-        Page title (Chinese first).
+        Page title (in the page's language).
     context
-        Further template variables.
+        Further template variables, among them ``lang``, the page's language (``zh``
+        by default, or ``en``): templates get ``t(key, **vars)`` in it and the page the
+        merged catalogue (``<script type="application/json" id="gg-messages">``, read by
+        ``i18n.js``); and ``lang_persist``, whether the page follows and remembers the visitor's language
+        choice (default ``True``; ``False`` for embeds: they follow their URL only).
     """
+    lang = str(context.pop("lang", i18n.DEFAULT_LANG))
+    lang_persist = bool(context.pop("lang_persist", True))
+    catalogue = i18n.messages(lang)
+
+    def translate(key: str, **values: Any) -> str:
+        return i18n.t(key, lang, **values)
+
     return (
         _env()
         .get_template(template)
         .render(
             title=title,
             assets=ASSETS,
-            config_json=json.dumps(config, ensure_ascii=False).replace("</", "<\\/"),
+            config_json=_script_json({**config, "lang": lang}),
+            messages_json=_script_json(catalogue),
             pages=PAGES,
+            lang=lang,
+            lang_persist=lang_persist,
+            t=translate,
             **context,
         )
     )
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside ``<script type="application/json">`` (no ``</`` can close it)."""
+    return json.dumps(value, ensure_ascii=False).replace("</", "<\\/")
 
 
 # -- page data (server-side joins; no personal data of residents) -----------------------

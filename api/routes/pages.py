@@ -22,6 +22,7 @@ from api.schemas import DbId
 from geogrid.errors import NotFound
 from geogrid.settings import Settings
 from tiles import pages as tp
+from tiles.i18n import pick_lang, t
 
 router = APIRouter()
 
@@ -49,6 +50,15 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
+def page_lang(request: Request) -> str:
+    """The page's language: ``?lang=`` first, then the remembered choice (``gg_lang``
+    cookie, set by ``i18n.js``), else Chinese."""
+    return pick_lang(request.query_params.get("lang"), request.cookies.get("gg_lang"))
+
+
+LangDep = Annotated[str, Depends(page_lang)]
+
+
 def _html(body: str) -> HTMLResponse:
     return HTMLResponse(body, headers={"Cache-Control": "no-cache"})
 
@@ -60,14 +70,15 @@ def _html(body: str) -> HTMLResponse:
     tags=["pages"],
     summary="Index of map pages",
 )
-def index(ms: SettingsDep) -> HTMLResponse:
+def index(ms: SettingsDep, lang: LangDep) -> HTMLResponse:
     """List the map pages and say whether the web assets are installed."""
     config = tp.page_config(ms, "index")
     return _html(
         tp.render_page(
             "index.html",
             config=config,
-            title="geogrid 网格化服务管理",
+            title=t("common.app", lang),
+            lang=lang,
             missing=tp.missing_assets(ms),
         )
     )
@@ -84,6 +95,7 @@ def planner(
     request: Request,
     conn: ConnDep,
     ms: SettingsDep,
+    lang: LangDep,
     plan: Annotated[DbId | None, Query()] = None,
 ) -> HTMLResponse:
     """Draft vs active plan, grid metrics on click, move a group between grids."""
@@ -91,11 +103,17 @@ def planner(
         ms, "planner", plan=plan, bounds=tp.area_bounds(conn), csrf=csrf_for(request)
     )
     return _html(
-        tp.render_page("planner.html", config=config, title="网格规划 Planner", **_who(request))
+        tp.render_page(
+            "planner.html",
+            config=config,
+            title=t("common.nav.planner", lang),
+            lang=lang,
+            **_who(request),
+        )
     )
 
 
-def _who(request: Request) -> dict[str, str]:
+def _who(request: Request) -> dict[str, Any]:
     """Template variables of the signed-in user: name and sign-out CSRF token."""
     p = principal_of(request)
     return {"session_user": p.username, "csrf": csrf_for(request)} if p else {}
@@ -108,7 +126,7 @@ def _who(request: Request) -> dict[str, str]:
     tags=["pages"],
     summary="Leader page",
 )
-def leader(request: Request, conn: ConnDep, ms: SettingsDep) -> HTMLResponse:
+def leader(request: Request, conn: ConnDep, ms: SettingsDep, lang: LangDep) -> HTMLResponse:
     """Heat map with time and category filters, case counts per grid."""
     config = tp.page_config(
         ms,
@@ -118,7 +136,13 @@ def leader(request: Request, conn: ConnDep, ms: SettingsDep) -> HTMLResponse:
         csrf=csrf_for(request),
     )
     return _html(
-        tp.render_page("leader.html", config=config, title="领导驾驶舱 Leader", **_who(request))
+        tp.render_page(
+            "leader.html",
+            config=config,
+            title=t("common.nav.leader", lang),
+            lang=lang,
+            **_who(request),
+        )
     )
 
 
@@ -129,10 +153,12 @@ def leader(request: Request, conn: ConnDep, ms: SettingsDep) -> HTMLResponse:
     tags=["pages"],
     summary="Public grid map",
 )
-def public(conn: ConnDep, ms: SettingsDep) -> HTMLResponse:
+def public(conn: ConnDep, ms: SettingsDep, lang: LangDep) -> HTMLResponse:
     """网格化图谱: each grid with its responsible staff; no resident data."""
     config = tp.page_config(ms, "public", bounds=tp.area_bounds(conn))
-    return _html(tp.render_page("public.html", config=config, title="网格化图谱 Public grid map"))
+    return _html(
+        tp.render_page("public.html", config=config, title=t("common.nav.public", lang), lang=lang)
+    )
 
 
 @router.get(
