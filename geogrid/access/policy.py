@@ -168,6 +168,15 @@ POLICY: dict[str, Action] = {
         audited=True,
     ),
     "audit.read": Action("Search the audit log", _rule((Role.auditor,), "any"), audited=True),
+    "calendar.read": Action(
+        "The working calendar (holidays, make-up working days, office hours), deadlines",
+        _rule(_ALL_ROLES, "any"),
+    ),
+    "calendar.manage": Action(
+        "Edit the working calendar: days, office hours, declare a year",
+        _rule((Role.sysadmin,), "any"),
+        audited=True,
+    ),
 }
 
 
