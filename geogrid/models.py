@@ -467,3 +467,4 @@ class HeatDirty(Base):
 # The access tables live with their domain; importing them here registers them on Base.
 from geogrid.access import models as _access_models  # noqa: E402, F401
 from geogrid.people import models as _people_models  # noqa: E402, F401
+from geogrid.cases import open311_models as _open311_models  # noqa: E402, F401

@@ -20,6 +20,8 @@ TABLES = {
     # access (0007) and people (0008)
     "users", "web_sessions", "refresh_tokens", "embed_tokens", "public_layers", "audit_log",
     "audit_log_default", "household_members", "special_population", "special_followups",
+    # open311 (0016)
+    "open311_requests", "open311_attributes", "open311_rate",
 }  # fmt: skip
 
 
