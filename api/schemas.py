@@ -74,6 +74,11 @@ class PlanCreate(_In):
     redraw_from: DbId | None = Field(
         default=None, description="Redraw from this plan with minimal change."
     )
+    locked: list[GridCode] | None = Field(
+        default=None,
+        max_length=10_000,
+        description="Grids of redraw_from kept as they are (besides those locked in it).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PlanCreate:
@@ -131,6 +136,7 @@ class GridProperties(BaseModel):
     area_km2: float | None = None
     groups: list[str] = Field(default_factory=list, description="Member groups (level 3).")
     flags: list[str] = Field(default_factory=list)
+    locked: bool = Field(default=False, description="Kept as it is by redraws (level 3).")
     metrics: dict[str, Any] | None = Field(default=None, description="Village/town summary.")
 
 
@@ -185,6 +191,9 @@ class MoveCreate(_In):
     )
     to: GridCode
     author: str | None = Field(default=None, max_length=200)
+    confirm: bool = Field(
+        default=False, description="Make the move even though it leaves a grid outside the band."
+    )
 
 
 class MovePublic(BaseModel):

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Computed,
     Date,
@@ -233,6 +234,7 @@ class Grid(Base):
     households: Mapped[int] = mapped_column(Integer, server_default="0")
     population: Mapped[int] = mapped_column(Integer, server_default="0")
     metrics: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    locked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class GridGroup(Base):
@@ -467,4 +469,5 @@ class HeatDirty(Base):
 # The access tables live with their domain; importing them here registers them on Base.
 from geogrid.access import models as _access_models  # noqa: E402, F401
 from geogrid.people import models as _people_models  # noqa: E402, F401
+from geogrid.planner import models as _planner_models  # noqa: E402, F401
 from geogrid.cases import open311_models as _open311_models  # noqa: E402, F401

@@ -82,7 +82,9 @@ __all__ = [
     "STAFF_POSTS",
     "STAFF_ROLES",
     "GroupChange",
+    "MoveCheck",
     "MoveResult",
+    "NeedsConfirmation",
     "PlanDiff",
     "PlanInfo",
     "PlanJob",
@@ -92,7 +94,9 @@ __all__ = [
     "StaleVersion",
     "activate_plan",
     "assign_staff",
+    "band_warnings",
     "check_create",
+    "check_move",
     "create_plan",
     "diff_plans",
     "get_plan",
@@ -101,6 +105,7 @@ __all__ = [
     "load_inputs",
     "load_plan",
     "move_group_in_plan",
+    "move_reason",
     "params_from_options",
     "plan_grids",
     "plan_version",
@@ -613,6 +618,7 @@ def create_plan(
     name: str | None = None,
     author: str | None = None,
     redraw_from: int | None = None,
+    locked: Sequence[str] | None = None,
     jobs: int | None = 1,
     progress: ProgressFn | None = None,
 ) -> int:
@@ -637,7 +643,10 @@ def create_plan(
     redraw_from
         Id of a plan of the same town to redraw from with minimal change: its basic grids
         are the partitioner's ``existing``; households moved are recorded in the metrics
-        and the plan's ``parent_id`` is set.
+        and the plan's ``parent_id`` is set. The grids locked in that plan (and those
+        named in ``locked``) are kept exactly as they are, and stay locked in the new plan.
+    locked
+        Further codes of grids of ``redraw_from`` to keep as they are (redraw only).
     jobs
         Worker processes for the partitioner (``1``: this process; ``None``: CPUs).
     progress
@@ -660,6 +669,20 @@ def create_plan(
         town_name, _ = _town(conn, town_code)
         households, villages, groups, inputs = load_inputs(conn, town_code)
         existing = _existing_grids(conn, redraw_from, town_code) if redraw_from else None
+        keep = set(locked or ())
+        if redraw_from:
+            keep |= {
+                str(c)
+                for (c,) in conn.execute(
+                    text("SELECT code FROM grids WHERE plan_id = :p AND level = 3 AND locked"),
+                    {"p": redraw_from},
+                )
+            }
+    if keep and existing is None:
+        raise InvalidInput(
+            "locked grids need a plan to redraw from (redraw_from).",
+            detail={"reason": "locked_without_redraw"},
+        )
     if cadres:
         _check_cadres(cadres, set(villages["code"]), town_code)
     total = len(villages)
@@ -683,6 +706,7 @@ def create_plan(
         params=params,
         cadres=dict(cadres) if cadres else None,
         existing=existing,
+        locked=sorted(keep) or None,
         jobs=jobs,
         progress=step,
     )
@@ -699,6 +723,7 @@ def create_plan(
     stored_params = _params_json(params) | {
         "cadres": dict(cadres) if cadres else None,
         "redraw_from": redraw_from,
+        "locked": sorted(keep),
     }
     when = datetime.now().astimezone()
     name = name or f"{town_name} {when:%Y-%m-%d %H:%M}"
@@ -760,13 +785,13 @@ def _insert_grid(conn: Connection, values: dict[str, Any]) -> int:
         conn.execute(
             text(
                 "INSERT INTO grids (plan_id, code, level, parent_id, village_code, name, geom, "
-                "households, population, metrics) VALUES (:plan_id, :code, :level, :parent_id, "
-                ":village_code, :name, "
+                "households, population, metrics, locked) VALUES (:plan_id, :code, :level, "
+                ":parent_id, :village_code, :name, "
                 "CASE WHEN CAST(:wkb AS text) IS NULL THEN NULL "
                 "ELSE ST_Multi(ST_GeomFromWKB(decode(:wkb, 'hex'), 4326)) END, "
-                ":households, :population, CAST(:metrics AS jsonb)) RETURNING id"
+                ":households, :population, CAST(:metrics AS jsonb), :locked) RETURNING id"
             ),
-            values,
+            {"locked": False, **values},
         ).scalar_one()
     )
 
@@ -780,8 +805,6 @@ def _write_grids(
     metrics: Mapping[str, Any],
 ) -> None:
     grids = plan.grids
-    assign = plan.assignment
-    params = plan.params
     town_geom = conn.execute(
         text(
             "SELECT encode(ST_AsBinary(COALESCE(t.geom, (SELECT ST_Multi(ST_Union(v.geom)) "
@@ -824,6 +847,21 @@ def _write_grids(
                 "metrics": _json(vmetrics.get(v.code, {})),
             },
         )
+    write_basic_grids(conn, plan_id, plan, village_ids)
+
+
+def write_basic_grids(
+    conn: Connection, plan_id: int, plan: Plan, village_ids: Mapping[str, int]
+) -> None:
+    """Insert the basic grids of ``plan`` (level 3), their group memberships and units.
+
+    ``village_ids`` maps each village code to its level-2 grid row. A grid the
+    partitioner flagged ``locked`` (kept from a redraw) is stored locked. Derived group
+    territories are written back to the groups without a supplied polygon.
+    """
+    grids = plan.grids
+    assign = plan.assignment
+    params = plan.params
     names = dict(zip(plan.villages["code"], plan.villages["name"], strict=True))
     gids = _group_ids(conn, list(plan.villages["code"]))
     # units per group: a group that is several units (split parts, multi-part villages)
@@ -880,6 +918,7 @@ def _write_grids(
                 "households": int(g.households),
                 "population": int(g.population),
                 "metrics": _json(_grid_metrics(g, units_of.get(g.code, []), params.target, flags)),
+                "locked": "locked" in flags,
             },
         )
     if memberships:
@@ -1016,7 +1055,7 @@ def plan_grids(conn: Connection, plan_id: int, *, level: int = 3) -> dict[str, A
     rows = conn.execute(
         text(
             "SELECT g.code, g.level, g.name, g.village_code, p.code AS parent_code, "
-            "g.households, g.population, g.metrics - 'units' AS metrics, "
+            "g.households, g.population, g.metrics - 'units' AS metrics, g.locked, "
             "ST_AsGeoJSON(g.geom)::jsonb AS geometry "
             "FROM grids g LEFT JOIN grids p ON p.id = g.parent_id "
             "WHERE g.plan_id = :id AND g.level = :level ORDER BY g.code"
@@ -1043,6 +1082,7 @@ def plan_grids(conn: Connection, plan_id: int, *, level: int = 3) -> dict[str, A
                 "area_km2": m.get("area_km2"),
                 "groups": m.get("groups", []),
                 "flags": m.get("flags", []),
+                "locked": bool(r.locked),
             }
         else:
             props["metrics"] = m
@@ -1340,6 +1380,145 @@ def _resolve_group(conn: Connection, group: int | str, village_code: str | None)
     return village_code, s
 
 
+@dataclass(frozen=True)
+class MoveCheck:
+    """A move of one group checked against the rules, not yet stored (see :func:`check_move`)."""
+
+    plan: Plan
+    edited: Plan
+    village_code: str
+    unit: str
+    from_grid: str
+    to_grid: str
+    households: int
+
+
+#: Reason codes of refused moves (``detail["reason"]`` of the error), by message pattern of
+#: :func:`partition.move_group`; the pages translate them.
+_MOVE_REASONS = (
+    ("does not share a border", "not_adjacent"),
+    ("would split grid", "breaks_contiguity"),
+    ("would leave grid", "leaves_empty"),
+    ("must stand alone", "stands_alone"),
+    ("already in grid", "same_grid"),
+    ("grids never cross villages", "other_village"),
+    ("does not exist in this plan", "unknown_grid"),
+    ("does not exist in village", "unknown_group"),
+    ("is split into", "split_group"),
+    ("breaks the rules", "breaks_rules"),
+)
+
+
+def move_reason(message: str) -> str:
+    """The reason code of a refused move from its message (``"refused"`` if unknown).
+
+    >>> move_reason("moving group 3 would split grid 420117105201002 in two.")
+    'breaks_contiguity'
+    >>> move_reason("something else")
+    'refused'
+    """
+    return next((code for pattern, code in _MOVE_REASONS if pattern in message), "refused")
+
+
+class NeedsConfirmation(Conflict):
+    """The edit is allowed but leaves grids outside the band: repeat it with ``confirm``."""
+
+
+def check_move(
+    conn: Connection,
+    plan_id: int,
+    *,
+    group: int | str,
+    to_grid_code: str,
+    village_code: str | None = None,
+) -> MoveCheck:
+    """Check a move of one group of a plan without storing it.
+
+    Raises
+    ------
+    NotFound
+        Unknown plan or group id.
+    InvalidInput
+        The move breaks a rule: ``detail["reason"]`` names it (:func:`move_reason`, or
+        ``grid_locked`` when either grid is locked).
+    """
+    vc, unit = _resolve_group(conn, group, village_code)
+    to_grid_code = str(to_grid_code).strip()
+    if not (len(to_grid_code) == 15 and to_grid_code.isdigit()):
+        raise InvalidInput(
+            f"grid code must be 15 digits (village code + 3), got {to_grid_code!r}.",
+            detail={"to": to_grid_code, "reason": "unknown_grid"},
+        )
+    plan = load_plan(conn, plan_id)
+    assign = plan.assignment
+    hits = assign[(assign["village_code"] == vc) & (assign["unit"] == unit)]
+    if hits.empty and unit.isdigit():
+        hits = assign[(assign["village_code"] == vc) & (assign["group_no"] == int(unit))]
+    if hits.empty:
+        raise InvalidInput(
+            f"group {vc}/{unit} is not in plan {plan_id}.",
+            detail={"group": f"{vc}/{unit}", "plan_id": plan_id, "reason": "unknown_group"},
+        )
+    if len(hits) > 1:
+        names = ", ".join(f"{vc}/{n}" for n in sorted(hits["unit"], key=_unit_key))
+        raise InvalidInput(
+            f"group {vc}/{unit} is split into {names}; name the part to move.",
+            detail={"parts": list(hits["unit"]), "reason": "split_group"},
+        )
+    unit = str(hits["unit"].iloc[0])
+    src = str(hits["grid_code"].iloc[0])
+    locked = [
+        str(c)
+        for (c,) in conn.execute(
+            text("SELECT code FROM grids WHERE plan_id = :p AND code = ANY(:c) AND locked"),
+            {"p": plan_id, "c": [src, to_grid_code]},
+        )
+    ]
+    if locked and src != to_grid_code:
+        raise InvalidInput(
+            f"grid {locked[0]} is locked; unlock it before moving groups into or out of it.",
+            detail={"grid_code": locked[0], "reason": "grid_locked"},
+        )
+    try:
+        edited = move_group(plan, unit, to_grid_code, village_code=vc)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            exc.message, detail={**exc.detail, "reason": move_reason(exc.message)}
+        ) from exc
+    return MoveCheck(
+        plan=plan,
+        edited=edited,
+        village_code=vc,
+        unit=unit,
+        from_grid=src,
+        to_grid=to_grid_code,
+        households=int(hits["households"].iloc[0]),
+    )
+
+
+def band_warnings(check: MoveCheck) -> list[dict[str, Any]]:
+    """Grids a checked move leaves outside the band (or takes further from it).
+
+    Each warning: ``grid``, ``before`` and ``after`` households, ``min``, ``max`` and
+    ``reason`` ``below_band`` or ``above_band``.
+    """
+    lo, hi = check.plan.params.lo, check.plan.params.hi
+
+    def off(h: int) -> int:
+        return lo - h if h < lo else (h - hi if h > hi else 0)
+
+    out = []
+    for code in (check.from_grid, check.to_grid):
+        b = int(check.plan.grids.loc[check.plan.grids["code"] == code, "households"].iloc[0])
+        a = int(check.edited.grids.loc[check.edited.grids["code"] == code, "households"].iloc[0])
+        if off(a) > 0 and off(a) > off(b):
+            out.append(
+                {"grid": code, "before": b, "after": a, "min": lo, "max": hi,
+                 "reason": "below_band" if a < lo else "above_band"}
+            )  # fmt: skip
+    return out
+
+
 def move_group_in_plan(
     engine: Engine,
     plan_id: int,
@@ -1349,14 +1528,16 @@ def move_group_in_plan(
     village_code: str | None = None,
     expected_version: int | None = None,
     author: str | None = None,
+    confirm: bool = True,
 ) -> MoveResult:
     """Move one villager group of a draft plan to an adjacent grid, re-validated.
 
     The plan row is locked for the edit. :func:`partition.move_group` checks the move
     (same village, adjacent along a real border, both grids stay connected and non-empty,
-    the grids still tile the village); then both grids' geometry, counts and metrics, the
-    group's ``grid_groups`` row and the plan's quality totals are updated, and the plan's
-    version is bumped.
+    the grids still tile the village; neither grid locked); then both grids' geometry,
+    counts and metrics, the group's ``grid_groups`` row and the plan's quality totals are
+    updated, the plan's version is bumped and the edit is logged with the village's
+    snapshots (:mod:`geogrid.planner.history`), so that it can be undone.
 
     Parameters
     ----------
@@ -1373,6 +1554,9 @@ def move_group_in_plan(
         The version the caller edited (from the ETag); ``None`` skips the check.
     author
         Recorded in the plan's edit log.
+    confirm
+        ``False``: refuse (:class:`NeedsConfirmation`) a move that leaves a grid outside
+        the plan's band; the web API asks for this explicit confirmation.
 
     Raises
     ------
@@ -1383,54 +1567,28 @@ def move_group_in_plan(
     StaleVersion
         ``expected_version`` is not the current version (someone else edited the plan).
     InvalidInput
-        The move breaks a rule; the message says which.
+        The move breaks a rule; the message says which, ``detail["reason"]`` names it.
+    NeedsConfirmation
+        ``confirm`` is false and the move leaves the band (``detail["warnings"]``).
     """
+    from geogrid.planner.history import apply_edit, lock_draft, snapshot
+
     with engine.begin() as conn:
-        row = conn.execute(
-            text("SELECT status, metrics FROM plans WHERE id = :id FOR UPDATE"), {"id": plan_id}
-        ).first()
-        if row is None:
-            raise NotFound(f"plan {plan_id} does not exist.", detail={"plan_id": plan_id})
-        status, metrics = str(row[0]), dict(row[1] or {})
+        metrics = lock_draft(conn, plan_id, expected_version).metrics
         version = int(metrics.get("version", 1))
-        if status != "draft":
-            raise IllegalTransition(
-                f"plan {plan_id} is {status}; only a draft plan can be edited "
-                "(create a redraw from it and edit that).",
-                detail={"plan_id": plan_id, "status": status},
+        chk = check_move(
+            conn, plan_id, group=group, to_grid_code=to_grid_code, village_code=village_code
+        )
+        if not confirm and (warnings := band_warnings(chk)):
+            raise NeedsConfirmation(
+                f"moving group {chk.village_code}/{chk.unit} leaves grid "
+                f"{warnings[0]['grid']} with {warnings[0]['after']} households, outside "
+                f"{warnings[0]['min']}-{warnings[0]['max']}; confirm the move to make it.",
+                detail={"reason": "out_of_band", "warnings": warnings},
             )
-        if expected_version is not None and expected_version >= 0 and expected_version != version:
-            raise StaleVersion(
-                f"plan {plan_id} is at version {version}, not {expected_version}: it was "
-                "edited since you read it; reload it and repeat the edit.",
-                detail={"plan_id": plan_id, "version": version},
-            )
-        vc, unit = _resolve_group(conn, group, village_code)
-        to_grid_code = str(to_grid_code).strip()
-        if not (len(to_grid_code) == 15 and to_grid_code.isdigit()):
-            raise InvalidInput(
-                f"grid code must be 15 digits (village code + 3), got {to_grid_code!r}.",
-                detail={"to": to_grid_code},
-            )
-        plan = load_plan(conn, plan_id)
-        assign = plan.assignment
-        hits = assign[(assign["village_code"] == vc) & (assign["unit"] == unit)]
-        if hits.empty and unit.isdigit():
-            hits = assign[(assign["village_code"] == vc) & (assign["group_no"] == int(unit))]
-        if hits.empty:
-            raise InvalidInput(
-                f"group {vc}/{unit} is not in plan {plan_id}.",
-                detail={"group": f"{vc}/{unit}", "plan_id": plan_id},
-            )
-        if len(hits) > 1:
-            names = ", ".join(f"{vc}/{n}" for n in sorted(hits["unit"], key=_unit_key))
-            raise InvalidInput(
-                f"group {vc}/{unit} is split into {names}; name the part to move.",
-                detail={"parts": list(hits["unit"])},
-            )
-        unit = str(hits["unit"].iloc[0])
-        src = str(hits["grid_code"].iloc[0])
-        edited = move_group(plan, unit, to_grid_code, village_code=vc)
+        vc, unit, src, to_grid_code = chk.village_code, chk.unit, chk.from_grid, chk.to_grid
+        before = snapshot(conn, plan_id, vc)
+        edited = chk.edited
         report = quality_report(edited)
         by_code = {g["code"]: g for g in report["grids"]}
         ea = edited.assignment
@@ -1478,7 +1636,7 @@ def move_group_in_plan(
                 {"p": plan_id, "to": to_grid_code, "src": src, "gid": moved_unit["group_id"]},
             )
         new_version = version + 1
-        households = int(hits["households"].iloc[0])
+        households = chk.households
         totals = dict(report["totals"])
         totals["unassigned_households"] = metrics.get("totals", {}).get(
             "unassigned_households", totals["unassigned_households"]
@@ -1516,6 +1674,10 @@ def move_group_in_plan(
             text("UPDATE grids SET metrics = CAST(:m AS jsonb) WHERE plan_id = :p AND level = 1"),
             {"m": _json({"totals": totals}), "p": plan_id},
         )
+        payload = {"group": f"{vc}/{unit}", "from": src, "to": to_grid_code,
+                   "households": households}  # fmt: skip
+        apply_edit(conn, plan_id, kind="move", village_code=vc, payload=payload, before=before,
+                   author=author, bump=False)  # fmt: skip
     return MoveResult(
         plan_id=plan_id,
         version=new_version,

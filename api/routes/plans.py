@@ -140,6 +140,7 @@ def create_plan(
         name=body.name,
         author=body.author or p.username,
         redraw_from=body.redraw_from,
+        locked=body.locked,
     )
     _audit(request, p, "plan.create", body.town, {"job": job.id})
     response.headers["Location"] = f"/api/jobs/{job.id}"
