@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     photo_dir: Path | None = None
     """Folder of staff photos (``staff.photo`` names a file there); placeholders otherwise."""
 
+    public_base_url: str | None = None
+    """Address residents reach geogrid at (``https://grid.example.gov.cn``): printed QR codes
+    point to ``<it>/public/grid/<code>``. Default: the address of the request (web) or
+    ``http://<host>:<port>`` (command line)."""
+
     node_modules: Path | None = None
     """Where ``npm ci`` installed the web assets; default: next to the geogrid sources."""
 

@@ -116,6 +116,11 @@ POLICY: dict[str, Action] = {
         _rule((Role.planner,), "covers"),
         audited=True,
     ),
+    "print.read": Action(
+        "Printed posters (网格化图谱) and household contact cards of a grid, village or town "
+        "in scope (staff duty contacts, outlines, house numbers; no resident's name or phone)",
+        _rule(_WORK_ROLES, "overlaps"),
+    ),
     "page.planner": Action("The planner page", _rule((Role.planner, Role.town_leader), "any")),
     "page.leader": Action(
         "The leader page (heat map, grid performance)",
