@@ -15,6 +15,7 @@ from api import auth, errors, security
 from api.deps import ConnDep
 from api.routes import admin, ogc, pages, people, plans, tiles
 from api.routes import auth as auth_routes
+from api.routes import calendar as calendar_routes
 from geogrid import __version__, store
 from geogrid.plans import PlanJobs
 from geogrid.settings import Settings
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     errors.install(app)
     security.install(app, settings)
     auth.install(app)
-    for module in (auth_routes, admin, plans, people, ogc, tiles, pages):
+    for module in (auth_routes, admin, plans, people, ogc, tiles, pages, calendar_routes):
         app.include_router(module.router)
 
     @app.get("/health", tags=["meta"], dependencies=[Depends(auth.allow("public.read"))])

@@ -259,3 +259,23 @@ def account_maker():  # type: ignore[no-untyped-def]
         return Account(name, password, role, scope)
 
     return make
+
+
+@pytest.fixture
+def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """``cli(*args, code=0) -> output``: the ``geogrid`` command run in process (typer's
+    runner) against a fresh database (:func:`db_url`), GEOGRID_HOME a temporary folder."""
+    from typer.testing import CliRunner
+
+    from geogrid.cli import build_app
+
+    monkeypatch.setenv("GEOGRID_DATABASE_URL", db_url)
+    monkeypatch.setenv("GEOGRID_HOME", str(tmp_path))
+    app = build_app()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = CliRunner().invoke(app, list(args))
+        assert result.exit_code == code, (args, result.output, result.exception)
+        return str(result.output)
+
+    return run

@@ -3,27 +3,8 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, text
-from typer.testing import CliRunner
-
-from geogrid.cli import build_app
-
-
-@pytest.fixture
-def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("GEOGRID_DATABASE_URL", db_url)
-    monkeypatch.setenv("GEOGRID_HOME", str(tmp_path))
-    app = build_app()
-
-    def run(*args: str, code: int = 0) -> str:
-        result = CliRunner().invoke(app, list(args))
-        assert result.exit_code == code, (args, result.output, result.exception)
-        return result.output
-
-    return run
 
 
 def test_user_lifecycle(cli, engine: Engine) -> None:  # type: ignore[no-untyped-def]
