@@ -1,12 +1,16 @@
-"""OGC API – Features (Part 1: Core, GeoJSON, OpenAPI 3.0) at ``/ogc``.
+"""OGC API – Features (Parts 1, 2 and 3) and OGC API – Tiles at ``/ogc``.
 
-Routes are thin: the query string goes, unparsed, to :mod:`geogrid.features`, which
+Routes are thin: the query string goes, unparsed, to :mod:`geogrid.ogcapi.query`, which
 validates it (an unknown or invalid parameter is a 400 with an OGC exception body
-``{"code": "InvalidParameterValue", "description": …}``, not FastAPI's 422) and builds the
-documents. The API definition for the ``oas30`` conformance class is served at
-``/ogc/api`` as an OpenAPI **3.0.3** document: FastAPI's own (3.1) document of this
-router, converted (:func:`openapi_30`) and completed with one ``items`` path per
-collection listing its filter parameters.
+``{"code": "InvalidParameterValue", "description": …}``, not FastAPI's 422), and
+:mod:`geogrid.ogcapi.items` builds the pages. The landing page answers at ``/ogc`` and
+``/ogc/`` alike (no redirect). The API definition for the ``oas30`` conformance class is
+served at ``/ogc/api`` as an OpenAPI **3.0.3** document (:mod:`api.routes.ogc_openapi`)
+whose paths are relative to its server URL ``{root}/ogc``. Tiles: :mod:`api.routes.ogc_tiles`.
+
+Every collection and tile set is a layer of the access rules: ``layer.read`` plus
+:func:`api.auth.check_layer` (public layers, embed tokens, signed-in users; cases within
+the user's scope).
 """
 
 from __future__ import annotations
@@ -15,147 +19,36 @@ import copy
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 
 from api.auth import Credentials, CredentialsDep, allow, check_layer, may_see_layer
 from api.deps import ConnDep
-from geogrid import __version__, features
-from geogrid.features import COLLECTIONS, CONFORMANCE, GEOJSON, JSON
+from api.routes import ogc_tiles
+from api.routes.ogc_openapi import _ERRORS, _F, _ITEMS_PARAMS, OPENAPI_30, SCHEMAS, build_openapi
+from geogrid import features
+from geogrid.features import COLLECTIONS, CONFORMANCE, GEOJSON, JSON, REL_QUERYABLES, SCHEMA_JSON
+from geogrid.ogcapi import items as pages
+from geogrid.ogcapi.cql import GEOMETRY
+from geogrid.ogcapi.crs import STORAGE, parse_crs
+from geogrid.ogcapi.query import parse_items_query, reject_unknown
+
+__all__ = ["SCHEMAS", "router"]
 
 router = APIRouter(prefix="/ogc", tags=["OGC API – Features"])
 
-OPENAPI_30 = "application/vnd.oai.openapi+json;version=3.0"
+_OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 
-_F = {
-    "name": "f",
-    "in": "query",
-    "required": False,
-    "description": "Response format: json (GeoJSON for features). Anything else is a 400.",
-    "schema": {"type": "string", "enum": ["json", "geojson"]},
-    "style": "form",
-    "explode": False,
-}
-_ITEMS_PARAMS: list[dict[str, Any]] = [
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "description": (
-            f"Page size (default {features.DEFAULT_LIMIT}); values above "
-            f"{features.MAX_LIMIT} are treated as {features.MAX_LIMIT}."
-        ),
-        "schema": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": features.MAX_LIMIT,
-            "default": features.DEFAULT_LIMIT,
-        },
-        "style": "form",
-        "explode": False,
-    },
-    {
-        "name": "offset",
-        "in": "query",
-        "required": False,
-        "description": "Number of features to skip (follow the next/prev links).",
-        "schema": {"type": "integer", "minimum": 0, "maximum": features.MAX_OFFSET, "default": 0},
-        "style": "form",
-        "explode": False,
-    },
-    {
-        "name": "bbox",
-        "in": "query",
-        "required": False,
-        "description": "minlon,minlat,maxlon,maxlat in CRS84 (longitude first).",
-        "schema": {
-            "type": "array",
-            "minItems": 4,
-            "maxItems": 6,
-            "items": {"type": "number"},
-        },
-        "style": "form",
-        "explode": False,
-    },
-    {
-        "name": "datetime",
-        "in": "query",
-        "required": False,
-        "description": (
-            "An RFC 3339 instant or interval (open ends '..'), e.g. ../2025-06-30; dates are "
-            "whole days in China Standard Time. Only on collections with a temporal property."
-        ),
-        "schema": {"type": "string"},
-        "style": "form",
-        "explode": False,
-    },
-    _F,
-]
 
-_EXCEPTION_SCHEMA = {
-    "type": "object",
-    "required": ["code"],
-    "properties": {"code": {"type": "string"}, "description": {"type": "string"}},
-}
-_ERRORS = {
-    "400": {
-        "description": "Unknown or invalid query parameter.",
-        "content": {JSON: {"schema": {"$ref": "#/components/schemas/exception"}}},
-    },
-    "404": {
-        "description": "No such collection or feature.",
-        "content": {JSON: {"schema": {"$ref": "#/components/schemas/exception"}}},
-    },
-}
-_FC_SCHEMA = {
-    "type": "object",
-    "required": ["type", "features"],
-    "properties": {
-        "type": {"type": "string", "enum": ["FeatureCollection"]},
-        "features": {"type": "array", "items": {"$ref": "#/components/schemas/feature"}},
-        "links": {"type": "array", "items": {"$ref": "#/components/schemas/link"}},
-        "timeStamp": {"type": "string", "format": "date-time"},
-        "numberMatched": {"type": "integer", "minimum": 0},
-        "numberReturned": {"type": "integer", "minimum": 0},
-    },
-}
-_FEATURE_SCHEMA = {
-    "type": "object",
-    "required": ["type", "geometry", "properties"],
-    "properties": {
-        "type": {"type": "string", "enum": ["Feature"]},
-        "id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
-        "geometry": {"type": "object", "nullable": True},
-        "properties": {"type": "object", "nullable": True},
-        "links": {"type": "array", "items": {"$ref": "#/components/schemas/link"}},
-    },
-}
-_LINK_SCHEMA = {
-    "type": "object",
-    "required": ["href", "rel"],
-    "properties": {
-        "href": {"type": "string"},
-        "rel": {"type": "string"},
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-    },
-}
-
-#: Schemas the responses above refer to (added to this document and to the app's).
-SCHEMAS: dict[str, dict[str, Any]] = {
-    "exception": _EXCEPTION_SCHEMA,
-    "featureCollection": _FC_SCHEMA,
-    "feature": _FEATURE_SCHEMA,
-    "link": _LINK_SCHEMA,
-}
+def _root(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + router.prefix
+    return _root(request) + router.prefix
 
 
-def _json(content: Any) -> JSONResponse:
-    return JSONResponse(content, media_type=JSON)
+def _json(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(content, media_type=JSON, headers=headers)
 
 
 def _scope(creds: Credentials, collection_id: str, conn: ConnDep) -> str | None:
@@ -169,68 +62,56 @@ def _scope(creds: Credentials, collection_id: str, conn: ConnDep) -> str | None:
 
 
 def _params(request: Request) -> list[tuple[str, str]]:
-    return list(request.query_params.multi_items())
+    """The query string, less the embed token (a credential, not a query parameter)."""
+    return [(k, v) for k, v in request.query_params.multi_items() if k != "embed_token"]
 
 
-@router.get(
-    "",
-    dependencies=[Depends(allow("public.read"))],
-    summary="Landing page",
-    openapi_extra={"parameters": [_F], "responses": _ERRORS},
-    response_class=JSONResponse,
-)
+def _link_header(links: list[dict[str, str]]) -> str:
+    """RFC 8288 ``Link`` header of a document's links (relation types unquoted, as the
+    RFC 5988 grammar allows for URIs; hrefs carry no commas: query values are encoded)."""
+    return ", ".join(f'<{x["href"]}>; rel={x["rel"]}; type="{x["type"]}"' for x in links)
+
+
+def _landing_doc(request: Request) -> dict[str, Any]:
+    base = _base(request)
+    link = features.link
+    return {
+        "title": "geogrid OGC API – Features",
+        "description": (
+            "Public map layers of township grid management: towns, villages, villager "
+            "groups, grids of the active plans, cases, key units, fire inspection points."
+        ),
+        "links": [
+            link(base, "self", JSON, "this document"),
+            link(f"{base}/api", "service-desc", OPENAPI_30, "the API definition (OpenAPI 3.0)"),
+            link(f"{_root(request)}/docs", "service-doc", "text/html", "the API documentation"),
+            link(f"{base}/conformance", "conformance", JSON, "conformance classes"),
+            link(f"{base}/conformance", f"{_OGC_REL}conformance", JSON, "conformance classes"),
+            link(f"{base}/collections", "data", JSON, "collections"),
+            link(f"{base}/collections", f"{_OGC_REL}data", JSON, "collections"),
+            link(f"{base}/tileMatrixSets", f"{_OGC_REL}tiling-schemes", JSON, "tiling schemes"),
+        ],
+    }
+
+
+_LANDING = {
+    "dependencies": [Depends(allow("public.read"))],
+    "openapi_extra": {"parameters": [_F], "responses": _ERRORS},
+    "response_class": JSONResponse,
+}
+
+
+@router.get("", summary="Landing page", **_LANDING)  # type: ignore[arg-type]
 def landing(request: Request) -> JSONResponse:
     """The landing page: links to the API definition, conformance and collections."""
-    features.reject_unknown(_params(request), ["f"], "the landing page")
-    base = _base(request)
-    return _json(
-        {
-            "title": "geogrid OGC API – Features",
-            "description": (
-                "Public map layers of township grid management: towns, villages, villager "
-                "groups, grids of the active plans, cases, key units, fire inspection points."
-            ),
-            "links": [
-                {"href": base, "rel": "self", "type": JSON, "title": "this document"},
-                {
-                    "href": f"{base}/api",
-                    "rel": "service-desc",
-                    "type": OPENAPI_30,
-                    "title": "the API definition (OpenAPI 3.0)",
-                },
-                {
-                    "href": str(request.base_url).rstrip("/") + "/docs",
-                    "rel": "service-doc",
-                    "type": "text/html",
-                    "title": "the API documentation",
-                },
-                {
-                    "href": f"{base}/conformance",
-                    "rel": "conformance",
-                    "type": JSON,
-                    "title": "conformance classes",
-                },
-                {
-                    "href": f"{base}/conformance",
-                    "rel": "http://www.opengis.net/def/rel/ogc/1.0/conformance",
-                    "type": JSON,
-                    "title": "conformance classes",
-                },
-                {
-                    "href": f"{base}/collections",
-                    "rel": "data",
-                    "type": JSON,
-                    "title": "collections",
-                },
-                {
-                    "href": f"{base}/collections",
-                    "rel": "http://www.opengis.net/def/rel/ogc/1.0/data",
-                    "type": JSON,
-                    "title": "collections",
-                },
-            ],
-        }
-    )
+    reject_unknown(_params(request), ["f"], "the landing page")
+    return _json(_landing_doc(request))
+
+
+@router.get("/", summary="Landing page", include_in_schema=False, **_LANDING)  # type: ignore[arg-type]
+def landing_slash(request: Request) -> JSONResponse:
+    """The landing page at ``/ogc/`` too (a client that does not follow redirects)."""
+    return landing(request)
 
 
 @router.get(
@@ -251,13 +132,13 @@ def landing(request: Request) -> JSONResponse:
 )
 def api_definition(request: Request) -> JSONResponse:
     """This API's definition as an OpenAPI 3.0.3 document."""
-    features.reject_unknown(_params(request), ["f"], "the API definition")
+    reject_unknown(_params(request), ["f"], "the API definition")
     state = request.app.state
     doc = getattr(state, "ogc_openapi", None)
     if doc is None:
-        doc = state.ogc_openapi = build_openapi()
+        doc = state.ogc_openapi = build_openapi(router.routes, router.prefix)
     out = copy.copy(doc)
-    out["servers"] = [{"url": str(request.base_url).rstrip("/")}]
+    out["servers"] = [{"url": _base(request)}]
     return JSONResponse(out, media_type=OPENAPI_30)
 
 
@@ -270,8 +151,8 @@ def api_definition(request: Request) -> JSONResponse:
 )
 def conformance(request: Request) -> JSONResponse:
     """The conformance classes this API implements."""
-    features.reject_unknown(_params(request), ["f"], "conformance")
-    return _json({"conformsTo": list(CONFORMANCE)})
+    reject_unknown(_params(request), ["f"], "conformance")
+    return _json({"conformsTo": [*CONFORMANCE, *ogc_tiles.CONFORMANCE]})
 
 
 def _extent(request: Request, conn: ConnDep, coll: features.Collection) -> dict[str, Any]:
@@ -289,6 +170,13 @@ def _extent(request: Request, conn: ConnDep, coll: features.Collection) -> dict[
     return cache[key]
 
 
+def _collection_doc(request: Request, conn: ConnDep, coll: features.Collection) -> dict[str, Any]:
+    base = _base(request)
+    doc = features.collection_document(conn, coll, base=base, extent=_extent(request, conn, coll))
+    doc["links"].extend(ogc_tiles.collection_links(base, coll.id))
+    return doc
+
+
 @router.get(
     "/collections",
     dependencies=[Depends(allow("public.read"))],
@@ -298,18 +186,16 @@ def _extent(request: Request, conn: ConnDep, coll: features.Collection) -> dict[
 )
 def collections(request: Request, conn: ConnDep, creds: CredentialsDep) -> JSONResponse:
     """Every collection the request may see, with its extent and links."""
-    features.reject_unknown(_params(request), ["f"], "collections")
+    reject_unknown(_params(request), ["f"], "collections")
     base = _base(request)
     docs = [
-        features.collection_document(conn, c, base=base, extent=_extent(request, conn, c))
+        _collection_doc(request, conn, c)
         for c in COLLECTIONS.values()
         if may_see_layer(request, creds, c.id)
     ]
     return _json(
         {
-            "links": [
-                {"href": f"{base}/collections", "rel": "self", "type": JSON, "title": "this"}
-            ],
+            "links": [features.link(f"{base}/collections", "self", JSON, "this document")],
             "collections": docs,
         }
     )
@@ -328,14 +214,76 @@ def collection(
     conn: ConnDep,
     creds: CredentialsDep,
 ) -> JSONResponse:
-    """One collection: extent (CRS84 bbox, temporal interval), item type, links."""
+    """One collection: extent (CRS84 bbox, temporal interval), CRS list, item type, links."""
     coll = features.get_collection(collectionId)
     check_layer(request, creds, coll.id)
-    features.reject_unknown(_params(request), ["f"], f"collection {coll.id!r}")
-    doc = features.collection_document(
-        conn, coll, base=_base(request), extent=_extent(request, conn, coll)
-    )
-    return _json(doc)
+    reject_unknown(_params(request), ["f"], f"collection {coll.id!r}")
+    return _json(_collection_doc(request, conn, coll))
+
+
+_GEOMETRY_FORMAT = {
+    "Point": "geometry-point",
+    "MultiPolygon": "geometry-multipolygon",
+    "Polygon": "geometry-polygon",
+}
+
+
+def queryables_document(coll: features.Collection, url: str) -> dict[str, Any]:
+    """JSON Schema of a collection's queryables: its public properties and ``geometry``."""
+    props: dict[str, Any] = {
+        GEOMETRY: {
+            "title": "geometry",
+            "format": _GEOMETRY_FORMAT.get(coll.geometry_type, "geometry-any"),
+            "x-ogc-role": "primary-geometry",
+        }
+    }
+    for p in coll.properties:
+        schema: dict[str, Any] = {
+            "title": p.name,
+            "type": "integer" if p.type == "integer" else "string",
+        }
+        if p.type in ("date-time", "date"):
+            schema["format"] = p.type
+        if p.description:
+            schema["description"] = p.description
+        props[p.name] = schema
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": url,
+        "type": "object",
+        "title": f"{coll.title}: queryables",
+        "properties": props,
+        "additionalProperties": False,
+    }
+
+
+@router.get(
+    "/collections/{collectionId}/queryables",
+    dependencies=[Depends(allow("layer.read"))],
+    summary="Queryables of a collection (JSON Schema)",
+    openapi_extra={
+        "parameters": [_F],
+        "responses": {
+            "200": {
+                "description": "The queryable properties (JSON Schema).",
+                "content": {SCHEMA_JSON: {"schema": {"$ref": "#/components/schemas/queryables"}}},
+            },
+            **_ERRORS,
+        },
+    },
+    response_class=JSONResponse,
+)
+def queryables(
+    collectionId: str,  # noqa: N803
+    request: Request,
+    creds: CredentialsDep,
+) -> JSONResponse:
+    """The properties a filter (and ``?name=value``) may use, as a JSON Schema."""
+    coll = features.get_collection(collectionId)
+    check_layer(request, creds, coll.id)
+    reject_unknown(_params(request), ["f"], f"queryables of {coll.id!r}")
+    url = f"{_base(request)}/collections/{coll.id}/queryables"
+    return JSONResponse(queryables_document(coll, url), media_type=SCHEMA_JSON)
 
 
 @router.get(
@@ -346,7 +294,8 @@ def collection(
         "parameters": _ITEMS_PARAMS,
         "responses": {
             "200": {
-                "description": "A page of features (GeoJSON).",
+                "description": "A page of features (GeoJSON), in the CRS of Content-Crs.",
+                "headers": {"Content-Crs": {"schema": {"type": "string"}}},
                 "content": {
                     GEOJSON: {"schema": {"$ref": "#/components/schemas/featureCollection"}}
                 },
@@ -362,14 +311,20 @@ def items(
     conn: ConnDep,
     creds: CredentialsDep,
 ) -> Response:
-    """Features filtered by bbox, datetime and properties, paged by limit/offset."""
+    """Features filtered by bbox, datetime, properties and CQL2, sorted, paged by cursor."""
     coll = features.get_collection(collectionId)
     check_layer(request, creds, coll.id)
-    query = features.parse_items_query(coll, _params(request))
-    body = features.items_page(
-        conn, coll, query, base=_base(request), scope_prefix=_scope(creds, coll.id, conn)
-    )
-    return Response(body, media_type=GEOJSON)
+    query = parse_items_query(coll, _params(request))
+    base = _base(request)
+    body = pages.items_page(conn, coll, query, base=base, scope_prefix=_scope(creds, coll.id, conn))
+    href = f"{base}/collections/{coll.id}"
+    head = [
+        features.link(f"{href}/items", "self", GEOJSON, "this collection's items"),
+        features.link(f"{href}/items?f=json", "alternate", JSON, "as JSON"),
+        features.link(f"{href}/queryables", REL_QUERYABLES, SCHEMA_JSON, "queryables"),
+    ]
+    headers = {"Content-Crs": f"<{query.crs.uri}>", "Link": _link_header(head)}
+    return Response(body, media_type=GEOJSON, headers=headers)
 
 
 @router.get(
@@ -377,10 +332,11 @@ def items(
     dependencies=[Depends(allow("layer.read"))],
     summary="One feature",
     openapi_extra={
-        "parameters": [_F],
+        "parameters": [p for p in _ITEMS_PARAMS if p["name"] == "crs"] + [_F],
         "responses": {
             "200": {
-                "description": "The feature (GeoJSON).",
+                "description": "The feature (GeoJSON), in the CRS of Content-Crs.",
+                "headers": {"Content-Crs": {"schema": {"type": "string"}}},
                 "content": {GEOJSON: {"schema": {"$ref": "#/components/schemas/feature"}}},
             },
             **_ERRORS,
@@ -398,118 +354,18 @@ def item(
     """One feature by id (404 when absent)."""
     coll = features.get_collection(collectionId)
     check_layer(request, creds, coll.id)
-    features.reject_unknown(_params(request), ["f"], f"feature {featureId!r}")
-    body = features.get_feature(
-        conn, coll, featureId, base=_base(request), scope_prefix=_scope(creds, coll.id, conn)
+    params = _params(request)
+    reject_unknown(params, ["f", "crs"], f"feature {featureId!r}")
+    crs = parse_crs(dict(params)["crs"], "crs") if "crs" in dict(params) else STORAGE
+    body = pages.get_feature(
+        conn,
+        coll,
+        featureId,
+        base=_base(request),
+        crs=crs,
+        scope_prefix=_scope(creds, coll.id, conn),
     )
-    return Response(body, media_type=GEOJSON)
+    return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>"})
 
 
-# ---------------------------------------------------------------------------
-# OpenAPI 3.0
-# ---------------------------------------------------------------------------
-
-
-def openapi_30(node: Any) -> Any:
-    """Convert an OpenAPI 3.1 (JSON Schema 2020-12) fragment to OpenAPI 3.0.
-
-    Type arrays and ``anyOf`` with ``{"type": "null"}`` become ``nullable``; ``const``
-    becomes a one-value ``enum``; ``examples`` becomes ``example``; numeric
-    ``exclusiveMinimum``/``exclusiveMaximum`` become booleans with ``minimum``/``maximum``.
-
-    >>> openapi_30({"anyOf": [{"type": "string"}, {"type": "null"}], "title": "T"})
-    {'nullable': True, 'type': 'string', 'title': 'T'}
-    >>> openapi_30({"type": ["integer", "null"], "exclusiveMinimum": 0})
-    {'nullable': True, 'type': 'integer', 'minimum': 0, 'exclusiveMinimum': True}
-    """
-    if isinstance(node, list):
-        return [openapi_30(v) for v in node]
-    if not isinstance(node, dict):
-        return node
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in ("anyOf", "oneOf") and isinstance(value, list):
-            kept = [v for v in value if v != {"type": "null"}]
-            if len(kept) < len(value):
-                out["nullable"] = True
-            if len(kept) == 1:
-                out.update(openapi_30(kept[0]))
-            else:
-                out[key] = openapi_30(kept)
-        elif key == "type" and isinstance(value, list):
-            kinds = [v for v in value if v != "null"]
-            if len(kinds) < len(value):
-                out["nullable"] = True
-            if len(kinds) == 1:
-                out["type"] = kinds[0]
-            else:
-                out["oneOf"] = [{"type": k} for k in kinds]
-        elif key == "const":
-            out["enum"] = [value]
-        elif key == "examples" and isinstance(value, list) and "schema" not in node:
-            if value:
-                out["example"] = openapi_30(value[0])
-        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
-            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
-            out[key] = True
-        elif key in ("$schema", "contentMediaType", "contentEncoding", "prefixItems"):
-            continue
-        else:
-            out[key] = openapi_30(value)
-    return out
-
-
-def _prop_schema(prop: features.Property) -> dict[str, Any]:
-    if prop.type == "integer":
-        return {"type": "integer"}
-    if prop.type in ("date-time", "date"):
-        return {"type": "string", "format": prop.type}
-    return {"type": "string"}
-
-
-def build_openapi() -> dict[str, Any]:
-    """The OpenAPI 3.0.3 document of the ``/ogc`` endpoints.
-
-    One ``/ogc/collections/{id}/items`` path per collection documents that collection's
-    filter parameters (each queryable property) and says whether ``datetime`` applies.
-    """
-    doc = get_openapi(
-        title="geogrid OGC API – Features",
-        version=__version__,
-        openapi_version="3.0.3",
-        description=(
-            "OGC API – Features – Part 1: Core, GeoJSON, OpenAPI 3.0. Coordinates are CRS84 "
-            "(longitude, latitude). Unknown or invalid query parameters are answered 400."
-        ),
-        routes=router.routes,
-    )
-    doc = openapi_30(doc)
-    for path in doc["paths"].values():
-        for op in path.values():
-            op.get("responses", {}).pop("422", None)
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    for name in ("HTTPValidationError", "ValidationError"):
-        schemas.pop(name, None)
-    schemas.update(SCHEMAS)
-    generic = doc["paths"][f"{router.prefix}/collections/{{collectionId}}/items"]["get"]
-    for coll in COLLECTIONS.values():
-        params = [p for p in _ITEMS_PARAMS if coll.time is not None or p["name"] != "datetime"]
-        params = [copy.deepcopy(p) for p in params]
-        for prop in coll.queryables.values():
-            params.append(
-                {
-                    "name": prop.name,
-                    "in": "query",
-                    "required": False,
-                    "description": f"Only features whose {prop.name} equals this value.",
-                    "schema": _prop_schema(prop),
-                    "style": "form",
-                    "explode": False,
-                }
-            )
-        op = copy.deepcopy(generic)
-        op["operationId"] = f"items_{coll.id}"
-        op["summary"] = f"{coll.title}: features"
-        op["parameters"] = params
-        doc["paths"][f"{router.prefix}/collections/{coll.id}/items"] = {"get": op}
-    return dict(doc)
+router.include_router(ogc_tiles.router)
