@@ -204,6 +204,28 @@ def _requests(t: Town) -> dict[tuple[str, str], Req | str]:
         ("GET", "/ogc/collections/{collectionId}/items/{featureId}"): Req(
             "GET", "/ogc/collections/villages/items/" + t.village, layer="villages"
         ),
+        ("GET", "/ogc/"): Req("GET", "/ogc/"),
+        ("GET", "/ogc/collections/{collectionId}/queryables"): Req(
+            "GET", "/ogc/collections/key_units/queryables", layer="key_units"
+        ),
+        ("GET", "/ogc/tileMatrixSets"): Req("GET", "/ogc/tileMatrixSets"),
+        ("GET", "/ogc/tileMatrixSets/{tileMatrixSetId}"): Req(
+            "GET", "/ogc/tileMatrixSets/WebMercatorQuad"
+        ),
+        ("GET", "/ogc/collections/{collectionId}/tiles"): Req(
+            "GET", "/ogc/collections/grids/tiles", layer="grids"
+        ),
+        ("GET", "/ogc/collections/{collectionId}/tiles/{tileMatrixSetId}"): Req(
+            "GET", "/ogc/collections/key_units/tiles/WebMercatorQuad", layer="key_units"
+        ),
+        (
+            "GET",
+            "/ogc/collections/{collectionId}/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}",
+        ): Req(
+            "GET",
+            "/ogc/collections/inspection_points/tiles/WebMercatorQuad/12/1690/3347",
+            layer="inspection_points",
+        ),
         ("GET", "/tiles/{layer}/{z}/{x}/{y}.mvt"): Req(
             "GET", "/tiles/inspection_points/12/3347/1690.mvt", layer="inspection_points"
         ),

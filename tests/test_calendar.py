@@ -152,6 +152,8 @@ def test_other_time_zones_are_converted(db_conn: Connection) -> None:
     utc = datetime(2025, 12, 1, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
     got = add_working_time(db_conn, utc, 3, "hours")
     assert got == at(2025, 12, 1, 12) and got.utcoffset() == timedelta(hours=8)
+    # Friday 20:00 UTC is the make-up Saturday 04:00 in Shanghai
+    assert calendar.is_working_day(db_conn, datetime(2026, 2, 13, 20, tzinfo=UTC))
 
 
 def test_working_time_between(db_conn: Connection) -> None:

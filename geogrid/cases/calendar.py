@@ -32,7 +32,6 @@ the version, a reload only after an edit.
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -103,13 +102,10 @@ class Calendar:
         """Office microseconds in one working day."""
         return sum(e - s for s, e in self.periods)
 
-    @property
-    def close(self) -> time:
-        """When office hours end."""
-        return _time_of(self.periods[-1][1])
-
     def is_workday(self, day: date) -> bool:
         """Working day? Raises :class:`CalendarUnknown` for a year the calendar lacks."""
+        if isinstance(day, datetime):
+            day = self.local(day, "day").date()
         if day.year not in self.years:
             raise CalendarUnknown(day.year)
         if day in self.workdays:
@@ -193,7 +189,7 @@ class Calendar:
             return self.at(day, self._instant(tod, need))
         need -= today
         per_day = self.day_us
-        k = math.ceil(need / per_day)
+        k = -(-need // per_day)  # whole office days begun
         j = self._nth_after(i, k)
         return self.at(self._day(j), self._instant(0, need - (k - 1) * per_day))
 
