@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     errors.install(app)
     security.install(app, settings)
     auth.install(app)
+    pages.install(app)  # page errors as panels in the page's language
     for module in (auth_routes, admin, plans, people, ogc, tiles, pages, calendar_routes):
         app.include_router(module.router)
 

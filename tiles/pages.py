@@ -31,6 +31,7 @@ from geogrid.assets import find_node_modules
 from geogrid.errors import ConfigurationError, InvalidInput, NotFound
 from geogrid.settings import Settings
 from tiles import i18n
+from tiles.basemap import Tile, open_mbtiles
 
 __all__ = [
     "EMBED_LAYERS",
@@ -138,6 +139,8 @@ def basemap_config(settings: Settings) -> dict[str, Any]:
             for layer in ("vec", "cva")
         ]
         return {"kind": kind, "layers": layers, "shift": None}
+    if kind == "mbtiles":
+        return {"kind": kind, "layers": [mbtiles_layer(settings)], "shift": None}
     if kind == "xyz" and settings.basemap_dir is not None:
         return {
             "kind": kind,
@@ -151,6 +154,40 @@ def basemap_config(settings: Settings) -> dict[str, Any]:
         raise ConfigurationError(f"GEOGRID_BASEMAP={kind} needs {need}")
     layer = {"url": settings.basemap_url, "subdomains": "abc", **common}
     return {"kind": kind, "layers": [layer], "shift": "gcj02" if kind == "gcj02" else None}
+
+
+def mbtiles_layer(settings: Settings) -> dict[str, Any]:
+    """The page's base-map layer for ``GEOGRID_BASEMAP=mbtiles`` (raster or vector).
+
+    Raises
+    ------
+    ConfigurationError
+        When ``GEOGRID_BASEMAP_MBTILES`` is unset or the file is not a usable MBTiles file.
+    """
+    if settings.basemap_mbtiles is None:
+        raise ConfigurationError("GEOGRID_BASEMAP=mbtiles needs GEOGRID_BASEMAP_MBTILES")
+    mb = open_mbtiles(settings.basemap_mbtiles)
+    return {
+        "url": "/basemap/mbtiles/{z}/{x}/{y}",
+        "maxZoom": settings.basemap_max_zoom,
+        "maxNativeZoom": mb.maxzoom,
+        "minNativeZoom": mb.minzoom,
+        "attribution": settings.basemap_attribution or mb.attribution,
+        **mb.public(),
+    }
+
+
+def mbtiles_tile(settings: Settings, z: int, x: int, y: int) -> Tile | None:
+    """Tile ``z/x/y`` of the configured MBTiles base map (``None``: the file has none).
+
+    Raises
+    ------
+    NotFound
+        When no MBTiles base map is configured, or for coordinates outside zoom ``z``.
+    """
+    if settings.basemap != "mbtiles" or settings.basemap_mbtiles is None:
+        raise NotFound("no MBTiles base map configured (GEOGRID_BASEMAP_MBTILES)")
+    return open_mbtiles(settings.basemap_mbtiles).tile(z, x, y)
 
 
 # -- web assets --------------------------------------------------------------------------
@@ -334,8 +371,9 @@ def render_page(
         Further template variables, among them ``lang``, the page's language (``zh``
         by default, or ``en``): templates get ``t(key, **vars)`` in it and the page the
         merged catalogue (``<script type="application/json" id="gg-messages">``, read by
-        ``i18n.js``); and ``lang_persist``, whether the page follows and remembers the visitor's language
-        choice (default ``True``; ``False`` for embeds: they follow their URL only).
+        ``i18n.js``); and ``lang_persist``, whether the page follows and remembers the
+        visitor's language choice (default ``True``; ``False`` for embeds: they follow
+        their URL only).
     """
     lang = str(context.pop("lang", i18n.DEFAULT_LANG))
     lang_persist = bool(context.pop("lang_persist", True))

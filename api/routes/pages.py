@@ -9,19 +9,28 @@ Rendering and SQL live in :mod:`tiles.pages`; this module only wires HTTP.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+import jwt
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.auth import allow, check_layer, principal_of
+from api.auth import allow, check_layer, principal_of, secret_of
 from api.deps import ConnDep
 from api.routes.auth import csrf_for
 from api.schemas import DbId
-from geogrid.errors import NotFound
+from geogrid.access import embed as embeds
+from geogrid.access.tokens import ALGORITHM, ISSUER
+from geogrid.errors import GeogridError, NotFound, Unauthenticated
 from geogrid.settings import Settings
+from tiles import i18n
 from tiles import pages as tp
+from tiles import public as tpub
 from tiles.i18n import pick_lang, t
 
 router = APIRouter()
@@ -174,25 +183,77 @@ def embed(
     """A minimal map of one layer for iframes in other portals.
 
     With ``?embed_token=…`` the layer must be one the token names, and only the token's
-    origins may frame the page; without one, the layer must be public.
+    origins may frame the page (and talk to it by ``postMessage``); without one, the layer
+    must be public and only geogrid's own pages may frame it. URL options (``lang``,
+    ``plan``, ``center``/``zoom`` or ``bbox``, ``from``/``to``/``category``, ``village``,
+    ``legend``, ``basemap``) are read by ``embed.js``; see ``/embed`` for the snippet.
     """
+    lang = pick_lang(request.query_params.get("lang"))
     if layer not in tp.EMBED_LAYERS:
         raise NotFound(f"no embeddable layer {layer!r}; choose one of {', '.join(tp.EMBED_LAYERS)}")
     creds = request.state.credentials
     check_layer(request, creds, layer)
     token = None
+    origins = [_own_origin(request)]
     if creds.embed is not None:
         request.state.frame_ancestors = list(creds.embed.origins)
         token = request.query_params.get("embed_token")
+        origins = sorted({*origins, *creds.embed.origins})
+    label = t(f"common.layer.{layer}", lang)
     config = tp.page_config(
         ms,
         "embed",
         layer=layer,
-        label=tp.EMBED_LAYERS[layer],
+        label=label,
         bounds=tp.area_bounds(conn),
         embed_token=token,
+        origins=origins,
     )
-    return _html(tp.render_page("embed.html", config=config, title=tp.EMBED_LAYERS[layer]))
+    return _html(
+        tp.render_page("embed.html", config=config, title=label, lang=lang, lang_persist=False)
+    )
+
+
+def _own_origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+@router.get(
+    "/embed",
+    dependencies=[Depends(allow("public.read"))],
+    response_class=HTMLResponse,
+    tags=["pages"],
+    summary="Embed snippets",
+)
+def embed_snippets(request: Request, conn: ConnDep, ms: SettingsDep, lang: LangDep) -> HTMLResponse:
+    """How a portal embeds a map: URL options, the postMessage interface, a live example."""
+    config = tp.page_config(ms, "embed-doc", bounds=tp.area_bounds(conn))
+    return _html(
+        tp.render_page(
+            "embed_doc.html",
+            config=config,
+            title=t("embed.doc.title", lang),
+            lang=lang,
+            layers=list(tp.EMBED_LAYERS),
+            base=_own_origin(request),
+        )
+    )
+
+
+@router.get(
+    "/public/grid/{code}",
+    dependencies=[Depends(allow("public.read"))],
+    response_class=HTMLResponse,
+    tags=["pages"],
+    summary="Public page of one grid",
+)
+def public_grid_page(
+    conn: ConnDep, ms: SettingsDep, lang: LangDep, code: Annotated[str, Path()]
+) -> HTMLResponse:
+    """One grid's staff card on its map (the page the printed QR codes point to)."""
+    card = tpub.grid_by_code(conn, code)
+    config = tp.page_config(ms, "public", bounds=tp.area_bounds(conn), grid=card["code"])
+    return _html(tp.render_page("public.html", config=config, title=card["name"], lang=lang))
 
 
 # -- page data -----------------------------------------------------------------------------
@@ -212,6 +273,35 @@ def public_grids(conn: ConnDep, town: TownQuery = None) -> JSONResponse:
         media_type="application/geo+json",
         headers={"Cache-Control": "no-cache"},
     )
+
+
+@router.get(
+    "/public/find",
+    dependencies=[Depends(allow("public.read"))],
+    tags=["pages"],
+    summary="Find the grid of an address",
+)
+def public_find(
+    conn: ConnDep,
+    address: Annotated[str, Query(min_length=1, max_length=tpub.MAX_ADDRESS)],
+) -> dict[str, Any]:
+    """The grid(s) serving an address (village, group, house number); public data only."""
+    return tpub.find_by_address(conn, address)
+
+
+@router.get(
+    "/public/at",
+    dependencies=[Depends(allow("public.read"))],
+    tags=["pages"],
+    summary="Find the grid at a place",
+)
+def public_at(
+    conn: ConnDep,
+    lng: Annotated[float, Query(ge=-180, le=180)],
+    lat: Annotated[float, Query(ge=-90, le=90)],
+) -> dict[str, Any]:
+    """The grid covering a WGS84 point (the resident's location); public data only."""
+    return tpub.find_by_point(conn, lng, lat)
 
 
 @router.get(
@@ -305,6 +395,22 @@ def basemap_tile(ms: SettingsDep, z: TileZ, x: TileXY, y: TileXY) -> FileRespons
     return FileResponse(tp.basemap_tile(ms, z, x, y), headers={"Cache-Control": _ASSET_CACHE})
 
 
+@router.get(
+    "/basemap/mbtiles/{z}/{x}/{y}",
+    dependencies=[Depends(allow("public.read"))],
+    include_in_schema=False,
+)
+def basemap_mbtiles(ms: SettingsDep, z: TileZ, x: TileXY, y: TileXY) -> Response:
+    """A tile of the MBTiles base map (``GEOGRID_BASEMAP_MBTILES``); 204 where it has none."""
+    tile = tp.mbtiles_tile(ms, z, x, y)
+    if tile is None:
+        return Response(status_code=204, headers={"Cache-Control": _ASSET_CACHE})
+    headers = {"Cache-Control": _ASSET_CACHE}
+    if tile.encoding:
+        headers["Content-Encoding"] = tile.encoding
+    return Response(tile.data, media_type=tile.media_type, headers=headers)
+
+
 @router.get("/docs", dependencies=[Depends(allow("public.read"))], include_in_schema=False)
 def docs(request: Request, ms: SettingsDep) -> HTMLResponse:
     """Swagger UI for the OpenAPI document, loaded from local assets only."""
@@ -323,3 +429,96 @@ def docs(request: Request, ms: SettingsDep) -> HTMLResponse:
     nonce = getattr(request.state, "csp_nonce", "")
     html = bytes(page.body).decode().replace("<script", f'<script nonce="{nonce}"')
     return HTMLResponse(html)
+
+
+# -- error panels ----------------------------------------------------------------------------
+
+#: Pages whose errors a browser shows as a panel in the page's language, not as JSON.
+_PANEL_PATHS = re.compile(r"^/(?:embed(?:/[^/]+)?|public(?:/grid/[^/]+)?|leader|planner)?$")
+
+
+def _wants_panel(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return (
+        request.method in ("GET", "HEAD")
+        and "text/html" in accept
+        and _PANEL_PATHS.fullmatch(request.url.path) is not None
+    )
+
+
+def _token_origins(request: Request) -> list[str]:
+    """The origins named in a correctly signed embed token, even an expired or revoked one:
+    its portal may frame the error panel that says so (it shows no data)."""
+    token = request.query_params.get("embed_token")
+    if not token:
+        return []
+    try:
+        claims = jwt.decode(
+            token,
+            secret_of(request),
+            algorithms=[ALGORITHM],
+            audience=embeds.AUDIENCE,
+            issuer=ISSUER,
+            options={"verify_exp": False},
+        )
+    except jwt.PyJWTError:
+        return []
+    origins = claims.get("origins")
+    return [str(o) for o in origins] if isinstance(origins, list) else []
+
+
+def _panel(request: Request, response: Response) -> Response:
+    try:
+        code = str(json.loads(bytes(response.body)).get("code") or "")
+    except (ValueError, AttributeError):
+        code = ""
+    lang = pick_lang(request.query_params.get("lang"), request.cookies.get("gg_lang"))
+    embed = request.url.path.startswith("/embed/")
+    if embed:
+        request.state.frame_ancestors = _token_origins(request)
+    key = f"errors.{code}" if f"errors.{code}" in i18n.catalogue() else "errors.unknown"
+    if embed and response.status_code == 401:
+        key = "embed.error.token"
+    elif embed and response.status_code == 403:
+        key = "embed.error.layer"
+    body = tp.render_page(
+        "error.html",
+        config={"page": "error", "code": code, "status": response.status_code},
+        title=t("common.error_title", lang),
+        lang=lang,
+        lang_persist=not embed,
+        message=t(key, lang),
+        embed=embed,
+        status=response.status_code,
+    )
+    headers = {k: v for k, v in response.headers.items() if k.lower() == "www-authenticate"}
+    return HTMLResponse(body, status_code=response.status_code, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Show errors of page requests from a browser as a panel in the page's language.
+
+    Wraps the JSON error handlers already installed (:mod:`api.errors`, :mod:`api.auth`):
+    the status code stays, API clients (no ``text/html`` in ``Accept``) still get
+    ``{code, description}``, and the English description is never shown on the page.
+    Call after ``errors.install`` and ``auth.install``.
+    """
+    for exc_class in (
+        GeogridError,
+        Unauthenticated,
+        StarletteHTTPException,
+        RequestValidationError,
+    ):
+        inner = app.exception_handlers.get(exc_class)
+        if inner is not None:
+            app.add_exception_handler(exc_class, _wrap(inner))
+
+
+def _wrap(inner: Any) -> Any:
+    async def handler(request: Request, exc: Exception) -> Response:
+        response: Response = await inner(request, exc)
+        if response.status_code >= 400 and _wants_panel(request):
+            return _panel(request, response)
+        return response
+
+    return handler

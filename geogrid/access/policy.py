@@ -95,6 +95,19 @@ POLICY: dict[str, Action] = {
     "auth.self": Action(
         "One's own account: who am I, change password, sign out", _rule(_ALL_ROLES, "any")
     ),
+    "open311.read": Action(
+        "Open311 GeoReport v2: services, public requests (no personal data), a resident's "
+        "own request by its token; the complaint pages",
+        _rule((ANONYMOUS, *_ALL_ROLES), "any"),
+    ),
+    "open311.submit": Action(
+        "Submit an Open311 request (residents need no account; rate-limited per client, "
+        "64 KiB without photos)",
+        _rule((ANONYMOUS, *_ALL_ROLES), "any"),
+    ),
+    "page.desk": Action(
+        "The case desk page (service centre, village and grid workers)", _rule(_CASE_ROLES, "any")
+    ),
     "layer.read": Action(
         "Map layers without personal data (boundaries, grids, key units…); anonymous users "
         "only the layers marked public",

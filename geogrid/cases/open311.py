@@ -205,7 +205,7 @@ class RequestRecord:
     status_notes: str | None = None
     media_url: str | None = None
     # the resident's own view (token holders only)
-    reporter: dict[str, str] = field(default_factory=dict)
+    media_urls: tuple[str, ...] = ()
     attributes: dict[str, Any] = field(default_factory=dict)
     history: tuple[dict[str, Any], ...] = ()
     state: str | None = None
@@ -255,12 +255,13 @@ def request_public(r: RequestRecord) -> dict[str, Any]:
 
 
 def request_private(r: RequestRecord) -> dict[str, Any]:
-    """The token holder's view: the public fields plus ``reporter``, ``attributes``,
-    ``workflow_status`` and ``history`` (public events only)."""
+    """The token holder's view: the public fields plus ``workflow_status`` (the case's
+    step), ``attributes`` (the answers given), ``media_urls`` (every public photo) and
+    ``history`` (the public events). Still nothing of the reporter's contact details."""
     return {
         **request_public(r),
         "workflow_status": r.state,
-        "reporter": dict(r.reporter),
+        "media_urls": list(r.media_urls),
         "attributes": dict(r.attributes),
         "history": [dict(h) for h in r.history],
     }

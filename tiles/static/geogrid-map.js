@@ -1,17 +1,28 @@
 /* geogrid-map.js — shared helpers of geogrid's map pages (Leaflet 1.9, no CDN, no build step).
+ * Needs i18n.js (gg.t) loaded first.
  *
- * GG.config()            the page configuration embedded by the server (JSON)
- * GG.createMap(id)       a Leaflet map with the configured base map (none/xyz/tianditu/gcj02)
- * GG.geojson(data, opt)  L.geoJSON with coordinates shifted to GCJ-02 when the base map needs it
- * GG.vectorTiles(url, o) Leaflet.VectorGrid protobuf layer, shifted tile by tile for GCJ-02
- * GG.fetchJSON(url, o)   fetch + JSON with the server's error description on failure
+ * GG.config()              the page configuration embedded by the server (JSON)
+ * GG.createMap(id, opt)    a Leaflet map with the configured base map (none/xyz/tianditu/gcj02/
+ *                          mbtiles raster or vector); says so on the map when there is none;
+ *                          opt.basemap === false leaves the base map off
+ * GG.geojson(data, opt)    L.geoJSON with coordinates shifted to GCJ-02 when the base map needs it
+ * GG.vectorTiles(url, o)   Leaflet.VectorGrid protobuf layer, shifted tile by tile for GCJ-02
+ * GG.fetchJSON(url, o)     fetch + JSON; a failure rejects with err.code (the API's error code),
+ *                          err.message in the page's language (never the server's English)
+ * GG.status(msg, kind)     the status line ("error" kind for failures); GG.status("") clears it
+ * GG.busy(el, on)          loading state of an element (aria-busy + spinner class)
+ * GG.legends(map)          one legend control with a section per layer, shown with its layer
  * GG.overlaySwitcher(map, layers)  layer control; returns replace(key, layer, label)
- * GG.wgs2gcj(lng, lat)   WGS84 → GCJ-02 (same formula as geogrid.coords.wgs84_to_gcj02)
+ * GG.BAND / GG.bandClass(n, band)  the colours of the plan's band: within / near / outside
+ * GG.RAMPS                 sequential ramps, one per kind of quantity (never the band colours)
+ * GG.caseColour(status)    the colour of a case status (CSS variables --gg-status-*)
+ * GG.wgs2gcj(lng, lat)     WGS84 → GCJ-02 (same formula as geogrid.coords.wgs84_to_gcj02)
  */
 (function (global) {
   "use strict";
 
   var PI = Math.PI, A = 6378245.0, EE = 0.00669342162296594323;
+  var gg = global.gg || { t: function (k) { return k; }, errorText: function () { return ""; } };
 
   function inChina(lng, lat) {
     return lng > 73.66 && lng < 135.05 && lat > 3.86 && lat < 53.55;
@@ -68,20 +79,83 @@
     if (!el) { return; }
     el.textContent = msg || "";
     el.className = "gg-status" + (kind ? " gg-status-" + kind : "");
+    el.setAttribute("role", kind === "error" ? "alert" : "status");
     el.hidden = !msg;
+  }
+
+  function busy(el, on) {
+    if (!el) { return; }
+    el.classList.toggle("gg-busy", !!on);
+    el.setAttribute("aria-busy", on ? "true" : "false");
+  }
+
+  /* -- base maps ------------------------------------------------------------------------ */
+
+  /** Style of a vector base map by its layer names (OpenMapTiles-like or anything else). */
+  function baseStyle(name) {
+    var n = String(name).toLowerCase();
+    if (/water|ocean|river|lake/.test(n)) { return { fill: true, fillColor: "#b3d4e6", fillOpacity: 1, stroke: true, color: "#9cc3da", weight: 0.6 }; }
+    if (/park|landcover|landuse|green|wood|forest|farm/.test(n)) { return { fill: true, fillColor: "#e4eedb", fillOpacity: 1, stroke: false }; }
+    if (/building/.test(n)) { return { fill: true, fillColor: "#e0d9d2", fillOpacity: 1, color: "#cfc6bd", weight: 0.5 }; }
+    if (/road|transport|street|highway|rail/.test(n)) { return { color: "#ffffff", weight: 2, opacity: 1, fill: false }; }
+    if (/boundary|admin/.test(n)) { return { color: "#9e9aa6", weight: 1, dashArray: "4,3", fill: false }; }
+    if (/label|place|poi|name/.test(n)) { return { radius: 0, stroke: false, fill: false }; }
+    return { color: "#c8c8c8", weight: 0.8, fill: true, fillColor: "#f0efe9", fillOpacity: 0.6 };
+  }
+
+  function addBasemap(map, c) {
+    c.basemap.layers.forEach(function (b) {
+      var opts = {
+        maxZoom: b.maxZoom || 18, attribution: b.attribution || "",
+        minNativeZoom: b.minNativeZoom, maxNativeZoom: b.maxNativeZoom, pane: "tilePane"
+      };
+      if (b.vector) {
+        if (!L.VectorGrid) { return; }
+        var styles = new Proxy({}, { get: function (target, name) { return baseStyle(name); } });
+        L.vectorGrid.protobuf(b.url, L.extend(opts, {
+          vectorTileLayerStyles: styles, interactive: false, rendererFactory: L.canvas.tile
+        })).addTo(map);
+      } else {
+        L.tileLayer(b.url, L.extend(opts, { subdomains: b.subdomains || "abc", crossOrigin: false })).addTo(map);
+      }
+    });
+  }
+
+  /** A notice on the map saying plainly that no base map is configured (closable). */
+  function noBasemapNotice(map) {
+    var ctl = L.control({ position: "bottomleft" });
+    ctl.onAdd = function () {
+      var div = L.DomUtil.create("div", "gg-notice");
+      div.id = "gg-nobasemap";
+      div.setAttribute("role", "note");
+      var text = L.DomUtil.create("span", "", div);
+      text.textContent = gg.t("common.basemap.none");
+      var close = L.DomUtil.create("button", "gg-notice-close", div);
+      close.type = "button";
+      close.textContent = "×";
+      close.setAttribute("aria-label", gg.t("common.close"));
+      L.DomEvent.disableClickPropagation(div);
+      L.DomEvent.on(close, "click", function () { map.removeControl(ctl); });
+      return div;
+    };
+    return ctl.addTo(map);
   }
 
   function createMap(id, options) {
     var c = config();
-    var map = L.map(id, L.extend({ zoomControl: true, preferCanvas: true, minZoom: 3 }, options || {}));
-    map.attributionControl.setPrefix("Leaflet");
-    c.basemap.layers.forEach(function (b) {
-      L.tileLayer(b.url, {
-        subdomains: b.subdomains || "abc", maxZoom: b.maxZoom || 18,
-        attribution: b.attribution || "", crossOrigin: false
-      }).addTo(map);
-    });
-    if (c.basemap.kind === "none") { map.getContainer().classList.add("gg-nobasemap"); }
+    var opts = L.extend({ zoomControl: true, preferCanvas: true, minZoom: 3 }, options || {});
+    var showBase = opts.basemap !== false;
+    var zoom = opts.zoomControl !== false;
+    delete opts.basemap;
+    opts.zoomControl = false;  // our own, with titles in the page's language
+    var map = L.map(id, opts);
+    if (zoom) {
+      L.control.zoom({ zoomInTitle: gg.t("common.zoom_in"), zoomOutTitle: gg.t("common.zoom_out") }).addTo(map);
+    }
+    map.attributionControl.setPrefix(false);
+    if (showBase) { addBasemap(map, c); }
+    if (c.basemap.kind === "none" || !showBase) { map.getContainer().classList.add("gg-nobasemap"); }
+    if (c.basemap.kind === "none" && showBase) { noBasemapNotice(map); }
     L.control.scale({ imperial: false }).addTo(map);
     var b = c.bounds;
     if (b) {
@@ -89,6 +163,7 @@
     } else {
       map.setView([30, 114], 5);
     }
+    map.getContainer().setAttribute("aria-label", document.title);
     return map;
   }
 
@@ -138,16 +213,22 @@
     opts.headers = headers;
     opts.credentials = "same-origin";
     return fetch(withToken(url), opts)
+      .catch(function () {
+        var err = new Error(gg.t("errors.network"));
+        err.status = 0;
+        throw err;
+      })
       .then(function (resp) {
         return resp.text().then(function (body) {
           var data = null;
           try { data = body ? JSON.parse(body) : null; } catch (e) { data = null; }
           if (!resp.ok) {
-            var why = data && (data.description || data.detail || data.message);
-            if (why && typeof why !== "string") { why = JSON.stringify(why); }
-            var err = new Error(why || (resp.status + " " + resp.statusText));
+            var err = new Error("");
             err.status = resp.status;
             err.data = data;
+            err.code = data && data.code;
+            err.description = data && data.description;  // the server's words: logs only
+            err.message = gg.errorText(err);
             throw err;
           }
           return { data: data, response: resp };
@@ -172,19 +253,118 @@
     return colours[0];
   }
 
+  /* -- one visual language ---------------------------------------------------------------- */
+
+  /** The plan's band colours: the same meaning on every page (see geogrid.css). */
+  var BAND = { within: "#2e7d32", near: "#f9a825", outside: "#c62828", locked: "#9e9e9e" };
+
+  /** "within", "near" (inside the band, within 10% of min or max) or "outside". */
+  function bandClass(n, band) {
+    if (n < band.min || n > band.max) { return "outside"; }
+    if (n <= band.min * 1.1 || n >= band.max * 0.9) { return "near"; }
+    return "within";
+  }
+
+  /** Legend items of the band, for GG.legends(...).set(key, {items}). */
+  function bandItems(band) {
+    return ["within", "near", "outside"].map(function (k) {
+      return { colour: BAND[k], label: gg.t("common.band." + k) };
+    }).concat(band ? [{ label: gg.t("common.band.range", { min: band.min, max: band.max }) }] : []);
+  }
+
+  /** Sequential ramps, light to dark; none uses the band's green/amber/red. */
+  var RAMPS = {
+    heat: ["#f2f0f7", "#dadaeb", "#bcbddc", "#9e9ac8", "#756bb1", "#54278f"],
+    counts: ["#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#4292c6", "#08519c"]
+  };
+
+  function caseColour(status) {
+    var css = global.getComputedStyle(document.documentElement);
+    var v = css.getPropertyValue("--gg-status-" + status).trim();
+    return v || css.getPropertyValue("--gg-status-other").trim() || "#616161";
+  }
+
+  /** Legend items of binned counts: [{colour, label}] for breaks and their colours. */
+  function binItems(breaks, colours) {
+    return breaks.map(function (b, i) {
+      var hi = i + 1 < breaks.length ? "–" + (breaks[i + 1] - 1) : "+";
+      return { colour: colours[i], label: (i + 1 < breaks.length && breaks[i + 1] - 1 === b) ? String(b) : b + hi };
+    });
+  }
+
+  /** One legend control; a section per layer key, shown while its layer is on the map.
+   *  set(key, {title, items: [{colour, label, shape}]}, layer)  add or replace a section
+   *  remove(key)                                                   drop it
+   */
+  function legends(map, position) {
+    var sections = {}, order = [];
+    var ctl = L.control({ position: position || "bottomright" });
+    var div = null;
+    ctl.onAdd = function () {
+      div = L.DomUtil.create("div", "gg-legend");
+      div.id = "gg-legend";
+      div.setAttribute("role", "region");
+      div.setAttribute("aria-label", gg.t("common.legend"));
+      L.DomEvent.disableClickPropagation(div);
+      render();
+      return div;
+    };
+    function render() {
+      if (!div) { return; }
+      div.innerHTML = "";
+      var shown = 0;
+      order.forEach(function (key) {
+        var s = sections[key];
+        if (s.layer && !map.hasLayer(s.layer)) { return; }
+        shown++;
+        var sec = L.DomUtil.create("section", "gg-legend-section", div);
+        sec.dataset.layer = key;
+        var h = L.DomUtil.create("b", "", sec);
+        h.textContent = s.title;
+        s.items.forEach(function (it) {
+          var row = L.DomUtil.create("div", "gg-legend-row", sec);
+          if (it.colour) {
+            var sw = L.DomUtil.create("i", "gg-swatch" + (it.shape ? " gg-swatch-" + it.shape : ""), row);
+            // swatch colours through the CSSOM: the Content-Security-Policy refuses style attributes
+            sw.style.background = it.colour;
+          }
+          L.DomUtil.create("span", "", row).textContent = it.label;
+        });
+      });
+      div.hidden = shown === 0;
+    }
+    map.on("layeradd layerremove", function (e) {
+      if (order.some(function (k) { return sections[k].layer === e.layer; })) { render(); }
+    });
+    ctl.addTo(map);
+    return {
+      control: ctl,
+      set: function (key, spec, layer) {
+        if (!sections[key]) { order.push(key); }
+        sections[key] = { title: spec.title, items: spec.items || [], layer: layer || null };
+        render();
+      },
+      remove: function (key) {
+        delete sections[key];
+        order = order.filter(function (k) { return k !== key; });
+        render();
+      },
+      render: render
+    };
+  }
+
+  /** A single-layer legend of binned counts (kept for pages written against the old API). */
   function legend(title, breaks, colours, position) {
     var ctl = L.control({ position: position || "bottomright" });
     ctl.onAdd = function () {
       var div = L.DomUtil.create("div", "gg-legend");
-      var html = "<b>" + esc(title) + "</b>";
-      for (var i = 0; i < breaks.length; i++) {
-        var hi = i + 1 < breaks.length ? "–" + (breaks[i + 1] - 1) : "+";
-        html += "<div><i></i>" + breaks[i] + hi + "</div>";
-      }
-      div.innerHTML = html;
-      // swatch colours through the CSSOM: the Content-Security-Policy refuses style attributes
-      var swatches = div.querySelectorAll("i");
-      for (var j = 0; j < swatches.length; j++) { swatches[j].style.background = colours[j]; }
+      var b = L.DomUtil.create("b", "", div);
+      b.textContent = title;
+      binItems(breaks, colours).forEach(function (it) {
+        var row = L.DomUtil.create("div", "gg-legend-row", div);
+        L.DomUtil.create("i", "gg-swatch", row).style.background = it.colour;
+        L.DomUtil.create("span", "", row).textContent = it.label;
+      });
       return div;
     };
     return ctl;
@@ -226,14 +406,32 @@
     };
   }
 
+  /** Bottom-sheet panels on phones: a button toggles the panel open or folded. */
+  function sheet(panel) {
+    if (!panel) { return; }
+    var btn = panel.querySelector(".gg-sheet-toggle");
+    if (!btn) { return; }
+    btn.addEventListener("click", function () {
+      var folded = panel.classList.toggle("gg-folded");
+      btn.setAttribute("aria-expanded", folded ? "false" : "true");
+      btn.textContent = gg.t(folded ? "common.panel.show" : "common.panel.hide");
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    Array.prototype.forEach.call(document.querySelectorAll(".gg-side"), sheet);
+  });
+
   global.GG = {
     config: config, createMap: createMap, geojson: geojson, vectorTiles: vectorTiles,
-    fetchJSON: fetchJSON, withToken: withToken, wgs2gcj: wgs2gcj, toLatLng: toLatLng, status: status, prop: prop,
-    binColour: binColour, legend: legend, esc: esc, fmt: fmt, url: layerUrl,
-    overlaySwitcher: overlaySwitcher,
-    /** Sequential reds for counts, light to dark. */
+    fetchJSON: fetchJSON, withToken: withToken, wgs2gcj: wgs2gcj, toLatLng: toLatLng,
+    status: status, busy: busy, prop: prop, binColour: binColour, legend: legend, legends: legends,
+    binItems: binItems, esc: esc, fmt: fmt, url: layerUrl, overlaySwitcher: overlaySwitcher,
+    BAND: BAND, bandClass: bandClass, bandItems: bandItems, RAMPS: RAMPS, caseColour: caseColour,
+    /** Sequential reds (kept for older pages; new code uses GG.RAMPS). */
     REDS: ["#fee5d9", "#fcbba1", "#fc9272", "#fb6a4a", "#de2d26", "#a50f15"],
     /** Stroke colour of grid boundaries on every page (tests look for it). */
-    GRID_STROKE: "#1f4e9c"
+    GRID_STROKE: "#1f4e9c",
+    /** Fill of grids on the public page and embeds. */
+    GRID_FILL: "#9ecae1"
   };
 })(window);

@@ -1,24 +1,36 @@
 /* Leader page: incident heat map (pre-aggregated heat tiles), time range and category filters,
  * cases per grid (choropleth from /api/stats/cases-by-grid), raw case points at street zoom.
+ * Three layers, three colour schemes, one legend section each (shown with its layer):
+ * heat bins in purples, cases per grid in blues, case points by status (CSS --gg-status-*).
  * Data: /tiles/heat/{z}/{x}/{y}.mvt?from&to&category, /tiles/cases/{z}/{x}/{y}.mvt (z >= 16),
- * /api/stats/cases-by-grid?from&to&category (grids of the active plan with their case counts;
- * &geometry=false when only the counts change). */
+ * /api/stats/cases-by-grid?from&to&category (&geometry=false when only the counts change). */
 (function () {
   "use strict";
   var cfg = GG.config();
+  var t = gg.t;
   var map = GG.createMap("map");
   var STREET_ZOOM = 16;
   var fromEl = document.getElementById("gg-from");
   var toEl = document.getElementById("gg-to");
   var catEl = document.getElementById("gg-category");
+  var totalEl = document.getElementById("gg-total");
+  var topEl = document.getElementById("gg-top");
+  var emptyEl = document.getElementById("gg-empty");
+  var countsEl = document.getElementById("gg-counts");
   var HEAT_BREAKS = [1, 3, 10, 30, 100, 300];
   var COUNT_BREAKS = [0, 1, 5, 10, 25, 50];
+  var STATUS_GROUPS = [["reported", "reported"], ["open", "dispatched"], ["closed", "closed"]];
   var layers = { heat: null, points: null, grids: null };
   var replace = GG.overlaySwitcher(map, layers);
+  var legends = GG.legends(map);
+
+  function label(prefix, value) {
+    return gg.has(prefix + value) ? t(prefix + value) : value;
+  }
 
   (cfg.categories || []).forEach(function (c) {
     var o = document.createElement("option");
-    o.value = c; o.textContent = c;
+    o.value = c; o.textContent = label("cases.category.", c);
     catEl.appendChild(o);
   });
   var today = new Date();
@@ -36,7 +48,7 @@
   }
 
   function heatStyle(props) {
-    return { fill: true, fillColor: GG.binColour(count(props), HEAT_BREAKS, GG.REDS), fillOpacity: 0.7,
+    return { fill: true, fillColor: GG.binColour(count(props), HEAT_BREAKS, GG.RAMPS.heat), fillOpacity: 0.75,
              stroke: false, radius: 6 };
   }
 
@@ -49,19 +61,26 @@
     var f = filters();
     replace("heat", GG.vectorTiles(GG.url("/tiles/heat/{z}/{x}/{y}.mvt", f), {
       vectorTileLayerStyles: anyLayer(heatStyle), interactive: false, maxNativeZoom: 16
-    }), "事件热力 Heat");
+    }), t("common.layer.heat"));
     replace("points", GG.vectorTiles(GG.url("/tiles/cases/{z}/{x}/{y}.mvt", f), {
-      vectorTileLayerStyles: anyLayer(function () {
-        return { radius: 4, fill: true, fillColor: "#a50f15", fillOpacity: 0.9, color: "#fff", weight: 1 };
+      vectorTileLayerStyles: anyLayer(function (p) {
+        return { radius: 5, fill: true, fillColor: GG.caseColour(p.overdue ? "overdue" : p.status), fillOpacity: 0.95, color: "#fff", weight: 1 };
       }),
       minZoom: STREET_ZOOM, interactive: true
     }).on("click", function (e) {
       var p = e.layer && e.layer.properties || {};
       L.popup().setLatLng(e.latlng).setContent(
-        "<b>" + GG.esc(p.category || "事件") + "</b><br>" + GG.esc(p.case_no || "") + "<br>" +
-        GG.esc(p.status || "") + " " + GG.esc(p.reported_at || "") + "<br>" + GG.esc(p.description || "")
+        "<b>" + GG.esc(label("cases.category.", p.category || "") || t("leader.popup_case")) + "</b><br>" +
+        GG.esc(p.case_no || "") + "<br>" + GG.esc(label("cases.status.", p.status || "")) + " " +
+        GG.esc(String(p.reported_at || "").slice(0, 10))
       ).openOn(map);
-    }), "事件点位 Points (≥16级)");
+    }), t("common.layer.cases"));
+    legends.set("heat", { title: t("leader.legend.heat"), items: GG.binItems(HEAT_BREAKS, GG.RAMPS.heat) }, layers.heat);
+    legends.set("points", {
+      title: t("leader.legend.points"),
+      items: STATUS_GROUPS.map(function (g) { return { colour: GG.caseColour(g[1]), label: t("leader.status." + g[0]), shape: "dot" }; })
+        .concat([{ colour: GG.caseColour("overdue"), label: t("leader.status.overdue"), shape: "dot" }])
+    }, layers.points);
   }
 
   // The grids are drawn once; a new time range or category only restyles them from counts
@@ -75,15 +94,21 @@
       var name = f.properties.name || f.properties.code;
       total += n;
       ranked.push([name, n]);
-      l.setStyle({ fillColor: GG.binColour(n, COUNT_BREAKS, GG.REDS) });
-      l.setTooltipContent(GG.esc(name) + "：" + n + " 件 / " + GG.esc(f.properties.households) + " 户");
+      l.setStyle({ fillColor: GG.binColour(n, COUNT_BREAKS, GG.RAMPS.counts) });
+      l.setTooltipContent(GG.esc(t("leader.tooltip", {
+        name: name, cases: t("common.cases_n", { n: n }), households: t("common.households", { n: f.properties.households })
+      })));
     });
     ranked.sort(function (a, b) { return b[1] - a[1]; });
-    document.getElementById("gg-total").textContent = String(total);
-    document.getElementById("gg-top").innerHTML = ranked.slice(0, 15).map(function (r) {
+    totalEl.textContent = String(total);
+    topEl.innerHTML = ranked.filter(function (r) { return r[1] > 0; }).slice(0, 15).map(function (r) {
       return "<li>" + GG.esc(r[0]) + "：<b>" + r[1] + "</b></li>";
     }).join("");
-    if (!fc.features.length) { GG.status("暂无现行方案 No active plan", "error"); }
+    // empty states: no plan in force, or nothing in the chosen period and category
+    var empty = !fc.features.length ? "leader.no_plan" : (total === 0 ? "leader.empty" : null);
+    emptyEl.textContent = empty ? t(empty) : "";
+    emptyEl.hidden = !empty;
+    document.body.dataset.empty = empty ? "1" : "";
   }
 
   function sameGrids(fc) {
@@ -95,14 +120,15 @@
     drawn = {};
     var layer = GG.geojson(fc, {
       style: function () {
-        return { color: GG.GRID_STROKE, weight: 1.5, fillColor: "#fff", fillOpacity: 0.45 };
+        return { color: GG.GRID_STROKE, weight: 1.5, fillColor: "#fff", fillOpacity: 0.55 };
       },
       onEachFeature: function (f, l) {
         drawn[f.properties.code] = l;
         l.bindTooltip("", { sticky: true });
       }
     });
-    replace("grids", layer, "各网格事件数 Cases per grid");
+    replace("grids", layer, t("common.layer.case_counts"));
+    legends.set("counts", { title: t("leader.legend.counts"), items: GG.binItems(COUNT_BREAKS, GG.RAMPS.counts) }, layer);
     if (layers.heat) { layers.heat.bringToFront(); }
     restyle(fc);
   }
@@ -120,19 +146,29 @@
     });
   }
 
-  GG.legend("事件数 Cases", HEAT_BREAKS, GG.REDS).addTo(map);
-  loadTiles();
-  loadCounts().then(function () {
-    document.body.dataset.ready = "1";
-  }).catch(function (err) {
-    GG.status("加载失败 Load failed: " + err.message, "error");
-    document.body.dataset.ready = "error";
-  });
+  /** Load tiles and counts; a failure shows an error until the next success clears it. */
+  function refresh() {
+    if (fromEl.value && toEl.value && fromEl.value > toEl.value) {
+      GG.status(t("leader.bad_range"), "error");
+      return Promise.resolve(false);
+    }
+    GG.busy(countsEl, true);
+    GG.status(t("common.loading"));
+    loadTiles();
+    return loadCounts().then(function () {
+      GG.status("");
+      return true;
+    }).catch(function (err) {
+      GG.status(t("common.load_failed", { reason: err.message }), "error");
+      return false;
+    }).then(function (ok) { GG.busy(countsEl, false); return ok; });
+  }
+
+  refresh().then(function (ok) { document.body.dataset.ready = ok ? "1" : "error"; });
 
   document.getElementById("gg-filters").addEventListener("submit", function (e) {
     e.preventDefault();
-    loadTiles();
-    loadCounts().catch(function (err) { GG.status("加载失败: " + err.message, "error"); });
+    refresh();
   });
-  window.ggLeader = { map: map, layers: layers };
+  window.ggLeader = { map: map, layers: layers, refresh: refresh, legends: legends };
 })();

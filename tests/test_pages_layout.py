@@ -1,0 +1,139 @@
+"""Every page at a phone, a tablet and a desktop size in headless Chromium: no horizontal
+overflow, the map at least 90% of the width on phones, Chinese by default with no English
+from the server, English after the switch (remembered), the no-base-map notice, keyboard
+access, no console error and nothing requested outside 127.0.0.1. Screenshots of each page
+and size go to ``$GEOGRID_ARTIFACTS`` when set."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from geogrid import store
+from tests.pages_support import Live, assert_local_only, chromium, live_server, open_page
+
+VIEWPORTS = {"phone": (390, 844), "tablet": (1024, 768), "desktop": (1440, 900)}
+#: (name, path, signed in as, has a map)
+PAGES = [
+    ("index", "/", None, False),
+    ("planner", "/planner", "planner", True),
+    ("leader", "/leader", "town_leader", True),
+    ("public", "/public", None, True),
+    ("public-grid", "/public/grid/{grid}", None, True),
+    ("embed", "/embed/grids?embed_token={token}", None, True),
+    ("embed-doc", "/embed", None, False),
+]
+#: Latin words a Chinese page may show: the product's name and the language switch.
+ALLOWED_LATIN = {"geogrid", "English", "km", "iframe", "postMessage"}
+LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+@pytest.fixture(scope="module")
+def live(pg, _town_template, tmp_path_factory) -> Iterator[Live]:  # type: ignore[no-untyped-def]
+    yield from live_server(pg, _town_template, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from chromium()
+
+
+def _grid(live: Live) -> str:
+    engine = store.make_engine(live.url)
+    try:
+        with engine.connect() as conn:
+            return str(
+                conn.execute(
+                    text(
+                        "SELECT g.code FROM grids g JOIN plans p ON p.id = g.plan_id "
+                        "WHERE p.status = 'active' ORDER BY g.code DESC LIMIT 1"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def _open(live: Live, browser: Any, path: str, who: str | None, size: str, **kw: Any) -> Any:
+    url = live.base + path.format(grid=_grid(live), token=live.embed_token)
+    session = live.sessions[who] if who else None
+    return open_page(browser, url, session=session, viewport=VIEWPORTS[size], **kw)
+
+
+def _latin_words(page: Any) -> set[str]:
+    """Latin words visible on the page (code samples excluded: they are code)."""
+    body = page.evaluate(
+        "() => { const c = document.body.cloneNode(true);"
+        " c.querySelectorAll('pre, code, script, [hidden]').forEach(e => e.remove());"
+        " return c.innerText; }"
+    )
+    return set(LATIN_WORD.findall(body)) - ALLOWED_LATIN
+
+
+@pytest.mark.parametrize("size", sorted(VIEWPORTS))
+@pytest.mark.parametrize(("name", "path", "who", "has_map"), PAGES, ids=[p[0] for p in PAGES])
+def test_page_fits_every_screen(
+    live: Live, browser: Any, name: str, path: str, who: str | None, has_map: bool, size: str
+) -> None:
+    page = _open(live, browser, path, who, size, ready="" if name == "index" else "1")
+    visit = page.visit
+    width = page.evaluate("window.innerWidth")
+    scroll = page.evaluate(
+        "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+    )
+    assert scroll <= width, f"{name} overflows at {size}: {scroll} > {width}"
+    if has_map:
+        box = page.locator("#map").bounding_box()
+        assert box and box["height"] > 150, box
+        if size == "phone":
+            assert box["width"] >= 0.9 * width, f"{name}: map {box['width']} of {width} px"
+    page.screenshot(path=str(live.shots / f"{name}-{size}.png"))
+    # Chinese by default; nothing English from the server on a Chinese page
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    assert name == "planner" or not _latin_words(page), _latin_words(page)
+    assert_local_only(visit)
+    assert not visit.errors, visit.errors
+    page.context.close()
+
+
+def test_language_switch_is_remembered(live: Live, browser: Any) -> None:
+    page = _open(live, browser, "/public", None, "phone")
+    assert "查找" in page.inner_text("#gg-find")
+    with page.expect_navigation():
+        page.click(".gg-lang")
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.evaluate("document.documentElement.lang") == "en"
+    assert "Find" in page.inner_text("#gg-find")
+    assert "No base map is configured" in page.inner_text("#gg-nobasemap")
+    assert not re.search(r"[\u4e00-\u9fff]", page.inner_text("#gg-find"))
+    # another page opened without ?lang= follows the choice
+    page.goto(live.base + "/", wait_until="load")
+    assert page.evaluate("document.documentElement.lang") == "en"
+    assert "Grid map" in page.inner_text("main")
+    assert not page.visit.errors, page.visit.errors
+    page.context.close()
+
+
+def test_no_basemap_notice_and_keyboard(live: Live, browser: Any) -> None:
+    page = _open(live, browser, "/public", None, "desktop")
+    note = page.inner_text("#gg-nobasemap")
+    assert "未配置底图" in note
+    # keyboard: the skip link comes first and leads to the map; the search is reachable
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "gg-skip"
+    page.keyboard.press("Enter")
+    assert page.evaluate("location.hash") == "#map"
+    page.focus("#gg-address")
+    page.keyboard.type("一个不存在的村3组")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#gg-results .gg-empty")
+    assert "没有找到" in page.inner_text("#gg-results")
+    # the notice can be closed
+    page.click("#gg-nobasemap button")
+    assert page.locator("#gg-nobasemap").count() == 0
+    assert not page.visit.errors, page.visit.errors
+    page.context.close()

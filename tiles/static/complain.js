@@ -1,0 +1,299 @@
+/* complain.js — 居民投诉: the residents' complaint form and its status page.
+ *
+ * Both pages talk to Open311 GeoReport v2 like any other client:
+ *   GET  /open311/v2/services.json            categories for the form (grouped)
+ *   POST /open311/v2/requests.json            multipart: fields + the photo as "media"
+ *   GET  /open311/v2/requests/{id}.json       with the X-Open311-Token header: own request
+ * Errors are GeoReport arrays [{code, description, rule}]: the page shows
+ * complaint.rule.<rule> in its language, never the server's English description.
+ * Photos are made smaller in the browser (long side ≤ 1600 px, JPEG) before upload.
+ * The token is never put into a URL: it is handed to the status page in sessionStorage.
+ */
+(function () {
+  "use strict";
+  var cfg = GG.config();
+  var $ = function (id) { return document.getElementById(id); };
+  var MAX_SIDE = 1600, QUALITY = 0.85, TOKEN_KEY = "gg.complaint.token.";
+  var LOCALE = gg.lang === "zh" ? "zh-CN" : "en-GB";
+
+  function ruleText(rule) {
+    var key = "complaint.rule." + rule;
+    return gg.has(key) ? gg.t(key) : gg.t("complaint.rule.unknown");
+  }
+
+  function when(iso) {
+    if (!iso) { return "—"; }
+    var d = new Date(iso);
+    return isNaN(d.getTime()) ? iso : d.toLocaleString(LOCALE, { hour12: false });
+  }
+
+  /* GCJ-02 base map: a clicked point is shifted; undo it (iterated inverse, ~cm). */
+  function toWgs(latlng) {
+    if (!cfg.basemap || cfg.basemap.shift !== "gcj02") { return [latlng.lng, latlng.lat]; }
+    var x = latlng.lng, y = latlng.lat;
+    for (var i = 0; i < 6; i++) {
+      var g = GG.wgs2gcj(x, y);
+      x -= g[0] - latlng.lng; y -= g[1] - latlng.lat;
+    }
+    return [x, y];
+  }
+
+  /* A GeoReport answer: the body, or an error carrying the rules. */
+  function open311(url, options) {
+    var opts = options || {};
+    var headers = opts.headers || {};
+    headers.Accept = "application/json";
+    if (opts.method === "POST" && cfg.csrf) { headers["X-CSRF-Token"] = cfg.csrf; }
+    opts.headers = headers;
+    opts.credentials = "same-origin";
+    return fetch(url, opts).then(function (resp) {
+      return resp.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        if (!resp.ok) {
+          var rules = Array.isArray(data) ? data.map(function (e) { return e.rule || "unknown"; }) : ["unknown"];
+          var err = new Error(rules.join(","));
+          err.rules = rules;
+          err.status = resp.status;
+          throw err;
+        }
+        return data;
+      });
+    }, function () {
+      var err = new Error("network");
+      err.rules = ["unknown"];
+      throw err;
+    });
+  }
+
+  function showErrors(box, rules) {
+    var seen = {};
+    box.innerHTML = "<b>" + GG.esc(gg.t("complaint.errors_title")) + "</b><ul>" +
+      rules.filter(function (r) { var s = seen[r]; seen[r] = true; return !s; })
+        .map(function (r) { return "<li>" + GG.esc(ruleText(r)) + "</li>"; }).join("") + "</ul>";
+    box.hidden = false;
+    box.scrollIntoView({ block: "nearest" });
+  }
+
+  // ------------------------------------------------------------------ the form
+
+  function formPage() {
+    var form = $("gg-c-form"), errors = $("gg-c-errors"), submit = $("gg-c-submit");
+    var map = GG.createMap("map");
+    var marker = null, point = null, photo = null;
+
+    function setPoint(lon, lat, latlng) {
+      point = [lon, lat];
+      var ll = latlng || GG.toLatLng(lon, lat);
+      if (marker) { marker.setLatLng(ll); } else {
+        marker = L.circleMarker(ll, { radius: 9, color: "#c62828", weight: 3, fillOpacity: 0.6 }).addTo(map);
+      }
+      $("gg-c-where").textContent = gg.t("complaint.location_set", { lat: lat.toFixed(5), lon: lon.toFixed(5) });
+    }
+
+    map.on("click", function (e) {
+      var w = toWgs(e.latlng);
+      setPoint(w[0], w[1], e.latlng);
+    });
+
+    $("gg-c-locate").addEventListener("click", function () {
+      if (!navigator.geolocation) { GG.status(gg.t("complaint.locate_failed"), "error"); return; }
+      $("gg-c-where").textContent = gg.t("complaint.locating");
+      navigator.geolocation.getCurrentPosition(function (pos) {
+        var lon = pos.coords.longitude, lat = pos.coords.latitude;
+        setPoint(lon, lat);
+        map.setView(GG.toLatLng(lon, lat), Math.max(map.getZoom(), 16));
+      }, function () {
+        $("gg-c-where").textContent = gg.t("complaint.location_none");
+        GG.status(gg.t("complaint.locate_failed"), "error");
+      }, { enableHighAccuracy: true, timeout: 15000, maximumAge: 60000 });
+    });
+
+    /* The photo, re-encoded smaller as JPEG (EXIF and all metadata dropped with it). */
+    function shrink(file) {
+      return new Promise(function (resolve, reject) {
+        var url = URL.createObjectURL(file);
+        var img = new Image();
+        img.onload = function () {
+          var scale = Math.min(1, MAX_SIDE / Math.max(img.naturalWidth, img.naturalHeight));
+          var canvas = document.createElement("canvas");
+          canvas.width = Math.max(1, Math.round(img.naturalWidth * scale));
+          canvas.height = Math.max(1, Math.round(img.naturalHeight * scale));
+          canvas.getContext("2d").drawImage(img, 0, 0, canvas.width, canvas.height);
+          URL.revokeObjectURL(url);
+          canvas.toBlob(function (blob) { if (blob) { resolve(blob); } else { reject(new Error("encode")); } },
+            "image/jpeg", QUALITY);
+        };
+        img.onerror = function () { URL.revokeObjectURL(url); reject(new Error("decode")); };
+        img.src = url;
+      });
+    }
+
+    $("gg-c-photo").addEventListener("change", function (e) {
+      var file = e.target.files && e.target.files[0];
+      photo = null;
+      $("gg-c-preview").hidden = true;
+      if (!file) { return; }
+      shrink(file).then(function (blob) {
+        photo = blob;
+        $("gg-c-preview-img").src = URL.createObjectURL(blob);
+        $("gg-c-preview").hidden = false;
+      }, function () {
+        e.target.value = "";
+        GG.status(gg.t("complaint.photo_failed"), "error");
+      });
+    });
+    $("gg-c-photo-remove").addEventListener("click", function () {
+      photo = null;
+      $("gg-c-photo").value = "";
+      $("gg-c-preview").hidden = true;
+    });
+
+    function localRules() {
+      var rules = [];
+      if (!$("gg-c-category").value) { rules.push("service_code_missing"); }
+      var d = $("gg-c-description").value.trim();
+      if (!d) { rules.push("description_missing"); } else if (d.length < 4) { rules.push("description_too_short"); }
+      if (!point && !$("gg-c-address").value.trim()) { rules.push("location_missing"); }
+      var phone = $("gg-c-phone").value.trim();
+      if (phone && !/^\+?[0-9][0-9 -]{5,18}[0-9]$/.test(phone)) { rules.push("phone_invalid"); }
+      return rules;
+    }
+
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      errors.hidden = true;
+      var rules = localRules();
+      if (rules.length) { showErrors(errors, rules); return; }
+      var body = new FormData();
+      body.append("service_code", $("gg-c-category").value);
+      body.append("description", $("gg-c-description").value.trim());
+      if (point) { body.append("long", point[0].toFixed(7)); body.append("lat", point[1].toFixed(7)); }
+      [["address_string", "gg-c-address"], ["first_name", "gg-c-name"], ["phone", "gg-c-phone"]]
+        .forEach(function (f) { var v = $(f[1]).value.trim(); if (v) { body.append(f[0], v); } });
+      if (photo) { body.append("media", photo, "photo.jpg"); }
+      submit.disabled = true;
+      submit.textContent = gg.t("complaint.submitting");
+      open311("/open311/v2/requests.json", { method: "POST", body: body }).then(function (data) {
+        var r = data[0];
+        try { sessionStorage.setItem(TOKEN_KEY + r.service_request_id, r.token); } catch (err) { /* private mode */ }
+        $("gg-c-id").textContent = r.service_request_id;
+        $("gg-c-token").textContent = r.token;
+        $("gg-c-expected").textContent = when(r.expected_datetime);
+        $("gg-c-track").href = "/complain/status?id=" + encodeURIComponent(r.service_request_id) +
+          "&lang=" + gg.lang;
+        form.hidden = true;
+        $("gg-c-done").hidden = false;
+        document.body.dataset.submitted = r.service_request_id;
+        window.scrollTo(0, 0);
+      }, function (err) {
+        showErrors(errors, err.rules || ["unknown"]);
+      }).then(function () {
+        submit.disabled = false;
+        submit.textContent = gg.t("complaint.submit");
+      });
+    });
+
+    $("gg-c-again").addEventListener("click", function () {
+      form.reset();
+      photo = null; point = null;
+      if (marker) { map.removeLayer(marker); marker = null; }
+      $("gg-c-preview").hidden = true;
+      $("gg-c-where").textContent = gg.t("complaint.location_none");
+      $("gg-c-done").hidden = true;
+      form.hidden = false;
+      delete document.body.dataset.submitted;
+    });
+
+    open311("/open311/v2/services.json").then(function (services) {
+      var select = $("gg-c-category"), groups = {}, order = [];
+      services.forEach(function (s) {
+        var g = s.group || s.service_name;
+        if (!groups[g]) { groups[g] = []; order.push(g); }
+        groups[g].push(s);
+      });
+      order.forEach(function (g) {
+        var og = document.createElement("optgroup");
+        og.label = g;
+        groups[g].forEach(function (s) {
+          var o = document.createElement("option");
+          o.value = s.service_code;
+          o.textContent = s.service_name;
+          og.appendChild(o);
+        });
+        select.appendChild(og);
+      });
+      document.body.dataset.ready = "1";
+    }, function (err) {
+      showErrors(errors, err.rules || ["unknown"]);
+      document.body.dataset.ready = "error";
+    });
+    window.ggComplain = { map: map, setPoint: setPoint };
+  }
+
+  // ------------------------------------------------------------------ the status page
+
+  function statusPage() {
+    var form = $("gg-s-form"), box = $("gg-s-error"), map = null, marker = null;
+    var params = new URLSearchParams(window.location.search);
+    if (params.get("id")) {
+      $("gg-s-id").value = params.get("id");
+      try { $("gg-s-token").value = sessionStorage.getItem(TOKEN_KEY + params.get("id")) || ""; } catch (e) { /* none */ }
+    }
+
+    function render(r) {
+      $("gg-s-state").textContent = gg.t("complaint.state." + (r.status === "closed" ? "closed" : "open"));
+      $("gg-s-state").className = "gg-c-state gg-c-state-" + r.status;
+      $("gg-s-service").textContent = r.service_name || "";
+      $("gg-s-description").textContent = r.description || "";
+      $("gg-s-rid").textContent = r.service_request_id;
+      $("gg-s-requested").textContent = when(r.requested_datetime);
+      $("gg-s-updated").textContent = when(r.updated_datetime);
+      $("gg-s-expected").textContent = r.status === "closed" ? "—" : when(r.expected_datetime);
+      $("gg-s-agency").textContent = r.agency_responsible || "—";
+      $("gg-s-notes").textContent = r.status_notes || "—";
+      $("gg-s-photos").innerHTML = (r.media_urls || []).map(function (u) {
+        return '<img src="' + GG.esc(u) + '" alt="' + GG.esc(gg.t("complaint.photo")) + '">';
+      }).join("");
+      $("gg-s-history").innerHTML = (r.history || []).map(function (h) {
+        return "<li><time>" + GG.esc(when(h.at)) + "</time> " + GG.esc(h.note || "") + "</li>";
+      }).join("") || "<li>—</li>";
+      $("gg-s-result").hidden = false;
+      if (!map) { map = GG.createMap("map"); }
+      map.invalidateSize();
+      if (r.lat !== null && r.long !== null) {
+        var ll = GG.toLatLng(r.long, r.lat);
+        if (marker) { marker.setLatLng(ll); } else {
+          marker = L.circleMarker(ll, { radius: 8, color: "#c62828", weight: 3, fillOpacity: 0.6 }).addTo(map);
+        }
+        map.setView(ll, 16);
+      }
+      document.body.dataset.found = r.service_request_id;
+    }
+
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      box.hidden = true;
+      $("gg-s-result").hidden = true;
+      delete document.body.dataset.found;
+      var id = $("gg-s-id").value.trim(), token = $("gg-s-token").value.trim();
+      if (!/^[0-9]{1,19}$/.test(id) || !token) {
+        box.textContent = gg.t("complaint.lookup_failed"); box.hidden = false; return;
+      }
+      open311("/open311/v2/requests/" + encodeURIComponent(id) + ".json",
+        { headers: { "X-Open311-Token": token } }).then(function (data) {
+        render(data[0]);
+      }, function (err) {
+        var rules = err.rules || ["unknown"];
+        box.textContent = (err.status === 403 || err.status === 404) ? gg.t("complaint.lookup_failed")
+          : ruleText(rules[0]);
+        box.hidden = false;
+        document.body.dataset.found = "none";
+      });
+    });
+    document.body.dataset.ready = "1";
+    if ($("gg-s-id").value && $("gg-s-token").value) { form.requestSubmit(); }
+  }
+
+  if (cfg.page === "complain_status") { statusPage(); } else { formPage(); }
+})();
