@@ -33,7 +33,8 @@ def default_home() -> Path:
 
 #: Base maps: ``none`` (offline, boundaries only), a local or intranet XYZ source, Tianditu
 #: (with a key), or a GCJ-02 provider (overlays are shifted to match).
-BasemapKind = Literal["none", "xyz", "tianditu", "gcj02"]
+#: ``mbtiles``: one MBTiles file (raster or vector), served at ``/basemap/mbtiles/``.
+BasemapKind = Literal["none", "xyz", "tianditu", "gcj02", "mbtiles"]
 
 
 class Settings(BaseSettings):
@@ -72,13 +73,16 @@ class Settings(BaseSettings):
     # -- map pages -------------------------------------------------------------------
 
     basemap: BasemapKind = "none"
-    """``none`` (offline, boundaries only), ``xyz``, ``tianditu`` or ``gcj02``."""
+    """``none`` (offline, boundaries only), ``xyz``, ``tianditu``, ``gcj02`` or ``mbtiles``."""
 
     basemap_url: str | None = None
     """XYZ URL template (``{z}/{x}/{y}``, optional ``{s}``) for ``xyz`` or ``gcj02``."""
 
     basemap_dir: Path | None = None
     """Local XYZ tile folder (``{z}/{x}/{y}.png``) served at ``/basemap/``; used by ``xyz``."""
+
+    basemap_mbtiles: Path | None = None
+    """An MBTiles file (raster PNG/JPEG/WebP or vector PBF tiles) for ``mbtiles``."""
 
     basemap_attribution: str = ""
     basemap_max_zoom: int = Field(default=18, ge=1, le=22)

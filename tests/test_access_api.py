@@ -240,6 +240,11 @@ def _requests(t: Town) -> dict[tuple[str, str], Req | str]:
         ("GET", "/public"): Req("GET", "/public"),
         ("GET", "/embed/{layer}"): Req("GET", "/embed/grids", layer="grids"),
         ("GET", "/public/grids.geojson"): Req("GET", "/public/grids.geojson"),
+        ("GET", "/public/grid/{code}"): Req("GET", f"/public/grid/{g}"),
+        ("GET", "/public/find"): Req("GET", "/public/find?address=一村三组12号"),
+        ("GET", "/public/at"): Req("GET", "/public/at?lng=114.5&lat=30.5"),
+        ("GET", "/embed"): Req("GET", "/embed"),
+        ("GET", "/basemap/mbtiles/{z}/{x}/{y}"): Req("GET", "/basemap/mbtiles/1/1/1"),
         ("GET", "/public/photos/{staff_id}"): Req("GET", "/public/photos/1"),
         ("GET", "/planner/plans/{plan_id}/groups.geojson"): Req(
             "GET", f"/planner/plans/{t.active}/groups.geojson"
