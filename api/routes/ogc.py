@@ -18,13 +18,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.auth import Credentials, CredentialsDep, allow, check_layer, may_see_layer
 from api.deps import ConnDep
 from api.routes import ogc_tiles
 from api.routes.ogc_openapi import _ERRORS, _F, _ITEMS_PARAMS, OPENAPI_30, SCHEMAS, build_openapi
+from api.routes.ogc_router import router
 from geogrid import features
 from geogrid.features import COLLECTIONS, CONFORMANCE, GEOJSON, JSON, REL_QUERYABLES, SCHEMA_JSON
 from geogrid.ogcapi import items as pages
@@ -34,7 +35,6 @@ from geogrid.ogcapi.query import parse_items_query, reject_unknown
 
 __all__ = ["SCHEMAS", "router"]
 
-router = APIRouter(prefix="/ogc", tags=["OGC API – Features"])
 
 _OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 
@@ -366,6 +366,3 @@ def item(
         scope_prefix=_scope(creds, coll.id, conn),
     )
     return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>"})
-
-
-router.include_router(ogc_tiles.router)

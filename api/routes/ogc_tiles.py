@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from api.auth import CredentialsDep, allow, check_layer
+from api.routes.ogc_router import router
 from api.routes.tiles import MVT, _respond
 from geogrid.errors import NotFound
 from geogrid.features import COLLECTIONS, JSON, get_collection, link
@@ -31,7 +32,6 @@ from tiles.service import TileService
 
 __all__ = ["CONFORMANCE", "collection_links", "router", "tile_matrix_set"]
 
-router = APIRouter(tags=["OGC API – Tiles"])
 
 _T = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/"
 #: Conformance classes of OGC API – Tiles and the 2D Tile Matrix Set standard.
