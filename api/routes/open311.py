@@ -114,7 +114,8 @@ class Open311Route(APIRoute):
             try:
                 return await original(request)
             except Open311Invalid as exc:
-                return _errors(request, exc.problems, 400)
+                codes = {p.code for p in exc.problems}
+                return _errors(request, exc.problems, codes.pop() if len(codes) == 1 else 400)
             except RequestValidationError as exc:
                 problems = [
                     Problem(
@@ -207,23 +208,24 @@ async def _submission_fields(request: Request) -> tuple[dict[str, list[str]], li
             else:
                 fields.setdefault(key, []).append(value)
         return fields, files
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise Open311Invalid(
-            [Problem("body_too_large", f"at most {MAX_FORM_BYTES} bytes without photos", 413)]
-        )
+    too_large = Problem("body_too_large", f"at most {MAX_FORM_BYTES} bytes without photos", 413)
+    if ctype == "application/x-www-form-urlencoded":
+        form = await request.form()  # the sign-in check may have read (and cached) it already
+        out: dict[str, list[str]] = {}
+        for key, value in form.multi_items():
+            out.setdefault(key, []).append(str(value))
+        if sum(len(k) + sum(len(v.encode()) for v in vs) for k, vs in out.items()) > MAX_FORM_BYTES:
+            raise Open311Invalid([too_large])
+        return out, []
     if ctype == "application/json":
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            raise Open311Invalid([too_large])
         try:
             data = json.loads(body or b"null")
         except ValueError:
             raise Open311Invalid([Problem("body_invalid", "the body is not JSON")]) from None
         return fields_from_json(data), []
-    if ctype == "application/x-www-form-urlencoded":
-        form = await request.form()
-        out: dict[str, list[str]] = {}
-        for key, value in form.multi_items():
-            out.setdefault(key, []).append(str(value))
-        return out, []
     raise Open311Invalid(
         [
             Problem(

@@ -382,8 +382,11 @@ def parse_query(params: Fields, services: Iterable[str], *, now: datetime | None
                 parsed[name] = _parse_datetime(raw)
             except ValueError:
                 problems.append(Problem("date_invalid", f"{name} is not an ISO 8601 date-time"))
-    end = parsed["end_date"] or now
-    start = parsed["start_date"] or end - timedelta(days=DEFAULT_DAYS)
+    start, end = parsed["start_date"], parsed["end_date"]
+    if end is None:  # up to now (an empty period when it starts later)
+        end = now if start is None else max(now, start)
+    if start is None:
+        start = end - timedelta(days=DEFAULT_DAYS)
     if start > end:
         problems.append(Problem("date_range_invalid", "start_date is after end_date"))
     elif end - start > timedelta(days=MAX_DAYS):
