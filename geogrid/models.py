@@ -280,7 +280,17 @@ class AddressPoint(Base):
     created_at: Mapped[datetime] = _created()
 
 
-CASE_STATUSES = ("reported", "dispatched", "handled", "verified", "evaluated", "closed")
+#: Workflow statuses of a case (geogrid.cases.machine; migration 0014).
+CASE_STATUSES = (
+    "reported", "accepted", "rejected", "verified", "registered", "voided", "dispatched",
+    "in_progress", "suspended", "handled", "checked", "evaluated", "closed", "archived",
+    "merged",
+)  # fmt: skip
+CASE_SOURCES = ("grid_worker", "open311", "hotline", "inspection", "import")
+_CASE_OPEN = (
+    "status IN ('reported', 'accepted', 'verified', 'registered', 'dispatched', "
+    "'in_progress', 'suspended', 'handled', 'checked', 'evaluated')"
+)
 
 
 class Case(Base):
@@ -290,6 +300,24 @@ class Case(Base):
     __table_args__ = (
         UniqueConstraint("case_no"),
         CheckConstraint(_in("status", CASE_STATUSES), name="status"),
+        CheckConstraint(_in("source", CASE_SOURCES), name="source"),
+        CheckConstraint("priority BETWEEN 1 AND 3", name="priority"),
+        CheckConstraint(
+            "pending IS NULL OR pending IN ('extension', 'suspension', 'transfer')", name="pending"
+        ),
+        CheckConstraint(
+            "assignee_kind IS NULL OR assignee_kind IN ('centre', 'grid', 'village', 'department')",
+            name="assignee_kind",
+        ),
+        Index("ix_cases_open_due_at", "due_at", postgresql_where=text(_CASE_OPEN)),
+        Index(
+            "ix_cases_open_assignee",
+            "assignee_kind",
+            "assignee_code",
+            postgresql_where=text(_CASE_OPEN),
+        ),
+        Index("ix_cases_status", "status"),
+        Index("ix_cases_current_grid_code", "current_grid_code"),
         Index("ix_cases_geom", "geom", postgresql_using="gist"),
         Index("ix_cases_reported_at", "reported_at"),
         Index("ix_cases_category_reported_at", "category", "reported_at"),
@@ -316,6 +344,30 @@ class Case(Base):
     description: Mapped[str | None] = mapped_column(Text, comment="public description")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+    # the workflow (migration 0014): the current state, derived from case_events
+    category_code: Mapped[str | None] = mapped_column(String(4), ForeignKey("case_categories.code"))
+    source: Mapped[str] = mapped_column(String(12), server_default="import")
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default="2")
+    address: Mapped[str | None] = mapped_column(Text)
+    current_grid_code: Mapped[str | None] = mapped_column(
+        String(15), comment="basic grid of the active plan now (grid_code: when reported)"
+    )
+    route_kind: Mapped[str | None] = mapped_column(String(10))
+    route_code: Mapped[str | None] = mapped_column(Text)
+    assignee_kind: Mapped[str | None] = mapped_column(String(10))
+    assignee_code: Mapped[str | None] = mapped_column(Text)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    handled_by: Mapped[int | None] = mapped_column(Integer)
+    pending: Mapped[str | None] = mapped_column(String(10))
+    pending_data: Mapped[dict[str, Any] | None] = mapped_column()
+    resume_status: Mapped[str | None] = mapped_column(String(12))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_step: Mapped[str | None] = mapped_column(String(10))
+    deadline_problem: Mapped[str | None] = mapped_column(Text)
+    rework_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class KeyUnit(Base):
@@ -468,6 +520,7 @@ class HeatDirty(Base):
 
 # The access tables live with their domain; importing them here registers them on Base.
 from geogrid.access import models as _access_models  # noqa: E402, F401
+from geogrid.cases import models as _case_models  # noqa: E402, F401
+from geogrid.cases import open311_models as _open311_models  # noqa: E402, F401
 from geogrid.people import models as _people_models  # noqa: E402, F401
 from geogrid.planner import models as _planner_models  # noqa: E402, F401
-from geogrid.cases import open311_models as _open311_models  # noqa: E402, F401

@@ -26,6 +26,10 @@ TABLES = {
     "calendar_settings", "calendar_office_hours", "calendar_years", "calendar_days",
     # planner (0013)
     "plan_edits",
+    # cases (0014)
+    "case_categories", "case_time_limits", "case_events", "case_reporters",
+    "case_departments", "case_department_members", "case_routes", "stored_files",
+    "case_files", "case_settings",
 }  # fmt: skip
 
 

@@ -120,6 +120,25 @@ POLICY: dict[str, Action] = {
     "case.read": Action(
         "Cases with their points and descriptions, within scope", _rule(_CASE_ROLES, "covers")
     ),
+    "case.report": Action(
+        "Report a case in scope and upload its photos and files", _rule(_CASE_ROLES, "covers")
+    ),
+    "case.work": Action(
+        "Move a case in scope through the workflow (the case machine decides each action by "
+        "role and duty: centre, post, owner)",
+        _rule(_CASE_ROLES, "covers"),
+    ),
+    "case.unmask": Action(
+        "See a case reporter's full name and phone",
+        _rule(_CASE_ROLES, "covers"),
+        permission="unmask",
+        audited=True,
+    ),
+    "case.admin": Action(
+        "The case category dictionary, time limits and routing table",
+        {**_rule((Role.town_leader,), "covers"), **_rule((Role.sysadmin,), "any")},
+        audited=True,
+    ),
     "plan.read": Action(
         "Plans, their grids, diffs and background jobs",
         {**_rule(_WORK_ROLES, "overlaps"), **_rule((Role.sysadmin,), "any")},

@@ -1,0 +1,851 @@
+"""The case service: report, read, and move cases through the machine — the only writer.
+
+Every write is one event appended to ``case_events`` and the current-state row updated
+to :func:`geogrid.cases.machine.apply` of it, in the caller's transaction (the caller
+commits). The row is locked (``FOR UPDATE``) while an action is decided, so concurrent
+calls serialise per case; a caller that read an older version gets :class:`StaleCase`.
+
+Deadlines: each status has a step (:func:`geogrid.cases.machine.step_for`); entering a
+new step starts its time limit (``case_time_limits``, a subclass falling back to its
+class) counted on the working calendar (:func:`geogrid.cases.calendar.add_working_time`).
+A deadline the calendar cannot count (a year it does not know) never blocks a report:
+``due_at`` stays empty and ``deadline_problem`` says why.
+
+Scope: staff see and move only cases whose historical grid (else village) lies in their
+scope; a case out of scope is indistinguishable from a missing one (404). Residents
+(``principal=None``) may only report.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, text
+
+from geogrid import files
+from geogrid.access import audit
+from geogrid.access.policy import Principal, Role, check
+from geogrid.cases import machine, routing
+from geogrid.cases.calendar import CalendarUnknown, add_working_time
+from geogrid.cases.queries import (
+    MAX_LIMIT,
+    SUMMARY_SQL,
+    due_cases,
+    due_counts,
+    find_duplicates,
+    inbox,
+    list_cases,
+    list_categories,
+    public_case,
+    public_cases,
+    resolve_category,
+    summary,
+)
+from geogrid.cases.shapes import (
+    ActionInfo,
+    Attachment,
+    CaseDetail,
+    CaseFilter,
+    Created,
+    Event,
+    Reporter,
+    ReporterMasked,
+)
+from geogrid.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
+from geogrid.people.mask import mask_name, mask_phone
+from geogrid.plans import StaleVersion
+
+__all__ = [
+    "MAX_LIMIT",
+    "CaseFilter",
+    "Created",
+    "Reporter",
+    "StaleCase",
+    "allowed_actions",
+    "create_case",
+    "due_cases",
+    "due_counts",
+    "find_duplicates",
+    "get_case",
+    "inbox",
+    "list_cases",
+    "list_categories",
+    "make_etag",
+    "public_case",
+    "public_cases",
+    "transition",
+]
+
+MAX_NOTE: Final = 2000
+MAX_DESCRIPTION: Final = 2000
+MAX_ATTACHMENTS: Final = 10
+#: Types a case accepts as attachments.
+ATTACHMENT_TYPES: Final = files.KNOWN_TYPES
+LOCAL: Final = ZoneInfo("Asia/Shanghai")
+_PHONE: Final = re.compile(r"\+?[0-9][0-9 -]{4,19}")
+
+
+class StaleCase(StaleVersion):
+    """The caller acted on an older version of the case (If-Match mismatch): 412."""
+
+
+def make_etag(case_id: int, version: int) -> str:
+    """The entity tag of a case version.
+
+    >>> make_etag(12, 4)
+    '"case-12-v4"'
+    """
+    return f'"case-{case_id}-v{version}"'
+
+
+def parse_etag(etag: str, case_id: int) -> int | None:
+    """The version an ``If-Match`` value names for ``case_id`` (``None``: not ours).
+
+    >>> parse_etag('W/"case-12-v4"', 12), parse_etag('"case-13-v4"', 12)
+    (4, None)
+    """
+    m = re.fullmatch(rf'(?:W/)?"case-{case_id}-v(\d{{1,9}})"', etag.strip())
+    return int(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------- deadlines
+
+
+def _deadline(
+    conn: Connection, category_code: str | None, step: str | None, start: datetime
+) -> dict[str, Any]:
+    """``due_at``/``due_step``/``deadline_problem`` for a step started at ``start``."""
+    out: dict[str, Any] = {"due_at": None, "due_step": step, "deadline_problem": None}
+    if step is None:
+        return out
+    code = category_code or "09"
+    limit = conn.execute(
+        text(
+            "SELECT amount, unit FROM case_time_limits WHERE step = :s "
+            "AND category_code IN (CAST(:c AS text), left(CAST(:c AS text), 2)) "
+            "ORDER BY length(category_code) DESC LIMIT 1"
+        ),
+        {"s": step, "c": code},
+    ).first()
+    if limit is None:
+        return out
+    try:
+        out["due_at"] = add_working_time(conn, start, int(limit.amount), limit.unit).isoformat()
+    except CalendarUnknown as exc:
+        out["deadline_problem"] = exc.message
+    return out
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _note(note: str | None, required: bool) -> str:
+    text_ = (note or "").strip()
+    if required and not text_:
+        raise InvalidInput("this action needs a note giving the reason (说明)")
+    if len(text_) > MAX_NOTE:
+        raise InvalidInput(f"a note has at most {MAX_NOTE} characters")
+    return text_
+
+
+def _attachments(conn: Connection, shas: Sequence[str]) -> list[str]:
+    clean = list(dict.fromkeys(shas))
+    if len(clean) > MAX_ATTACHMENTS:
+        raise InvalidInput(f"at most {MAX_ATTACHMENTS} attachments per step")
+    for sha in clean:
+        if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise InvalidInput("an attachment is named by the sha256 its upload returned")
+    if clean:
+        known = set(
+            conn.execute(
+                text("SELECT sha256 FROM stored_files WHERE sha256 = ANY(:s)"), {"s": clean}
+            ).scalars()
+        )
+        missing = [s for s in clean if s not in known]
+        if missing:
+            raise InvalidInput(
+                f"no uploaded file {missing[0][:12]}…: upload it first (POST /api/cases/files)"
+            )
+    return clean
+
+
+def _point(lon: Any, lat: Any) -> tuple[float, float]:
+    try:
+        x, y = float(lon), float(lat)
+    except (TypeError, ValueError):
+        raise InvalidInput("lon and lat must be numbers (WGS84 degrees)") from None
+    if not (math.isfinite(x) and math.isfinite(y)) or abs(x) > 180 or abs(y) > 90:
+        raise InvalidInput("lon must be within ±180 and lat within ±90 (WGS84 degrees)")
+    return x, y
+
+
+def _reporter(reporter: Reporter | None) -> Reporter | None:
+    if reporter is None or (not reporter.name and not reporter.phone and not reporter.user_id):
+        return None
+    name = (reporter.name or "").strip() or None
+    phone = (reporter.phone or "").strip() or None
+    if name is not None and (len(name) > 50 or any(ord(ch) < 32 for ch in name)):
+        raise InvalidInput("the reporter's name has at most 50 printable characters")
+    if phone is not None and not _PHONE.fullmatch(phone):
+        raise InvalidInput("the reporter's phone must be 5–20 digits (spaces, - and + allowed)")
+    return Reporter(name, phone, reporter.user_id)
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def _append(
+    conn: Connection,
+    row: Mapping[str, Any],
+    *,
+    action: str,
+    to_status: str,
+    principal: Principal | None,
+    actor: str,
+    note: str,
+    public: bool,
+    attachments: list[str],
+    data: dict[str, Any],
+    at: datetime,
+) -> dict[str, Any]:
+    """Append the event after ``row`` and bring the row in step; the new state."""
+    seq = int(row["version"]) + 1
+    state = machine.apply({k: row[k] for k in machine.STATE_FIELDS}, seq, to_status, data)
+    conn.execute(
+        text(
+            "INSERT INTO case_events (case_id, seq, action, from_status, to_status, at, "
+            "actor_id, actor, actor_role, note, public, attachments, data) VALUES (:id, :seq, "
+            ":action, :frm, :to, :at, :uid, :actor, :role, :note, :public, :att, "
+            "CAST(:data AS jsonb))"
+        ),
+        {
+            "id": row["id"],
+            "seq": seq,
+            "action": action,
+            "frm": row["status"],
+            "to": to_status,
+            "at": at,
+            "uid": principal.user_id if principal and principal.user_id > 0 else None,
+            "actor": actor,
+            "role": str(principal.role) if principal else None,
+            "note": note,
+            "public": public,
+            "att": attachments,
+            "data": _json(data),
+        },
+    )
+    assignments = ", ".join(
+        f"{k} = CAST(:{k} AS jsonb)" if k == "pending_data" else f"{k} = :{k}"
+        for k in machine.STATE_FIELDS
+    )
+    params = {k: state[k] for k in machine.STATE_FIELDS}
+    params["pending_data"] = _json(params["pending_data"]) if params["pending_data"] else None
+    conn.execute(
+        text(f"UPDATE cases SET {assignments}, updated_at = :at WHERE id = :id"),
+        {**params, "at": at, "id": row["id"]},
+    )
+    if attachments:
+        conn.execute(
+            text(
+                "INSERT INTO case_files (case_id, sha256, seq) VALUES (:c, :s, :q) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            [{"c": row["id"], "s": s, "q": seq} for s in attachments],
+        )
+    return state
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def create_case(
+    conn: Connection,
+    *,
+    principal: Principal | None,
+    category: str,
+    lon: float,
+    lat: float,
+    description: str,
+    source: str,
+    priority: int = 2,
+    reporter: Reporter | None = None,
+    attachments: Sequence[str] = (),
+    reported_at: datetime | None = None,
+    address: str | None = None,
+    ip: str | None = None,
+) -> Created:
+    """Report a case: placed, routed, its first deadline started; see the module docs.
+
+    ``principal=None`` is a resident (Open311, the complaint page): the source must be a
+    resident source. Staff may report only within their scope.
+    """
+    if source not in machine.SOURCES or source == "import":
+        raise InvalidInput(f"source must be one of {', '.join(machine.SOURCES[:-1])}")
+    if principal is None and source not in machine.RESIDENT_SOURCES:
+        raise InvalidInput("a report without an account comes from a resident (open311/hotline)")
+    if priority not in machine.PRIORITIES:
+        raise InvalidInput("priority must be 1 (紧急), 2 (一般) or 3 (较低)")
+    desc = (description or "").strip()
+    if not desc or len(desc) > MAX_DESCRIPTION:
+        raise InvalidInput(f"a case needs a description of 1–{MAX_DESCRIPTION} characters")
+    addr = (address or "").strip() or None
+    if addr is not None and len(addr) > 200:
+        raise InvalidInput("an address has at most 200 characters")
+    x, y = _point(lon, lat)
+    code, class_name = resolve_category(conn, category)
+    who = _reporter(reporter)
+    shas = _attachments(conn, attachments)
+    now = datetime.now(UTC)
+    when = reported_at or now
+    if when.tzinfo is None or when > now:
+        raise InvalidInput("reported_at needs a time zone and must not be in the future")
+    village, grid = routing.place_point(conn, x, y)
+    village = routing.require_place(village)
+    if principal is not None:
+        check(principal, "case.report", grid or village)
+    post = routing.route(conn, category_code=code, village_code=village, grid_code=grid)
+    town = routing.town_of(village)
+    number = conn.execute(text("SELECT nextval('case_no_seq')")).scalar_one()
+    case_no = f"E{when.astimezone(LOCAL):%Y%m%d}{int(number) % 10**7:07d}"
+    case_id = conn.execute(
+        text(
+            "INSERT INTO cases (case_no, category, category_code, status, reported_at, geom, "
+            "village_code, grid_code, current_grid_code, description, source, priority, "
+            "address, version) VALUES (:no, :cat, :code, 'reported', :at, "
+            "ST_SetSRID(ST_MakePoint(:x, :y), 4326), :v, :g, :g, :d, :src, :prio, :addr, 0) "
+            "RETURNING id"
+        ),
+        {
+            "no": case_no,
+            "cat": class_name,
+            "code": code,
+            "at": when,
+            "x": x,
+            "y": y,
+            "v": village,
+            "g": grid,
+            "d": desc,
+            "src": source,
+            "prio": priority,
+            "addr": addr,
+        },
+    ).scalar_one()
+    row = {**machine.STATE_FIELDS, "id": case_id, "status": None}
+    data = {
+        "set": {
+            "route_kind": post.kind,
+            "route_code": post.code,
+            "assignee_kind": "centre",
+            "assignee_code": town,
+            **_deadline(conn, code, "accept", when),
+        },
+        "report": {
+            "category_code": code,
+            "source": source,
+            "priority": priority,
+            "village_code": village,
+            "grid_code": grid,
+        },
+    }
+    actor = principal.username if principal else f"resident:{source}"
+    _append(
+        conn,
+        row,
+        action="report",
+        to_status="reported",
+        principal=principal,
+        actor=actor,
+        note="",
+        public=True,
+        attachments=shas,
+        data=data,
+        at=when,
+    )
+    if who is not None:
+        conn.execute(
+            text(
+                "INSERT INTO case_reporters (case_id, name, phone, user_id) VALUES (:c, :n, :p, :u)"
+            ),
+            {"c": case_id, "n": who.name, "p": who.phone, "u": who.user_id},
+        )
+    duplicates = find_duplicates(conn, category=code, lon=x, lat=y, at=when, exclude=case_id)
+    detail = _detail(conn, principal, case_id) if principal else _detail_unscoped(conn, case_id)
+    return Created(detail, duplicates)
+
+
+def _lock(conn: Connection, principal: Principal, case_id: int) -> dict[str, Any]:
+    row = conn.execute(
+        text(
+            "SELECT c.*, c.source AS src FROM cases c WHERE c.id = :id AND "
+            "coalesce(c.grid_code, c.village_code) LIKE :p || '%' FOR UPDATE"
+        ),
+        {"id": case_id, "p": principal.scope.prefix},
+    ).first()
+    if row is None:
+        raise NotFound(f"no case {case_id} in your scope")
+    return dict(row._mapping)
+
+
+def _may(
+    conn: Connection, principal: Principal, t: machine.Transition, row: Mapping[str, Any]
+) -> bool:
+    """May ``principal`` take row ``t`` on the case (role and duty; scope is given)?"""
+    if principal.role not in t.roles:
+        return False
+    if t.duty == "scope":
+        return True
+    if t.duty == "post":
+        return routing.user_at_post(conn, principal, row["assignee_kind"], row["assignee_code"])
+    if t.duty == "owner":
+        return row["owner_id"] == principal.user_id or principal.role == Role.town_leader
+    if t.duty == "target":
+        return (row["pending_data"] or {}).get("to_user") == principal.user_id
+    return row["handled_by"] != principal.user_id  # checker
+
+
+def _applies(t: machine.Transition, row: Mapping[str, Any]) -> bool:
+    if row["status"] not in t.sources:
+        return False
+    resident = row["source"] in machine.RESIDENT_SOURCES
+    if (t.when == "resident" and not resident) or (t.when == "staff" and resident):
+        return False
+    if t.pending == "none":
+        return row["pending"] is None
+    return t.pending is None or row["pending"] == t.pending
+
+
+def _allowed(conn: Connection, principal: Principal, row: Mapping[str, Any]) -> list[ActionInfo]:
+    out: dict[str, ActionInfo] = {}
+    for t in machine.TRANSITIONS:
+        if t.action not in out and _applies(t, row) and _may(conn, principal, t, row):
+            fields = list(t.fields) + (["post"] if "post" in t.effects else [])
+            out[t.action] = ActionInfo(t.action, fields)
+    return list(out.values())
+
+
+def _effects(
+    conn: Connection,
+    principal: Principal,
+    t: machine.Transition,
+    row: Mapping[str, Any],
+    data: Mapping[str, Any],
+    now: datetime,
+) -> tuple[str, dict[str, Any]]:
+    """(the status it leads to, the fields it sets) for row ``t`` with the body ``data``."""
+    target = row["resume_status"] if t.target == "resume" else (t.target or row["status"])
+    s: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    town = routing.town_of(row["village_code"]) or ""
+    for effect in t.effects:
+        if effect == "owner":
+            s["owner_id"] = principal.user_id
+        elif effect == "post":
+            post = (
+                routing.validate_post(conn, data["post"], town)
+                if data.get("post")
+                else routing.Post(
+                    row["route_kind"] or "village", row["route_code"] or row["village_code"]
+                )
+            )
+            s["assignee_kind"], s["assignee_code"] = post.kind, post.code
+        elif effect == "centre":
+            s["assignee_kind"], s["assignee_code"] = "centre", town
+        elif effect == "handler":
+            s["handled_by"] = principal.user_id
+        elif effect == "rework":
+            s["rework_count"] = int(row["rework_count"]) + 1
+        elif effect == "request":
+            kind = t.action.removeprefix("request_")
+            s["pending"] = kind
+            s["pending_data"] = {
+                "by": principal.user_id,
+                **({"amount": data["amount"], "unit": data["unit"]} if kind == "extension" else {}),
+            }
+        elif effect == "approve_extension":
+            pd = row["pending_data"] or {}
+            base = max(row["due_at"], now) if row["due_at"] else now
+            try:
+                s["due_at"] = add_working_time(
+                    conn, base, int(pd["amount"]), pd["unit"]
+                ).isoformat()
+                s["deadline_problem"] = None
+            except CalendarUnknown as exc:
+                s["due_at"], s["deadline_problem"] = None, exc.message
+            s["pending"] = s["pending_data"] = None
+            extra["extension"] = {"amount": pd.get("amount"), "unit": pd.get("unit")}
+        elif effect == "clear_pending":
+            s["pending"] = s["pending_data"] = None
+        elif effect == "suspend":
+            s.update(
+                resume_status=row["status"],
+                pending=None,
+                pending_data=None,
+                due_at=None,
+                due_step=None,
+                deadline_problem=None,
+            )
+        elif effect == "resume":
+            s["resume_status"] = None
+        elif effect == "transfer":
+            s["pending"] = "transfer"
+            s["pending_data"] = {"to_user": data["to_user"], "from_user": row["owner_id"]}
+        elif effect == "acknowledge":
+            s.update(owner_id=principal.user_id, pending=None, pending_data=None)
+        elif effect == "merge":
+            s.update(merged_into=data["into"], pending=None, pending_data=None)
+        elif effect == "close":
+            s["closed_at"] = now.isoformat()
+    if target != row["status"] and row["pending"] in ("extension", "suspension"):
+        s.setdefault("pending", None)
+        s.setdefault("pending_data", None)
+    step = machine.step_for(target, row["source"])
+    restart = "rework" in t.effects or "resume" in t.effects or t.action == "return"
+    if target in machine.CLOSED_STATUSES or target == "suspended":
+        s.update(due_at=None, due_step=None, deadline_problem=None)
+    elif target != row["status"] and (step != row["due_step"] or restart):
+        s.update(_deadline(conn, row["category_code"], step, now))
+    return target, {"set": s, **extra}
+
+
+def _body(
+    conn: Connection,
+    principal: Principal,
+    t: machine.Transition,
+    row: Mapping[str, Any],
+    data: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The body fields ``t`` needs, checked."""
+    out: dict[str, Any] = {}
+    if "amount" in t.fields:
+        amount, unit = data.get("amount"), data.get("unit")
+        if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= 1000:
+            raise InvalidInput("amount must be a whole number between 1 and 1000")
+        if unit not in ("hours", "days"):
+            raise InvalidInput("unit must be hours or days")
+        out.update(amount=amount, unit=unit)
+    if "rating" in t.fields:
+        if data.get("rating") not in machine.RATINGS:
+            raise InvalidInput(f"rating must be one of {', '.join(machine.RATINGS)}")
+        out["rating"] = data["rating"]
+    if "to_user" in t.fields:
+        out["to_user"] = _transfer_target(conn, principal, row, data.get("to_user"))
+    if "into" in t.fields:
+        out["into"] = _merge_target(conn, principal, row, data.get("into"))
+    if "post" in t.effects and data.get("post") is not None:
+        out["post"] = data["post"]
+    return out
+
+
+def _transfer_target(
+    conn: Connection, principal: Principal, row: Mapping[str, Any], to_user: Any
+) -> int:
+    if not isinstance(to_user, int) or isinstance(to_user, bool):
+        raise InvalidInput("to_user must be the id of the user taking the case over")
+    user = conn.execute(
+        text("SELECT id, role, scope_kind, scope_code, disabled FROM users WHERE id = :id"),
+        {"id": to_user},
+    ).first()
+    from geogrid.access.scope import Scope
+
+    code = row["grid_code"] or row["village_code"]
+    if (
+        user is None
+        or user.disabled
+        or user.role not in {str(r) for r in _CASE_ROLES}
+        or not Scope(user.scope_kind, user.scope_code or "").covers(code)
+    ):
+        raise InvalidInput(f"user {to_user} cannot take this case over (role or scope)")
+    if to_user == (row["owner_id"] or principal.user_id) and row["owner_id"] is not None:
+        raise InvalidInput("the case is already that user's")
+    return int(to_user)
+
+
+_CASE_ROLES: Final = (Role.town_leader, Role.village_leader, Role.grid_worker)
+
+
+def _merge_target(conn: Connection, principal: Principal, row: Mapping[str, Any], into: Any) -> int:
+    if not isinstance(into, int) or isinstance(into, bool) or into == row["id"]:
+        raise InvalidInput("into must be the id of another case (the original)")
+    original = conn.execute(
+        text(
+            "SELECT id, status, village_code, category_code FROM cases WHERE id = :id AND "
+            "coalesce(grid_code, village_code) LIKE :p || '%'"
+        ),
+        {"id": into, "p": principal.scope.prefix},
+    ).first()
+    if original is None:
+        raise InvalidInput(f"no case {into} in your scope to merge into")
+    if original.status not in machine.OPEN_STATUSES:
+        raise InvalidInput(f"case {into} is {original.status}: merge into an open case")
+    if routing.town_of(original.village_code) != routing.town_of(row["village_code"]):
+        raise InvalidInput("a duplicate is merged into a case of the same town")
+    return int(into)
+
+
+def transition(
+    conn: Connection,
+    *,
+    principal: Principal,
+    case_id: int,
+    action: str,
+    expected_version: int | None,
+    note: str = "",
+    attachments: Sequence[str] = (),
+    public: bool = False,
+    data: Mapping[str, Any] | None = None,
+    ip: str | None = None,
+) -> CaseDetail:
+    """Take ``action`` on a case: one event, the row in step; the case as it is now.
+
+    Raises
+    ------
+    NotFound
+        No such case in the principal's scope.
+    StaleCase
+        ``expected_version`` is not the case's version (412).
+    IllegalTransition
+        The action is not possible from the case's status (409; ``detail`` lists the
+        allowed actions, and ``merged_into`` for a merged case).
+    Forbidden
+        Possible, but not for this user (role or duty; ``detail`` lists the allowed ones).
+    InvalidInput
+        Unknown action, a missing or bad body field.
+    """
+    rows = [t for t in machine.TRANSITIONS if t.action == action]
+    if not rows:
+        raise InvalidInput(f"unknown action {action!r}; one of {', '.join(machine.ACTIONS)}")
+    row = _lock(conn, principal, case_id)
+    if expected_version is not None and expected_version != row["version"]:
+        raise StaleCase(
+            f"case {case_id} changed: you saw version {expected_version}, it is at "
+            f"{row['version']}; reload it and try again",
+            detail={"version": row["version"]},
+        )
+    allowed = [a.action for a in _allowed(conn, principal, row)]
+    possible = [t for t in rows if _applies(t, row)]
+    if not possible:
+        extra = {"merged_into": row["merged_into"]} if row["status"] == "merged" else {}
+        raise IllegalTransition(
+            f"{action} is not possible while the case is {row['status']}"
+            + (f" (pending {row['pending']})" if row["pending"] else ""),
+            detail={"status": row["status"], "allowed": allowed, **extra},
+        )
+    mine = [t for t in possible if _may(conn, principal, t, row)]
+    if not mine:
+        raise Forbidden(
+            f"{action} on this case is not yours to take (role {principal.role})",
+            detail={"status": row["status"], "allowed": allowed},
+        )
+    t = mine[0]
+    body = _body(conn, principal, t, row, data or {})
+    text_ = _note(note, "note" in t.fields)
+    shas = _attachments(conn, attachments)
+    now = datetime.now(UTC)
+    target, event_data = _effects(conn, principal, t, row, body, now)
+    event_data.update({k: v for k, v in body.items() if k != "post"})
+    if "post" in t.effects:
+        event_data["post"] = {
+            "kind": event_data["set"]["assignee_kind"],
+            "code": event_data["set"]["assignee_code"],
+        }
+    _append(
+        conn,
+        row,
+        action=action,
+        to_status=target,
+        principal=principal,
+        actor=principal.username,
+        note=text_,
+        public=bool(public),
+        attachments=shas,
+        data=event_data,
+        at=now,
+    )
+    if t.action == "merge":
+        conn.execute(
+            text(
+                "INSERT INTO case_reporters (case_id, name, phone, user_id, merged_from) "
+                "SELECT :into, name, phone, user_id, case_id FROM case_reporters "
+                "WHERE case_id = :id AND merged_from IS NULL"
+            ),
+            {"into": body["into"], "id": case_id},
+        )
+    return _detail(conn, principal, case_id)
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def _events(conn: Connection, case_id: int) -> list[Event]:
+    rows = conn.execute(
+        text(
+            "SELECT seq, action, from_status, to_status, at, actor, actor_role, note, public, "
+            "attachments, data FROM case_events WHERE case_id = :id ORDER BY seq"
+        ),
+        {"id": case_id},
+    ).all()
+    return [
+        Event(**{**r._mapping, "attachments": list(r.attachments), "data": dict(r.data)})
+        for r in rows
+    ]
+
+
+def _files(conn: Connection, case_id: int) -> list[Attachment]:
+    rows = conn.execute(
+        text(
+            "SELECT f.sha256, s.mime, s.size, s.width, s.height, f.seq FROM case_files f "
+            "JOIN stored_files s ON s.sha256 = f.sha256 WHERE f.case_id = :id "
+            "ORDER BY f.seq, f.sha256"
+        ),
+        {"id": case_id},
+    ).all()
+    base = f"/api/cases/{case_id}/files"
+    return [
+        Attachment(
+            r.sha256,
+            r.mime,
+            int(r.size),
+            r.width,
+            r.height,
+            f"{base}/{r.sha256}",
+            f"{base}/{r.sha256}?thumb=1" if r.mime in files.IMAGE_TYPES else None,
+            int(r.seq),
+        )
+        for r in rows
+    ]
+
+
+def _masked_reporter(conn: Connection, case_id: int) -> ReporterMasked | None:
+    row = conn.execute(
+        text(
+            "SELECT name, phone FROM case_reporters WHERE case_id = :id AND merged_from IS NULL "
+            "ORDER BY id LIMIT 1"
+        ),
+        {"id": case_id},
+    ).first()
+    return ReporterMasked(mask_name(row.name), mask_phone(row.phone)) if row else None
+
+
+def _assemble(conn: Connection, principal: Principal | None, row: Any) -> CaseDetail:
+    base = summary(row)
+    raw = conn.execute(text("SELECT * FROM cases WHERE id = :id"), {"id": base.id}).first()
+    allowed = _allowed(conn, principal, dict(raw._mapping)) if principal and raw else []
+    return CaseDetail(
+        **base.__dict__,
+        reporter=_masked_reporter(conn, base.id),
+        events=_events(conn, base.id),
+        allowed_actions=allowed,
+        attachments=_files(conn, base.id),
+        etag=make_etag(base.id, base.version),
+    )
+
+
+def _detail(conn: Connection, principal: Principal, case_id: int) -> CaseDetail:
+    row = conn.execute(
+        text(
+            f"{SUMMARY_SQL} WHERE c.id = :id AND "
+            "coalesce(c.grid_code, c.village_code) LIKE :p || '%'"
+        ),
+        {"id": case_id, "p": principal.scope.prefix},
+    ).first()
+    if row is None:
+        raise NotFound(f"no case {case_id} in your scope")
+    return _assemble(conn, principal, row)
+
+
+def _detail_unscoped(conn: Connection, case_id: int) -> CaseDetail:
+    row = conn.execute(text(f"{SUMMARY_SQL} WHERE c.id = :id"), {"id": case_id}).one()
+    return _assemble(conn, None, row)
+
+
+def get_case(conn: Connection, *, principal: Principal, case_id: int) -> CaseDetail:
+    """One case in scope with its events, the actions the user may take, its files and
+    its reporter (masked); :class:`NotFound` when absent or out of scope."""
+    return _detail(conn, principal, case_id)
+
+
+def allowed_actions(conn: Connection, *, principal: Principal, case_id: int) -> list[str]:
+    """The actions ``principal`` may take on the case now."""
+    return [a.action for a in _detail(conn, principal, case_id).allowed_actions]
+
+
+def unmask_reporter(
+    conn: Connection, *, principal: Principal, case_id: int, reason: str, ip: str | None = None
+) -> list[Reporter]:
+    """The reporters' full names and phones (the caller checked ``case.unmask``); audited
+    with the reason."""
+    why = (reason or "").strip()
+    if len(why) < 2:
+        raise InvalidInput("give the reason for seeing the reporter's full details (事由)")
+    _detail(conn, principal, case_id)  # scope
+    rows = conn.execute(
+        text("SELECT name, phone, user_id FROM case_reporters WHERE case_id = :id ORDER BY id"),
+        {"id": case_id},
+    ).all()
+    audit.record(
+        conn,
+        actor=principal,
+        action="case.unmask",
+        target_type="case",
+        target_ids=[str(case_id)],
+        ip=ip,
+        detail={"reason": why[:500], "reporters": len(rows)},
+    )
+    return [Reporter(r.name, r.phone, r.user_id) for r in rows]
+
+
+def upload_file(
+    conn: Connection,
+    *,
+    principal: Principal | None,
+    home: Path,
+    data: bytes,
+    filename: str,
+    max_bytes: int,
+) -> files.StoredFile:
+    """Check and keep an upload in the store; it can then be attached by its sha256."""
+    stored = files.store_file(
+        home, data, filename=filename, allowed=ATTACHMENT_TYPES, max_bytes=max_bytes
+    )
+    conn.execute(
+        text(
+            "INSERT INTO stored_files (sha256, mime, size, width, height, uploaded_by) "
+            "VALUES (:s, :m, :z, :w, :h, :u) ON CONFLICT (sha256) DO NOTHING"
+        ),
+        {
+            "s": stored.sha256,
+            "m": stored.mime,
+            "z": stored.size,
+            "w": stored.width,
+            "h": stored.height,
+            "u": principal.user_id if principal else None,
+        },
+    )
+    return stored
+
+
+def case_file(
+    conn: Connection, *, principal: Principal, case_id: int, sha256: str
+) -> files.StoredFile:
+    """A file attached to a case in scope (NotFound otherwise)."""
+    row = conn.execute(
+        text(
+            "SELECT s.sha256, s.mime, s.size, s.width, s.height FROM case_files f "
+            "JOIN stored_files s ON s.sha256 = f.sha256 JOIN cases c ON c.id = f.case_id "
+            "WHERE f.case_id = :id AND f.sha256 = :s AND "
+            "coalesce(c.grid_code, c.village_code) LIKE :p || '%'"
+        ),
+        {"id": case_id, "s": sha256, "p": principal.scope.prefix},
+    ).first()
+    if row is None:
+        raise NotFound(f"no file {sha256[:12]}… on case {case_id} in your scope")
+    return files.StoredFile(row.sha256, row.mime, int(row.size), row.width, row.height)
