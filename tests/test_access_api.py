@@ -184,6 +184,48 @@ def _requests(t: Town) -> dict[tuple[str, str], Req | str]:
         ("POST", "/api/plans/{plan_id}/activate"): Req(
             "POST", f"/api/plans/{t.active}/activate", target=t.town
         ),
+        # the planner's edits, exports and staff photos (api/routes/planner.py)
+        ("GET", "/api/plans/{plan_id}/history"): Req(
+            "GET", f"/api/plans/{t.draft}/history", target=t.town
+        ),
+        ("POST", "/api/plans/{plan_id}/undo"): Req(
+            "POST", f"/api/plans/{t.active}/undo", target=t.town, headers={"If-Match": '"0"'}
+        ),
+        ("POST", "/api/plans/{plan_id}/redo"): Req(
+            "POST", f"/api/plans/{t.active}/redo", target=t.town, headers={"If-Match": '"0"'}
+        ),
+        ("POST", "/api/plans/{plan_id}/moves/preview"): Req(
+            "POST",
+            f"/api/plans/{t.draft}/moves/preview",
+            target=t.town,
+            json={"group": f"{t.village}/999", "to": g},
+        ),
+        ("PUT", "/api/plans/{plan_id}/grids/{code}/name"): Req(
+            "PUT",
+            f"/api/plans/{t.active}/grids/{g}/name",
+            target=t.town,
+            json={"name": "x"},
+            headers={"If-Match": '"0"'},
+        ),
+        ("PUT", "/api/plans/{plan_id}/grids/{code}/lock"): Req(
+            "PUT",
+            f"/api/plans/{t.active}/grids/{g}/lock",
+            target=t.town,
+            json={"locked": True},
+            headers={"If-Match": '"0"'},
+        ),
+        ("POST", "/api/plans/{plan_id}/villages/{village_code}/rerun"): Req(
+            "POST",
+            f"/api/plans/{t.active}/villages/{t.village}/rerun",
+            target=t.town,
+            json={"grids": 2},
+            headers={"If-Match": '"0"'},
+        ),
+        ("GET", "/api/plans/{plan_id}/export.{fmt}"): Req(
+            "GET", f"/api/plans/{t.active}/export.csv", target=t.town
+        ),
+        ("PUT", "/api/staff/{staff_id}/photo"): "test_planner_api.py::test_staff_with_photo",
+        ("GET", "/api/staff/{staff_id}/photo"): Req("GET", "/api/staff/1/photo"),
         ("GET", "/api/grids/{code}/staff"): Req("GET", f"/api/grids/{g}/staff"),
         ("PUT", "/api/grids/{code}/staff"): Req(
             "PUT",

@@ -176,7 +176,8 @@ def test_moves_need_if_match_and_refuse_stale_and_invalid(
     r = client.post(url, json={"group": f"{vc}/999", "to": to}, headers={"If-Match": etag})
     assert r.status_code == 400 and f"{vc}/999" in r.json()["description"]
 
-    r = client.post(url, json={"group": f"{vc}/{unit}", "to": to}, headers={"If-Match": etag})
+    r = client.post(url, json={"group": f"{vc}/{unit}", "to": to, "confirm": True},
+                    headers={"If-Match": etag})  # fmt: skip
     assert r.status_code == 200, r.text
     moved = r.json()
     assert moved["to_grid"] == to and moved["version"] == 2

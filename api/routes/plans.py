@@ -237,7 +237,12 @@ def move_group(
     principal: PlanWriter,
     if_match: Annotated[str | None, Header()] = None,
 ) -> MovePublic | JSONResponse:
-    """Move a villager group of a draft to an adjacent grid (``If-Match`` required)."""
+    """Move a villager group of a draft to an adjacent grid (``If-Match`` required).
+
+    A move that leaves a grid outside the plan's band is refused (409, ``reason``
+    ``out_of_band`` with the ``warnings``) unless ``confirm`` is true; check it first with
+    ``POST /api/plans/{plan_id}/moves/preview``.
+    """
     town = _check_plan(conn, principal, "plan.write", plan_id)
     if not if_match:
         return JSONResponse(
@@ -255,6 +260,7 @@ def move_group(
         to_grid_code=body.to,
         expected_version=plans.version_from_if_match(if_match, plan_id),
         author=body.author or require(principal).username,
+        confirm=body.confirm,
     )
     _audit(request, principal, "plan.move", town,
            {"plan": plan_id, "group": body.group, "to": body.to})  # fmt: skip
@@ -333,3 +339,10 @@ def assign_staff(
         StaffPostPublic.model_validate(s, from_attributes=True)
         for s in plans.grid_staff(conn, grid_code=code, plan_id=post.plan_id)
     ]
+
+
+# The planner's edits, exports and staff photos (api/routes/planner.py, which uses this
+# module's helpers) are served as routes of this router: no change to the app's wiring.
+from api.routes import planner as _planner  # noqa: E402
+
+router.routes.extend(_planner.router.routes)

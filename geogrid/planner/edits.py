@@ -60,12 +60,15 @@ def preview_move(conn: Connection, plan_id: int, *, group: str, to_grid_code: st
     from geogrid import plans
 
     info = plans.get_plan(conn, plan_id)
+    vc, _, unit = str(group).partition("/")
+    asked = {"village_code": vc or None, "unit": unit or None, "to_grid": to_grid_code}
     if info.status != "draft":
-        return MovePreview(False, "not_draft", f"plan {plan_id} is {info.status}, not a draft.")
+        why = f"plan {plan_id} is {info.status}, not a draft."
+        return MovePreview(False, "not_draft", why, **asked)
     try:
         chk = plans.check_move(conn, plan_id, group=group, to_grid_code=to_grid_code)
     except (InvalidInput, NotFound) as exc:
-        return MovePreview(False, str(exc.detail.get("reason", "refused")), exc.message)
+        return MovePreview(False, str(exc.detail.get("reason", "refused")), exc.message, **asked)
 
     def count(p: Any, code: str) -> int:
         return int(p.grids.loc[p.grids["code"] == code, "households"].iloc[0])
