@@ -113,7 +113,9 @@
       L.circleMarker(GG.toLatLng(c.lon, c.lat), {
         radius: 6, color: statusColour(c), weight: 2, fillOpacity: 0.7
       }).bindTooltip(GG.esc(c.case_no + " " + (c.category_name || c.category || "")))
-        .on("click", function () { openCase(c.id); }).addTo(caseLayer);
+        .on("click", function () {
+          if ($("gg-d-report").hidden) { openCase(c.id); } // while reporting, a click places the point
+        }).addTo(caseLayer);
     });
   }
   function focus(c) {
@@ -426,6 +428,7 @@
       reportMarker = L.circleMarker(ll, { radius: 9, color: "#c62828", weight: 3 }).addTo(map);
     }
     $("gg-d-r-point").textContent = gg.t("desk.report.point_set", { lat: y.toFixed(5), lon: x.toFixed(5) });
+    if (desk.dataset.view === "map") { show("detail"); } // phones: back to the form
   });
   $("gg-d-report").addEventListener("submit", function (e) {
     e.preventDefault();
@@ -479,9 +482,7 @@
     var statuses = machine.statuses || [];
     statuses = statuses.map(function (s) { return typeof s === "string" ? s : s.status || s.code; });
     fillSelect($("gg-d-status"), statuses.map(function (s) { return [s, label("status", s)]; }));
-    var open = statuses.filter(function (s) {
-      return ["rejected", "voided", "closed", "archived", "merged"].indexOf(s) < 0;
-    });
+    var open = machine.open || statuses;
     $("gg-d-statuses").innerHTML = open.map(function (s) {
       return '<button type="button" data-status="' + GG.esc(s) + '" aria-pressed="false" class="gg-d-chip gg-d-s-' +
         GG.esc(s) + '">' + GG.esc(label("status", s)) + "</button>";
