@@ -9,24 +9,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import text
 
-from api import create_app
-from geogrid import store
 from geogrid.features import COLLECTIONS, CONFORMANCE, MAX_LIMIT
-from geogrid.overlays import assign_grids, import_overlay
-from geogrid.settings import Settings
+from tests.ogc_support import Served, live_server, served_town
 
 GEOJSON = "application/geo+json"
 #: Every column of the store holding personal data; none may appear in any output.
@@ -76,76 +68,12 @@ COUNT_SQL = {
     "inspection_points": "SELECT count(*) FROM inspection_points",
 }
 
-#: both test servers sign tokens alike, so one sign-in works on either
-SECRET = "ogc-tests-" + "k" * 40
-
-
-@dataclass
-class Served:
-    client: TestClient
-    engine: Engine
-    url: str
-    town_bbox: tuple[float, float, float, float]
-
-    def count(self, sql: str, **params: Any) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(text(sql), params).scalar_one())
-
-
-def _make_active_plan(conn: Connection) -> None:
-    """An active plan: two level-3 grids per village (its polygon split at the centroid)."""
-    town = conn.execute(text("SELECT code FROM admin_areas WHERE level = 'town'")).scalar_one()
-    plan = conn.execute(
-        text("INSERT INTO plans (town_code, name, status) VALUES (:t, 'p', 'active') RETURNING id"),
-        {"t": town},
-    ).scalar_one()
-    conn.execute(
-        text(
-            """
-            INSERT INTO grids (plan_id, code, level, village_code, geom, households, population)
-            SELECT :p, v.code || lpad(h.n::text, 3, '0'), 3, v.code,
-                   ST_Multi(ST_CollectionExtract(ST_Intersection(v.geom, CASE h.n
-                       WHEN 1 THEN ST_MakeEnvelope(-180, -90, ST_X(ST_Centroid(v.geom)), 90, 4326)
-                       ELSE ST_MakeEnvelope(ST_X(ST_Centroid(v.geom)), -90, 180, 90, 4326) END),
-                       3)), 100 * h.n, 300 * h.n
-            FROM admin_areas v CROSS JOIN (VALUES (1), (2)) h(n)
-            WHERE v.level = 'village'
-            """
-        ),
-        {"p": plan},
-    )
-
 
 @pytest.fixture(scope="module")
 def served(pg, _town_template, sample_town, tmp_path_factory, account_maker) -> Iterator[Served]:  # type: ignore[no-untyped-def]
-    name = pg.create_database(template=_town_template)
-    url = pg.url(name)
-    engine = store.make_engine(url)
     tmp = tmp_path_factory.mktemp("ogc")
-    try:
-        for kind, path in (
-            ("key_units", sample_town.key_units),
-            ("inspection_points", sample_town.inspection_points),
-            ("cases", sample_town.cases),
-        ):
-            import_overlay(engine, path, kind, rejects_path=tmp / f"{kind}.rejects.csv")  # type: ignore[arg-type]
-        with engine.begin() as conn:
-            _make_active_plan(conn)
-            assign_grids(conn)
-            row = conn.execute(
-                text(
-                    "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
-                    "(SELECT ST_Extent(geom) e FROM admin_areas WHERE level = 'town') s"
-                )
-            ).one()
-        app = create_app(Settings(home=tmp / "home", secret_key=SECRET), database_url=url)
-        with TestClient(app) as client:
-            # a town leader with the whole county in scope sees every collection
-            client.headers.update(account_maker(url, "town_leader", "all").headers(client))
-            yield Served(client, engine, url, tuple(float(v) for v in row))  # type: ignore[arg-type]
-    finally:
-        engine.dispose()
-        pg.drop_database(name)
+    with served_town(pg, _town_template, sample_town, tmp, account_maker, public=False) as s:
+        yield s
 
 
 def _get(served: Served, path: str, status: int = 200, **params: Any) -> Any:
@@ -473,34 +401,10 @@ def test_no_personal_field_in_any_collection(served: Served) -> None:
 # -- a real GIS client -------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def live_url(served: Served, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    import uvicorn
-
-    settings = Settings(home=tmp_path_factory.mktemp("live"), secret_key=SECRET)
-    app = create_app(settings, database_url=served.url)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/ogc"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with live_server(served.url, tmp_path_factory.mktemp("live")) as live:
+        yield live.url
 
 
 _GDAL_CLIENT = """

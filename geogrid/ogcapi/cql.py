@@ -173,7 +173,7 @@ class _Compiler:
     def literal(self, value: Any, kind: str) -> str:
         """A placeholder for ``value`` read as a value of a property of type ``kind``."""
         if isinstance(value, ast.Node | values.Geometry | values.Envelope | values.Interval):
-            raise _bad(f"expected a {kind} value, got {_show(value)}")
+            raise _bad(f"expected a {kind} value (the property's type), got {_show(value)}")
         if kind == "integer":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _bad(f"expected a number, got {_show(value)}")
