@@ -75,12 +75,24 @@
     box.scrollIntoView({ block: "nearest" });
   }
 
+  /* The public grid outlines, so that a resident finds their place without a base map. */
+  function outlines(map) {
+    GG.fetchJSON("/public/grids.geojson").then(function (res) {
+      var layer = GG.geojson(res.data, {
+        interactive: false,
+        style: function () { return { color: GG.GRID_STROKE, weight: 1, fillOpacity: 0.03 }; }
+      }).addTo(map);
+      layer.bringToBack();
+    }).catch(function () { /* the map works without them */ });
+  }
+
   // ------------------------------------------------------------------ the form
 
   function formPage() {
     var form = $("gg-c-form"), errors = $("gg-c-errors"), submit = $("gg-c-submit");
     var map = GG.createMap("map");
     var marker = null, point = null, photo = null;
+    outlines(map);
 
     function setPoint(lon, lat, latlng) {
       point = [lon, lat];
@@ -259,7 +271,7 @@
         return "<li><time>" + GG.esc(when(h.at)) + "</time> " + GG.esc(h.note || "") + "</li>";
       }).join("") || "<li>—</li>";
       $("gg-s-result").hidden = false;
-      if (!map) { map = GG.createMap("map"); }
+      if (!map) { map = GG.createMap("map"); outlines(map); }
       map.invalidateSize();
       if (r.lat !== null && r.long !== null) {
         var ll = GG.toLatLng(r.long, r.lat);

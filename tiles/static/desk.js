@@ -24,9 +24,11 @@
 
   // ------------------------------------------------------------------ helpers
 
+  /* A vocabulary word: the cases catalogue first (statuses, actions), then the desk's own. */
   function label(ns, code) {
-    var key = "cases." + ns + "." + code;
-    return gg.has(key) ? gg.t(key) : code;
+    var keys = ["cases." + ns + "." + code, "desk." + ns + "." + code];
+    for (var i = 0; i < keys.length; i++) { if (gg.has(keys[i])) { return gg.t(keys[i]); } }
+    return code;
   }
   function when(iso) {
     if (!iso) { return "—"; }
@@ -260,7 +262,7 @@
       fact("desk.case.source", label("source", c.source)) +
       fact("desk.case.reported_at", when(c.reported_at)) +
       fact("desk.case.status", label("status", c.status)) +
-      "<tr><th>" + GG.esc(gg.t("desk.filter.to")) + "</th><td" + (c.overdue ? ' class="gg-flag"' : "") + ">" + GG.esc(due) + "</td></tr>" +
+      "<tr><th>" + GG.esc(gg.t("desk.case.due")) + "</th><td" + (c.overdue ? ' class="gg-flag"' : "") + ">" + GG.esc(due) + "</td></tr>" +
       fact("desk.case.grid", c.grid_code) +
       fact("desk.case.current_grid", c.current_grid_code !== c.grid_code ? c.current_grid_code : "") +
       fact("desk.case.assignee", c.assignee ? (c.assignee.name || c.assignee.code) : "") +
