@@ -159,13 +159,26 @@ _SCHEDULE: dict[str, str] = {
     "年": "yearly", "每年度": "yearly",
 }  # fmt: skip
 
+#: Workflow statuses as files write them (Chinese or the machine's names, migration 0014).
 _STATUS: dict[str, str] = {
     "reported": "reported", "上报": "reported", "已上报": "reported", "待受理": "reported",
+    "accepted": "accepted", "受理": "accepted", "已受理": "accepted",
+    "rejected": "rejected", "不予受理": "rejected", "无效": "rejected",
+    "verified": "verified", "核实": "verified", "已核实": "verified",
+    "registered": "registered", "立案": "registered", "已立案": "registered",
+    "待派遣": "registered",
+    "voided": "voided", "不予立案": "voided", "作废": "voided",
     "dispatched": "dispatched", "派遣": "dispatched", "已派遣": "dispatched",
-    "handled": "handled", "处置": "handled", "已处置": "handled",
-    "verified": "verified", "核查": "verified", "已核查": "verified",
+    "待处置": "dispatched",
+    "in_progress": "in_progress", "inprogress": "in_progress", "处置中": "in_progress",
+    "办理中": "in_progress", "处理中": "in_progress",
+    "suspended": "suspended", "挂账": "suspended", "已挂账": "suspended",
+    "handled": "handled", "处置": "handled", "已处置": "handled", "待核查": "handled",
+    "checked": "checked", "核查": "checked", "已核查": "checked", "核查通过": "checked",
     "evaluated": "evaluated", "评价": "evaluated", "已评价": "evaluated",
     "closed": "closed", "结案": "closed", "已结案": "closed", "办结": "closed",
+    "已办结": "closed",
+    "archived": "archived", "归档": "archived", "已归档": "archived",
 }  # fmt: skip
 
 _NOTE = re.compile(r"\([^()]*\)$")
@@ -813,6 +826,13 @@ def _build_parts(
     )
 
 
+#: The dictionary code of an imported case's category (name or alias; else 其他).
+_CATEGORY_CODE_SQL = (
+    "coalesce((SELECT k.code FROM case_categories k WHERE k.name = s.category "
+    "OR s.category = ANY (k.aliases) ORDER BY length(k.code), k.code LIMIT 1), '09')"
+)
+
+
 def _upsert_sql(kind: OverlayKind, *, with_status: bool) -> tuple[str, str]:
     """SQL for the upsert from ``overlay_placed``: (changed rows, insert).
 
@@ -840,6 +860,13 @@ def _upsert_sql(kind: OverlayKind, *, with_status: bool) -> tuple[str, str]:
     cols = [id_col, *values, "geom", "village_code", "grid_code"]
     select += ["s.pt", "s.village_code", "s.grid_code"]
     updated = cols[1:]
+    if kind == "cases":
+        # a case keeps the village and grid it was reported in (a re-import after a new
+        # plan does not move it); its category code comes from the dictionary
+        updated = [c for c in updated if c not in ("village_code", "grid_code")]
+        cols.append("category_code")
+        select.append(_CATEGORY_CODE_SQL)
+        updated.append("category_code")
     old = ", ".join("t.geom::bytea" if c == "geom" else f"t.{c}" for c in updated)
     new = ", ".join("r.geom::bytea" if c == "geom" else f"r.{c}" for c in updated)
     changed = f"""
@@ -851,10 +878,11 @@ def _upsert_sql(kind: OverlayKind, *, with_status: bool) -> tuple[str, str]:
     LEFT JOIN {kind} t ON t.{id_col} = r.{id_col}
     WHERE t.id IS NULL OR ({old}) IS DISTINCT FROM ({new})
     """
+    current = ("current_grid_code", "grid_code") if kind == "cases" else ()
     insert = f"""
     WITH up AS (
-        INSERT INTO {kind} AS t ({", ".join(cols)})
-        SELECT {", ".join(cols)} FROM overlay_changed
+        INSERT INTO {kind} AS t ({", ".join((*cols, *current[:1]))})
+        SELECT {", ".join((*cols, *current[1:]))} FROM overlay_changed
         ON CONFLICT ({id_col}) DO UPDATE SET
             {", ".join(f"{c} = EXCLUDED.{c}" for c in updated)}, updated_at = now()
         RETURNING (xmax = 0) AS inserted
@@ -937,9 +965,34 @@ def load_overlay(
     conn.execute(text("DROP TABLE IF EXISTS pg_temp.overlay_changed"))
     conn.execute(text(changed))
     inserted = updated = 0
+    before: Any = []
     if conn.execute(text("SELECT EXISTS (SELECT 1 FROM overlay_changed)")).scalar_one():
+        if kind == "cases":
+            before = conn.execute(
+                text(
+                    "SELECT t.id, t.status FROM cases t JOIN overlay_changed r "
+                    "ON r.case_no = t.case_no"
+                )
+            ).all()
         inserted, updated = conn.execute(text(insert)).one()
+        if kind == "cases":
+            _case_histories(conn, dict(before))
     return int(inserted), int(updated), reasons
+
+
+def _case_histories(conn: Connection, before: dict[Any, Any]) -> None:
+    """Event histories for new cases; an ``import`` event for a status a re-import changed."""
+    from geogrid.cases import history
+
+    history.synthesise(
+        conn, "SELECT t.id FROM cases t JOIN overlay_changed r ON r.case_no = t.case_no"
+    )
+    if before:
+        now = conn.execute(
+            text("SELECT id, status FROM cases WHERE id = ANY(:ids)"), {"ids": list(before)}
+        ).all()
+        moved = [(int(i), before[i], st) for i, st in now if before[i] != st]
+        history.append_status_change(conn, moved)
 
 
 def import_overlay(
@@ -1033,11 +1086,13 @@ def assign_grids(
 ) -> dict[str, int]:
     """Recompute the grid codes of stored overlays from the active plans.
 
-    Call after a plan is activated (in the same transaction): every case, key unit and
+    Call after a plan is activated (in the same transaction): every key unit and
     inspection point of the town (all towns when ``town_code`` is ``None``) gets the
     level-3 grid of its town's active plan that contains it (or ``NULL`` when the town
-    has no active plan). Set-based: one ``UPDATE`` per table; rows whose code does not
-    change are not written.
+    has no active plan). Cases keep the grid they were reported in (``grid_code``, their
+    history and scope; set here only for cases never placed in a grid before); their
+    ``current_grid_code`` follows the plan. Set-based: one
+    ``UPDATE`` per table; rows whose code does not change are not written.
 
     Parameters
     ----------
@@ -1058,12 +1113,14 @@ def assign_grids(
     for kind in kinds:
         if kind not in KINDS:
             raise InvalidInput(f"unknown overlay kind {kind!r}")
+        # a case keeps the grid it was reported in; only its current grid follows the plan
+        column = "current_grid_code" if kind == "cases" else "grid_code"
         conn.execute(text("DROP TABLE IF EXISTS pg_temp.overlay_regrid"))
         conn.execute(
             text(
                 f"""
                 CREATE TEMP TABLE overlay_regrid ON COMMIT DROP AS
-                SELECT t.id, t.geom, t.village_code, t.grid_code AS old_code,
+                SELECT t.id, t.geom, t.village_code, t.{column} AS old_code,
                        {_GRID_EXPR.format(village="t.village_code", pt="t.geom")} AS grid_code
                 FROM {kind} t
                 WHERE CAST(:town AS text) IS NULL OR t.village_code IN (
@@ -1080,10 +1137,17 @@ def assign_grids(
         if n:  # no statement at all when nothing moves: the layer version stays
             conn.execute(
                 text(
-                    f"UPDATE {kind} u SET grid_code = r.grid_code, updated_at = now() "
+                    f"UPDATE {kind} u SET {column} = r.grid_code, updated_at = now() "
                     "FROM overlay_regrid r WHERE u.id = r.id"
                 )
             )
+            if kind == "cases":  # placed in a grid for the first time: that is its grid
+                conn.execute(
+                    text(
+                        "UPDATE cases u SET grid_code = r.grid_code FROM overlay_regrid r "
+                        "WHERE u.id = r.id AND u.grid_code IS NULL AND r.grid_code IS NOT NULL"
+                    )
+                )
         changed[kind] = n
     conn.execute(text("DROP TABLE IF EXISTS pg_temp.overlay_regrid"))
     conn.execute(text("DROP TABLE IF EXISTS pg_temp.overlay_village_parts"))

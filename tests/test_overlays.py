@@ -95,7 +95,8 @@ def test_sample_town_overlays_load_and_reimport_changes_nothing(
             )
         ).one()
         versions = dict(conn.execute(text("SELECT layer, version FROM layer_versions")).all())
-    assert first[0] == "消防隐患" and first[4] == "reported"
+    stated = pd.read_csv(sample_town.cases, dtype=str).set_index("case_id").loc["C2025000001"]
+    assert first[0] == "消防隐患" and first[4] == stated["status"]
     assert first[1].isoformat() == "2025-01-01T00:49:33+00:00"
     assert (round(first[2], 6), round(first[3], 6)) == (114.308826, 30.402208)
 

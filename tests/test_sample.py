@@ -342,6 +342,7 @@ def test_cases(town: SampleTown, town_layer: gpd.GeoDataFrame) -> None:
         "lon",
         "lat",
         "description",
+        "status",
     ]
     assert 3_000 <= len(cases) <= 6_000
     assert cases["case_id"].is_unique

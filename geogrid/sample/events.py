@@ -388,4 +388,36 @@ def build_cases(
         (base_dt + dt.timedelta(seconds=int(s))).isoformat() for s in df["t"].to_numpy()
     ]
     df["case_id"] = [f"C{YEAR}{i + 1:06d}" for i in range(len(df))]
+    df["status"] = case_statuses(df["t"].to_numpy(), np.random.default_rng([YEAR, len(df)]))
     return df.drop(columns=["t"])
+
+
+#: Where cases stand at the end of the sample year, by age: (older than, shares).
+_STATUS_MIX: tuple[tuple[int, dict[str, float]], ...] = (
+    (30, {"archived": 0.62, "closed": 0.24, "rejected": 0.04, "voided": 0.03,
+          "evaluated": 0.02, "in_progress": 0.02, "dispatched": 0.01, "suspended": 0.02}),
+    (7, {"closed": 0.40, "evaluated": 0.10, "checked": 0.08, "handled": 0.12,
+         "in_progress": 0.14, "dispatched": 0.06, "suspended": 0.02, "rejected": 0.05,
+         "registered": 0.03}),
+    (0, {"reported": 0.16, "accepted": 0.08, "verified": 0.04, "registered": 0.10,
+         "dispatched": 0.20, "in_progress": 0.20, "handled": 0.10, "checked": 0.05,
+         "closed": 0.04, "rejected": 0.03}),
+)  # fmt: skip
+
+
+def case_statuses(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Where each case (``t``: seconds since 1 January) stands on 31 December: old cases
+    mostly closed and archived, a few stuck open (overdue), the last week's in every queue.
+
+    Drawn from its own generator so the rest of the sample stays as it was.
+    """
+    age = _DAYS - t / 86400.0
+    out = np.empty(t.size, dtype=object)
+    done = np.zeros(t.size, dtype=bool)
+    for older_than, mix in _STATUS_MIX:
+        pick = (age > older_than) & ~done
+        names = list(mix)
+        p = np.array([mix[k] for k in names])
+        out[pick] = rng.choice(np.array(names, dtype=object), size=int(pick.sum()), p=p / p.sum())
+        done |= pick
+    return out

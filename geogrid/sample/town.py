@@ -380,7 +380,7 @@ def _generate(
     )
     write_csv(
         out / "cases.csv",
-        cases[["case_id", "category", "reported_at", "lon", "lat", "description"]],
+        cases[["case_id", "category", "reported_at", "lon", "lat", "description", "status"]],
     )
     seconds = time.perf_counter() - t0
     log.info("sample generated in %.1f s: %d households", seconds, len(truth))
