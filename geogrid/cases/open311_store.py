@@ -28,6 +28,7 @@ from geogrid.cases.open311 import (
     service_notice,
 )
 from geogrid.cases.open311_input import Open311Invalid, Problem, Query, Submission
+from geogrid.cases.queries import SUMMARY_SQL
 from geogrid.errors import Forbidden, GeogridError, InvalidInput, NotFound
 from geogrid.files import IMAGE_TYPES, sniff_type
 from geogrid.ingest.address import normalise_address
@@ -314,7 +315,11 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def _record(
-    pc: Any, services: Mapping[str, Service], base_url: str, extra: Any = None
+    pc: Any,
+    services: Mapping[str, Service],
+    base_url: str,
+    extra: Any = None,
+    agency: str | None = None,
 ) -> RequestRecord:
     code = pc.category_code or ""
     svc = services.get(code)
@@ -332,11 +337,20 @@ def _record(
         lat=pc.lat,
         address=pc.address,
         address_id=None if extra is None else extra.address_id,
-        agency=getattr(pc, "agency", None),
+        agency=agency,
         status_notes=pc.last_public_note,
         media_url=base_url.rstrip("/") + media[0] if media else None,
         state=pc.status,
     )
+
+
+def _agencies(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
+    """The name of the post each case is with (a grid, village, department or the town's
+    centre; never a person), from the case service's own summary query."""
+    if not ids:
+        return {}
+    rows = conn.execute(text(f"{SUMMARY_SQL} WHERE c.id = ANY(:ids)"), {"ids": list(ids)})
+    return {int(r.id): str(r.assignee_name) for r in rows if r.assignee_name}
 
 
 def _extras(conn: Connection, ids: Sequence[int]) -> dict[int, Any]:
@@ -386,7 +400,7 @@ def get_request(
     case_id = _case_id(request_id)
     pc = service.public_case(conn, case_id=case_id)
     extra = _extras(conn, [pc.id]).get(pc.id)
-    record = _record(pc, services, base_url, extra)
+    record = _record(pc, services, base_url, extra, _agencies(conn, [pc.id]).get(pc.id))
     if token_hash is None:
         return record, False
     owned = conn.execute(
@@ -453,5 +467,6 @@ def list_requests(
             category_codes=list(query.service_codes),
             limit=min(skip + query.page_size, MAX_LISTED),
         )[skip:]
-    extras = _extras(conn, [c.id for c in cases])
-    return [_record(c, services, base_url, extras.get(c.id)) for c in cases]
+    ids = [c.id for c in cases]
+    extras, agencies = _extras(conn, ids), _agencies(conn, ids)
+    return [_record(c, services, base_url, extras.get(c.id), agencies.get(c.id)) for c in cases]

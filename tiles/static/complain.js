@@ -268,7 +268,9 @@
         return '<img src="' + GG.esc(u) + '" alt="' + GG.esc(gg.t("complaint.photo")) + '">';
       }).join("");
       $("gg-s-history").innerHTML = (r.history || []).map(function (h) {
-        return "<li><time>" + GG.esc(when(h.at)) + "</time> " + GG.esc(h.note || "") + "</li>";
+        var what = h.note || (gg.has("complaint.event." + h.action) ? gg.t("complaint.event." + h.action)
+          : (gg.has("cases.status." + h.status) ? gg.t("cases.status." + h.status) : ""));
+        return "<li><time>" + GG.esc(when(h.at)) + "</time> " + GG.esc(what) + "</li>";
       }).join("") || "<li>—</li>";
       $("gg-s-result").hidden = false;
       if (!map) { map = GG.createMap("map"); outlines(map); }
