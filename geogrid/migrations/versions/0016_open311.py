@@ -32,7 +32,7 @@ WEB_ROLE = "geogrid_web"
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
 
 #: (code, datatype, description, order, values) asked of every service; all optional.
-SEED_ATTRIBUTES = (
+SEED_ATTRIBUTES: tuple[tuple[str, str, str, int, list[dict[str, str]]], ...] = (
     ("urgency", "singlevaluelist", "紧急程度 How urgent", 1,
      [{"key": "normal", "name": "一般"}, {"key": "urgent", "name": "紧急"}]),
     ("occurred_at", "datetime", "发生时间 When it happened", 2, []),
