@@ -230,12 +230,23 @@ def redo(
 
 @router.post("/plans/{plan_id}/moves/preview", response_model=PreviewPublic, responses=_ERRORS)
 def preview_move(
-    plan_id: PlanId, body: PreviewCreate, conn: ConnDep, principal: PlanReader
+    plan_id: PlanId,
+    body: PreviewCreate,
+    conn: ConnDep,
+    principal: PlanReader,
+    if_match: IfMatch = None,
 ) -> PreviewPublic:
     """Dry run of a move: refused (with a reason code) or allowed, with the grids it would
-    leave outside the band (such a move needs ``confirm: true``). Nothing is stored."""
+    leave outside the band (such a move needs ``confirm: true``). Nothing is stored.
+
+    With ``If-Match``, a plan edited since that version is a refusal too (reason
+    ``stale_version``): the caller should reload before moving.
+    """
     _check_plan(conn, principal, "plan.read", plan_id)
-    p = edits.preview_move(conn, plan_id, group=body.group, to_grid_code=body.to)
+    expected = plans.version_from_if_match(if_match, plan_id) if if_match else None
+    p = edits.preview_move(
+        conn, plan_id, group=body.group, to_grid_code=body.to, expected_version=expected
+    )
     return PreviewPublic.model_validate({**asdict(p), "needs_confirmation": p.needs_confirmation})
 
 

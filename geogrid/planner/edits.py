@@ -50,12 +50,19 @@ class MovePreview:
         return self.allowed and bool(self.warnings)
 
 
-def preview_move(conn: Connection, plan_id: int, *, group: str, to_grid_code: str) -> MovePreview:
+def preview_move(
+    conn: Connection,
+    plan_id: int,
+    *,
+    group: str,
+    to_grid_code: str,
+    expected_version: int | None = None,
+) -> MovePreview:
     """Check a move of ``group`` to ``to_grid_code`` and say what it would do.
 
-    Refusals (not a draft, not adjacent, breaks contiguity, leaves a grid empty, grid
-    locked...) are answers, not errors: ``allowed`` is false with the reason. Unknown
-    plans still raise :class:`NotFound`.
+    Refusals (not a draft, edited since ``expected_version``, not adjacent, breaks
+    contiguity, leaves a grid empty, grid locked...) are answers, not errors: ``allowed``
+    is false with the reason. Unknown plans still raise :class:`NotFound`.
     """
     from geogrid import plans
 
@@ -65,6 +72,9 @@ def preview_move(conn: Connection, plan_id: int, *, group: str, to_grid_code: st
     if info.status != "draft":
         why = f"plan {plan_id} is {info.status}, not a draft."
         return MovePreview(False, "not_draft", why, **asked)
+    if expected_version is not None and 0 <= expected_version != info.version:
+        why = f"plan {plan_id} is at version {info.version}, not {expected_version}."
+        return MovePreview(False, "stale_version", why, **asked)
     try:
         chk = plans.check_move(conn, plan_id, group=group, to_grid_code=to_grid_code)
     except (InvalidInput, NotFound) as exc:

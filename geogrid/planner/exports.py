@@ -72,7 +72,7 @@ def band_class(households: int, lo: int, hi: int) -> Literal["within", "near", "
     """
     if households < lo or households > hi:
         return "outside"
-    if households < lo * 1.1 or households > hi * 0.9:
+    if households <= lo * 1.1 or households >= hi * 0.9:
         return "near"
     return "within"
 
