@@ -19,6 +19,7 @@ from api.routes import calendar as calendar_routes
 from api.routes import cases as case_routes
 from api.routes import desk as desk_routes
 from api.routes import open311 as open311_routes
+from api.routes import printing as printing_routes
 from geogrid import __version__, store
 from geogrid.plans import PlanJobs
 from geogrid.settings import Settings
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     pages.install(app)  # page errors as panels in the page's language
     for module in (auth_routes, admin, plans, people, ogc, tiles, pages, calendar_routes):
         app.include_router(module.router)
+    app.include_router(printing_routes.router)  # /print: posters and contact cards
     app.include_router(open311_routes.router)  # /open311/v2: Open311 GeoReport v2
     app.include_router(desk_routes.router)  # /desk, /complain, /complain/status
     app.include_router(case_routes.router)  # /api/cases: the case workflow

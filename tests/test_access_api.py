@@ -296,6 +296,8 @@ def _requests(t: Town) -> dict[tuple[str, str], Req | str]:
         ("GET", "/assets"): Req("GET", "/assets"),
         ("GET", "/basemap/{z}/{x}/{y}.png"): Req("GET", "/basemap/1/1/1.png"),
         ("GET", "/docs"): Req("GET", "/docs"),
+        ("GET", "/print/poster.pdf"): Req("GET", f"/print/poster.pdf?code={g}&paper=A4", target=g),
+        ("GET", "/print/cards.pdf"): Req("GET", f"/print/cards.pdf?grid={g}", target=g),
         ("GET", "/health"): Req("GET", "/health"),
     }
 

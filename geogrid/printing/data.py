@@ -45,7 +45,7 @@ def parse_code(code: str) -> PlaceKind:
     if not isinstance(code, str) or not _CODE.fullmatch(code):
         raise InvalidInput(
             f"code must have 15 digits (grid) or 12 (village, town), not {str(code)[:40]!r}",
-            detail={"code": str(code)[:40]},
+            detail={"value": str(code)[:40]},
         )
     if len(code) == 15:
         return "grid"
@@ -227,7 +227,7 @@ def print_place(
     if not focus:
         raise NotFound(
             f"{code} has no grid in plan {pid} ({plan_name}).",
-            detail={"code": code, "plan_id": pid},
+            detail={"place": code, "plan_id": pid},
         )
     village_code = code[:12] if kind != "town" else None
     if kind == "grid":
@@ -330,12 +330,13 @@ class CardHousehold:
 
 
 def _readable_columns(conn: Connection) -> set[str]:
-    # information_schema shows only the columns the current role may use
+    # the columns that exist (information_schema.columns) and that the role may SELECT
     return set(
         conn.execute(
             text(
                 "SELECT column_name FROM information_schema.columns "
-                "WHERE table_name = 'households' AND column_name IN ('house_no', 'address_norm')"
+                "WHERE table_name = 'households' AND column_name IN ('house_no', 'address_norm') "
+                "AND has_column_privilege('households', column_name, 'SELECT')"
             )
         ).scalars()
     )

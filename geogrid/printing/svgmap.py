@@ -255,7 +255,7 @@ def svg_map(
                 )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}mm" height="{h}mm" '
-        f'viewBox="0 0 {w} {h}" font-family="Noto Sans CJK SC, sans-serif">'
+        f'viewBox="0 0 {w} {h}" font-family="Noto Sans CJK SC">'
         f'<defs><clipPath id="box"><rect width="{w}" height="{h}"/></clipPath></defs>'
         f'<rect width="{w}" height="{h}" fill="#fcfcfa"/>'
         f'<g clip-path="url(#box)">{"".join(body)}{"".join(labels)}</g>'
