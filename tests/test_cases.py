@@ -645,7 +645,7 @@ def test_http_report_act_conflict_and_stale(desk: Desk) -> None:
     assert ok.status_code == 200, ok.text
     assert ok.headers["etag"] == f'"case-{cid}-v2"' and ok.json()["status"] == "accepted"
     stale = c.post(url, headers={**h, "If-Match": etag}, json={"action": "comment", "note": "x"})
-    assert stale.status_code == 412 and stale.json()["code"] == "StaleCase"
+    assert stale.status_code == 412 and stale.json()["code"] == "StaleVersion"
     assert stale.json()["version"] == 2
     illegal = c.post(url, headers={**h, "If-Match": ok.headers["etag"]}, json={"action": "close"})
     assert illegal.status_code == 409, illegal.text
