@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 
 from geogrid import __version__, features
 from geogrid.features import COLLECTIONS, JSON
+from geogrid.ogcapi.cql import LANGS
 from geogrid.ogcapi.crs import CRS84, SUPPORTED
 from geogrid.ogcapi.query import MAX_OFFSET
 
@@ -126,8 +127,8 @@ _ITEMS_PARAMS: list[dict[str, Any]] = [
         "name": "filter-lang",
         "in": "query",
         "required": False,
-        "description": "Language of filter.",
-        "schema": {"type": "string", "enum": ["cql2-text", "cql2-json"], "default": "cql2-text"},
+        "description": "Language of filter (cql-text: CQL2 text under its draft name).",
+        "schema": {"type": "string", "enum": list(LANGS), "default": "cql2-text"},
         "style": "form",
         "explode": False,
     },

@@ -35,8 +35,9 @@ __all__ = ["GEOMETRY", "LANGS", "Field", "compile_filter", "parse_filter"]
 
 #: The name of the geometry queryable of every collection.
 GEOMETRY: Final = "geometry"
-#: Filter languages (the first is the default).
-LANGS: Final = ("cql2-text", "cql2-json")
+#: Filter languages (the first is the default). ``cql-text`` is the draft name of CQL2 text
+#: that GDAL's OAPIF driver (3.12) sends with the filters it pushes down.
+LANGS: Final = ("cql2-text", "cql2-json", "cql-text")
 #: Times and dates written without an offset are in China Standard Time.
 LOCAL_TZ: Final = ZoneInfo("Asia/Shanghai")
 #: Longest filter accepted (characters): a filter is a query, not a data upload.
@@ -95,7 +96,7 @@ def parse_filter(text: str, lang: str = "cql2-text") -> ast.Node:
     """
     if lang not in LANGS:
         raise InvalidParameterValue(
-            f"unsupported filter-lang={lang!r}; use {' or '.join(LANGS)}",
+            f"unsupported filter-lang={lang!r}; use {' or '.join(LANGS[:2])}",
             detail={"parameter": "filter-lang"},
         )
     if len(text) > MAX_FILTER:
