@@ -57,6 +57,15 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; th
     echo "$WANT" > "$STAMP"
 fi
 
+# ogctests (the OGC API conformance suite run by tests/test_ogc_clients.py) pins httpx<0.28,
+# pytest<9 and pyarrow<18, which .venv cannot hold: it gets a venv of its own.
+OGCTESTS=0.1.15
+if ! .venv-ogctests/bin/python -c "import importlib.metadata as m; assert m.version('ogctests') == '$OGCTESTS'" 2>/dev/null; then
+    echo "setup: installing ogctests $OGCTESTS into .venv-ogctests"
+    [ -x .venv-ogctests/bin/python ] || "$PY" -m venv .venv-ogctests
+    .venv-ogctests/bin/python -m pip install -q "ogctests==$OGCTESTS"
+fi
+
 # Web assets (Leaflet and plugins) from the npm registry, served by geogrid itself.
 if [ -f package.json ]; then
     LOCKSUM=$( (cat package.json; cat package-lock.json 2>/dev/null) | sha256sum | cut -d' ' -f1)
