@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
     auth.check_routes(app)
     auth.document_access(app)
+    open311_routes.document(app)  # GeoReport error arrays (after the other hooks)
     return app
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -139,6 +139,56 @@ class Open311Route(APIRoute):
 
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route)
+
+#: The GeoReport error array, as documented in the OpenAPI document.
+ERRORS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["code", "description"],
+        "properties": {
+            "code": {"type": "integer", "description": "HTTP status of the answer"},
+            "description": {"type": "string"},
+            "rule": {"type": "string", "description": "The rule broken (for translation)"},
+        },
+    },
+}
+_XML = {"text/xml": {"schema": {"type": "string"}}}
+_POST_ERRORS = {
+    "413": "The body is too large (64 KiB without photos).",
+    "415": "Not JSON, form-encoded or multipart.",
+    "429": "Too many submissions from this client: try again later.",
+}
+
+
+def document(app: FastAPI) -> None:
+    """Say in the app's OpenAPI document what these routes answer: GeoReport error arrays
+    (JSON or XML) instead of the ``{code, description}`` object of the other routes, and
+    XML beside JSON. Call it after every other document hook (it edits their result)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = generate()
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("GeoReportErrors", ERRORS_SCHEMA)
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/GeoReportErrors"}}}
+        for path, operations in doc.get("paths", {}).items():
+            if not path.startswith(router.prefix + "/"):
+                continue
+            for method, op in operations.items():
+                responses = op.get("responses", {})
+                if method == "post":
+                    for status, text_ in _POST_ERRORS.items():
+                        responses.setdefault(status, {"description": text_})
+                for status, response in responses.items():
+                    if status[0] in "45":
+                        response["content"] = {**error, **_XML}
+                    elif status == "200" and "/media/" not in path:
+                        response.setdefault("content", {}).update(_XML)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
 
 Fmt = Annotated[str, Path(description="Response format: json or xml.")]
 READ = [Depends(allow("open311.read"))]
