@@ -284,7 +284,7 @@ def to_xml(root: str, items: Any) -> bytes:
     (a dict); nested lists become repeated elements of the singular name.
 
     >>> to_xml("services", [{"service_code": "a", "metadata": False}]).split(b"?>")[1].strip()
-    b"<services><service><service_code>a</service_code><metadata>false</metadata></service></services>"
+    b'<services><service><service_code>a</service_code><metadata>false</metadata></service></services>'
     """
     el = ET.Element(root)
     if isinstance(items, dict):
