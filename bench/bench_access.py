@@ -339,15 +339,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(url: str, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(
+    url: str,
+    workers: int,
+    *,
+    home: Path = HOME,
+    log_path: Path = SERVER_LOG,
+    startup_s: float = 90,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``geogrid serve`` on a free loopback port, once ``/health`` answers (other benches
+    pass their own home, log file and start-up allowance)."""
     port = free_port()
-    env = {**os.environ, "GEOGRID_HOME": str(HOME), "GEOGRID_DATABASE_URL": url,
+    env = {**os.environ, "GEOGRID_HOME": str(home), "GEOGRID_DATABASE_URL": url,
            "GEOGRID_PORT": str(port), "GEOGRID_LOG_LEVEL": "WARNING"}  # fmt: skip
     cmd = [sys.executable, "-m", "geogrid", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(workers)]  # fmt: skip
-    log = SERVER_LOG.open("wb")  # read on failure; a pipe nobody reads could block it
+    log = log_path.open("wb")  # read on failure; a pipe nobody reads could block it
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + startup_s
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
@@ -355,10 +364,10 @@ def start_server(url: str, workers: int) -> tuple[subprocess.Popen[bytes], int]:
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise SystemExit(SERVER_LOG.read_text()[-3000:] or "the server died")
+            raise SystemExit(log_path.read_text()[-3000:] or "the server died")
         time.sleep(0.3)
     stop(proc)
-    raise SystemExit("the server did not start within 90 s")
+    raise SystemExit(f"the server did not start within {startup_s:.0f} s")
 
 
 # --------------------------------------------------------------------------- load

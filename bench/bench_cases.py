@@ -1,0 +1,489 @@
+"""Benchmark: the case workflow (采集上报 … 结案归档) under load, on 1,000,000 historical cases.
+
+One command:
+
+    .venv/bin/python bench/bench_cases.py [--cases 1000000] [--clients 10,50] [--seconds 30]
+
+1. Data (built once, cached in ``bench/.cache/cases-home``; ``--reuse`` keeps it): the
+   sample town (seed 1, ~10k households, in ``bench/.cache/cases-town``) loaded and
+   partitioned as ``geogrid demo`` does it, then ``--cases`` historical cases (2025–2026,
+   most closed or archived, some still open and overdue) loaded through the cases
+   importer's bulk path with their event histories, and the accounts: one grid worker per
+   grid of the active plan and a few town leaders (the service centre).
+2. Load: a real ``geogrid serve --workers N`` (uvicorn) on a free 127.0.0.1 port; every
+   account signs in (``POST /api/auth/token``, bearer tokens). Then, for each concurrency
+   level of ``--clients``, that many clients in closed loop for ``--seconds``: each takes
+   a grid (its grid worker) and a town leader and runs cases through the whole workflow
+   over HTTP — create (grid worker, a point in its grid), accept, register, dispatch,
+   start, handle, check_pass, evaluate, close, archive (each with ``If-Match`` from the
+   previous answer) — and after each case reads it back, the town leader's inbox and the
+   town's overdue list. Any answer other than 2xx, and any transport error, is an error.
+3. Quiet: the town's inbox and overdue list read one at a time (``--reps`` each).
+
+Prints requests/s, p50 and p95 per request kind and level, and each target with its
+verdict: p95 < 50 ms at 10 clients and < 150 ms at 50, >= 300 transitions/s, a town's
+inbox or overdue list < 50 ms (p95, quiet). The client, the server's workers and PostgreSQL
+share the machine's cores (and, on a shared machine, with whatever else runs). The private
+cluster is stopped at the end (its data stays for ``--reuse``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, text
+
+from geogrid import store
+from geogrid.cluster import PrivateCluster
+from geogrid.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_access import Stats, _admin, _send, pct, set_password, start_server
+from bench_tiles import stop
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+TOWN = CACHE / "cases-town"
+HOME = CACHE / "cases-home"
+DB = "bench_cases"
+SERVER_LOG = CACHE / "cases-server.log"
+#: bench_access.set_password resets the accounts named so
+PREFIX = "bench-"
+TOWN_LEADERS = 5
+#: How long the server may take to start (each worker imports the application).
+STARTUP_S = 300
+
+#: The workflow a bench case goes through: (action, who, extra body fields).
+LIFECYCLE: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("accept", "grid", {}),
+    ("register", "centre", {}),
+    ("dispatch", "centre", {}),
+    ("start", "grid", {}),
+    ("handle", "grid", {"note": "已处置"}),
+    ("check_pass", "centre", {}),
+    ("evaluate", "centre", {"rating": "satisfied"}),
+    ("close", "centre", {}),
+    ("archive", "centre", {}),
+)
+CATEGORIES = ("0101", "0201", "0301", "0401", "0601", "0901")
+#: (kind, level or None for every level, p95 limit in ms)
+P95_TARGETS = {10: 50.0, 50: 150.0}
+TRANSITIONS_PER_S = 300.0
+LIST_P95_MS = 50.0
+
+
+# --------------------------------------------------------------------------- data
+
+
+def start_cluster() -> tuple[PrivateCluster, str]:
+    HOME.mkdir(parents=True, exist_ok=True)
+    HOME.chmod(0o755)
+    os.environ["GEOGRID_HOME"] = str(HOME)
+    cluster = PrivateCluster(Settings(home=HOME, database_url=None, cluster_fsync=False))
+    cluster.start()
+    return cluster, cluster.url().rsplit("/", 1)[0] + "/" + DB
+
+
+def loaded(url: str, n_cases: int) -> bool:
+    try:
+        e = store.make_engine(url)
+        with e.connect() as conn:
+            users = conn.execute(
+                text("SELECT count(*) FROM users WHERE username LIKE 'bench-%'")
+            ).scalar_one()
+            cases = conn.execute(text("SELECT count(*) FROM cases")).scalar_one()
+        e.dispose()
+        return bool(users) and cases >= n_cases
+    except Exception:  # no database yet, or an older schema: load afresh
+        return False
+
+
+def load(url: str, n_cases: int) -> None:
+    import psycopg
+
+    from geogrid.cli.demo import ensure_active_plan, load_town
+
+    t_all = time.perf_counter()
+    if not (TOWN / "cases.csv").exists():
+        from geogrid.sample import generate_town
+
+        print(f"generating the sample town into {TOWN}")
+        generate_town(seed=1, out=TOWN)
+    with psycopg.connect(_admin(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB}"')
+    store.upgrade(url)
+    engine = store.make_engine(url)
+    try:
+        t = time.perf_counter()
+        load_town(engine, TOWN)
+        print(f"  sample town loaded in {time.perf_counter() - t:.0f} s")
+        town = town_code(engine)
+        t = time.perf_counter()
+        ensure_active_plan(engine, town, None)
+        print(f"  partitioned in {time.perf_counter() - t:.0f} s")
+        t = time.perf_counter()
+        load_history(engine, n_cases)
+        print(f"  {n_cases:,} historical cases in {time.perf_counter() - t:.0f} s")
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+        make_users(engine, town)
+    finally:
+        engine.dispose()
+    print(f"data built in {time.perf_counter() - t_all:.0f} s")
+
+
+def town_code(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(
+            conn.execute(
+                text("SELECT code FROM admin_areas WHERE level = 'town' ORDER BY code LIMIT 1")
+            ).scalar_one()
+        )
+
+
+def load_history(engine: Engine, n_cases: int) -> None:
+    """Top the town's cases up to ``n_cases`` and give every one its event history through
+    the importer's bulk path (:func:`geogrid.cases.history.synthesise`, set-based).
+
+    The new cases are copies of the sample town's (point moved by up to ~40 m, same
+    village and grid), reported at a seeded time from 2025-01-01 to yesterday, with a status
+    by age: older than 30 days archived, closed, rejected or voided but for 0.3 % still open
+    (hence overdue); 3 to 30 days old 90 % finished; the last 3 days spread over the
+    workflow.
+    """
+    from geogrid.cases.history import synthesise
+
+    with engine.begin() as conn:
+        real = conn.execute(text("SELECT count(*) FROM cases")).scalar_one()
+        extra = max(0, n_cases - real)
+        conn.execute(text("SELECT setseed(0.12)"))
+        conn.execute(
+            text("""
+            INSERT INTO cases (case_no, category, category_code, status, source, reported_at,
+                               geom, village_code, grid_code, current_grid_code, description)
+            SELECT 'H' || lpad(n::text, 8, '0'), c.category, c.category_code,
+                   CASE
+                     WHEN r.at < now() - interval '30 days' THEN
+                       CASE WHEN u < 0.030 THEN 'rejected' WHEN u < 0.050 THEN 'voided'
+                            WHEN u < 0.900 THEN 'archived' WHEN u < 0.997 THEN 'closed'
+                            ELSE (ARRAY['registered', 'dispatched', 'in_progress',
+                                        'handled', 'suspended'])[1 + (u2 * 5)::int % 5] END
+                     WHEN r.at < now() - interval '3 days' AND u < 0.9 THEN
+                       (ARRAY['closed', 'archived', 'rejected'])[1 + (u2 * 3)::int % 3]
+                     ELSE (ARRAY['reported', 'accepted', 'registered', 'dispatched',
+                                 'in_progress', 'in_progress', 'handled', 'checked',
+                                 'evaluated', 'closed'])[1 + (u2 * 10)::int % 10]
+                   END,
+                   'import', r.at,
+                   ST_SetSRID(ST_MakePoint(ST_X(c.geom) + (u2 - 0.5) * 0.0008,
+                                           ST_Y(c.geom) + (u - 0.5) * 0.0008), 4326),
+                   c.village_code, c.grid_code, c.current_grid_code, c.description
+            FROM (SELECT n, random() AS u, random() AS u2,
+                         timestamptz '2025-01-01 00:00+08'
+                           + random() * (now() - interval '1 day' - '2025-01-01 00:00+08')
+                           AS at
+                  FROM generate_series(1, :extra) n) r
+            JOIN (SELECT row_number() OVER (ORDER BY id) - 1 AS k, * FROM cases) c
+              ON c.k = r.n % :real
+            """),
+            {"extra": extra, "real": real},
+        )
+        if extra:
+            synthesise(conn, "SELECT id FROM cases")  # skips cases with a history
+
+
+def make_users(engine: Engine, town: str) -> None:
+    """One grid worker per grid of the active plan and :data:`TOWN_LEADERS` town leaders
+    (passwords set per run by :func:`bench_access.set_password`)."""
+    from geogrid.access import users
+    from geogrid.access.scope import Scope
+
+    with engine.begin() as conn:
+        grids = conn.execute(
+            text(
+                "SELECT g.code FROM grids g JOIN plans p ON p.id = g.plan_id "
+                "WHERE p.status = 'active' AND g.level = 3 ORDER BY g.code"
+            )
+        ).scalars()
+        accounts = [("grid_worker", code) for code in grids]
+        accounts += [("town_leader", town)] * TOWN_LEADERS
+        for i, (role, code) in enumerate(accounts):
+            users.add_user(
+                conn, username=f"{PREFIX}{role.replace('_', '-')}-{i:03d}", role=role,
+                scope=Scope.parse(code), password="Bench-unused-1x", must_change_password=False,
+            )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+@dataclass
+class Team:
+    """What one client works with: a grid, its grid worker, a town leader."""
+
+    grid: str
+    points: list[tuple[float, float]]
+    grid_headers: dict[str, str] = field(default_factory=dict)
+    centre_headers: dict[str, str] = field(default_factory=dict)
+
+
+def teams(url: str) -> tuple[list[tuple[str, str]], dict[str, list[tuple[float, float]]]]:
+    """(username, scope) of every bench account, and household points per grid."""
+    engine = store.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            accounts = [
+                (r.username, r.scope_code)
+                for r in conn.execute(
+                    text(
+                        "SELECT username, scope_code FROM users WHERE username LIKE 'bench-%' "
+                        "ORDER BY username"
+                    )
+                )
+            ]
+            points: dict[str, list[tuple[float, float]]] = {}
+            # households strictly inside a grid of the active plan (not on a border)
+            for r in conn.execute(
+                text(
+                    "SELECT g.code, ST_X(h.geom) AS x, ST_Y(h.geom) AS y FROM households h "
+                    "JOIN grids g ON ST_Contains(g.geom, h.geom) "
+                    "JOIN plans p ON p.id = g.plan_id AND p.status = 'active' AND g.level = 3 "
+                    "ORDER BY h.id"
+                )
+            ):
+                points.setdefault(r.code, []).append((r.x, r.y))
+    finally:
+        engine.dispose()
+    return accounts, points
+
+
+async def sign_in_all(
+    client: httpx.AsyncClient, stats: Stats, names: list[str], password: str
+) -> dict[str, dict[str, str]]:
+    gate = asyncio.Semaphore(4)
+    headers: dict[str, dict[str, str]] = {}
+
+    async def one(name: str) -> None:
+        async with gate:
+            r = await _send(client, stats, "signin token", "POST", "/api/auth/token",
+                            data={"username": name, "password": password})  # fmt: skip
+            if r is not None and r.status_code == 200:
+                headers[name] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    await asyncio.gather(*(one(n) for n in names))
+    return headers
+
+
+# --------------------------------------------------------------------------- load
+
+
+async def case_loop(
+    client: httpx.AsyncClient, stats: Stats, team: Team, seed: int, until: float
+) -> None:
+    """Cases through the whole workflow, one after the other, until ``until``."""
+    rng = random.Random(seed)
+    while time.monotonic() < until:
+        lon, lat = rng.choice(team.points)
+        body = {"category": rng.choice(CATEGORIES), "lon": lon, "lat": lat,
+                "description": f"压测案件 {seed}", "source": "grid_worker"}  # fmt: skip
+        r = await _send(client, stats, "create", "POST", "/api/cases", json=body,
+                        headers=team.grid_headers)  # fmt: skip
+        if r is None or r.status_code != 201:
+            await asyncio.sleep(0.5)  # an error was counted; do not spin on it
+            continue
+        case_id, etag = r.json()["case"]["id"], r.headers.get("etag", "")
+        for action, who, extra in LIFECYCLE:
+            headers = team.grid_headers if who == "grid" else team.centre_headers
+            r = await _send(client, stats, "transition", "POST",
+                            f"/api/cases/{case_id}/transitions",
+                            json={"action": action, **extra},
+                            headers={**headers, "If-Match": etag})  # fmt: skip
+            if r is None or r.status_code != 200:
+                break
+            etag = r.headers.get("etag", "")
+        await _send(client, stats, "get case", "GET", f"/api/cases/{case_id}",
+                    headers=team.grid_headers)  # fmt: skip
+        await _send(client, stats, "inbox (town)", "GET", "/api/cases/inbox?limit=50",
+                    headers=team.centre_headers)  # fmt: skip
+        await _send(client, stats, "overdue (town)", "GET",
+                    "/api/cases/due?kind=overdue&limit=50",
+                    headers=team.centre_headers)  # fmt: skip
+
+
+async def run_level(
+    port: int, all_teams: list[Team], n: int, seconds: float
+) -> tuple[Stats, float]:
+    stats = Stats()
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
+                                 timeout=httpx.Timeout(60.0)) as client:  # fmt: skip
+        until = time.monotonic() + seconds
+        t0 = time.perf_counter()
+        await asyncio.gather(
+            *(case_loop(client, stats, all_teams[i % len(all_teams)], i, until) for i in range(n))
+        )
+        return stats, time.perf_counter() - t0
+
+
+async def quiet_lists(port: int, team: Team, reps: int) -> Stats:
+    stats = Stats()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        for kind, path in (("inbox (town)", "/api/cases/inbox?limit=50"),
+                           ("overdue (town)", "/api/cases/due?kind=overdue&limit=50")):  # fmt: skip
+            await _send(client, Stats(), kind, "GET", path, headers=team.centre_headers)
+            for _ in range(reps):
+                await _send(client, stats, kind, "GET", path, headers=team.centre_headers)
+    return stats
+
+
+def in_process_lists(url: str, reps: int) -> Stats:
+    """The town leader's inbox and overdue list through the service functions on one
+    serving connection as the web role (what the server spends, without HTTP)."""
+    from geogrid.access import rls, users
+    from geogrid.cases import queries
+
+    stats = Stats()
+    engine = store.make_serving_engine(url, pool_size=1, role=Settings().web_role or None)
+    try:
+        with engine.connect() as conn:
+            name = conn.execute(
+                text("SELECT username FROM users WHERE username LIKE 'bench-town-leader-%' "
+                     "ORDER BY 1 LIMIT 1")
+            ).scalar_one()  # fmt: skip
+            principal = users.get_user(conn, username=name).principal()
+            calls = {
+                "inbox (town)": lambda: queries.inbox(conn, principal=principal),
+                "overdue (town)": lambda: queries.due_cases(conn, principal=principal),
+            }
+            for kind, call in calls.items():
+                for i in range(reps + 1):
+                    t = time.perf_counter()
+                    rls.apply(conn, principal)
+                    call()
+                    conn.rollback()
+                    if i:  # the first one warms the connection
+                        stats.add(kind, time.perf_counter() - t, True)
+    finally:
+        engine.dispose()
+    return stats
+
+
+async def drive(url: str, port: int, args: argparse.Namespace) -> list[tuple[str, Stats, float]]:
+    password = set_password(url)
+    accounts, points = teams(url)
+    signin = Stats()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        headers = await sign_in_all(client, signin, [a for a, _ in accounts], password)
+    leaders = [headers[n] for n, _ in accounts if "town-leader" in n and n in headers]
+    workers = [(scope, headers[n]) for n, scope in accounts
+               if "grid-worker" in n and n in headers and points.get(scope)]  # fmt: skip
+    if not leaders or not workers:
+        raise SystemExit(f"sign-in failed: {signin.samples}")
+    all_teams = [Team(grid, points[grid], h, leaders[i % len(leaders)])
+                 for i, (grid, h) in enumerate(workers)]  # fmt: skip
+    random.Random(7).shuffle(all_teams)
+    out = []
+    for n in args.clients:
+        stats, seconds = await run_level(port, all_teams, n, args.seconds)
+        out.append((f"{n} clients", stats, seconds))
+    out.append(("quiet", await quiet_lists(port, all_teams[0], args.reps), 0.0))
+    out.append(("in process", in_process_lists(url, args.reps), 0.0))
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+KINDS = ("create", "transition", "get case", "inbox (town)", "overdue (town)")
+
+
+def report(results: list[tuple[str, Stats, float]], args: argparse.Namespace) -> bool:
+    print(f"\n{'level':10} {'kind':16} {'requests':>8} {'errors':>6} {'req/s':>7} "
+          f"{'p50 ms':>8} {'p95 ms':>8}")  # fmt: skip
+    verdicts: list[tuple[str, str, bool]] = []
+    for label, stats, seconds in results:
+        for kind in KINDS:
+            lat = stats.lat.get(kind, [])
+            if not lat:
+                continue
+            rate = f"{len(lat) / seconds:7.1f}" if seconds else f"{'-':>7}"
+            print(f"{label:10} {kind:16} {len(lat):8d} {stats.errors[kind]:6d} {rate} "
+                  f"{pct(lat, 0.5):8.1f} {pct(lat, 0.95):8.1f}")  # fmt: skip
+        for s in stats.samples:
+            print(f"{'':10} error: {s}")
+        n = int(label.split()[0]) if label[0].isdigit() else 0
+        if n in P95_TARGETS:
+            every = [v for k in KINDS for v in stats.lat.get(k, [])]
+            p95 = pct(every, 0.95)
+            verdicts.append((f"p95 of every request at {n} clients < {P95_TARGETS[n]:.0f} ms",
+                             f"{p95:.1f} ms", p95 < P95_TARGETS[n]))  # fmt: skip
+    rates = [len(s.lat.get("transition", [])) / sec for lab, s, sec in results if sec]
+    best = max(rates, default=0.0)
+    verdicts.append((f"transitions/s >= {TRANSITIONS_PER_S:.0f} (best level)", f"{best:.0f}/s",
+                     best >= TRANSITIONS_PER_S))  # fmt: skip
+    quiet = next(s for lab, s, _ in results if lab == "quiet")
+    for kind in ("inbox (town)", "overdue (town)"):
+        p95 = pct(quiet.lat.get(kind, []), 0.95)
+        verdicts.append((f"{kind} p95, quiet < {LIST_P95_MS:.0f} ms", f"{p95:.1f} ms",
+                         p95 < LIST_P95_MS))  # fmt: skip
+    errors = sum(sum(s.errors.values()) for _, s, _ in results)
+    verdicts.append(("no errors", str(errors), errors == 0))
+    print(f"\n{'target':52} {'measured':>12}  verdict")
+    for what, measured, ok in verdicts:
+        print(f"{what:52} {measured:>12}  {'ok' if ok else 'MISSED'}")
+    return all(ok for _, _, ok in verdicts)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=1_000_000, help="historical cases held")
+    ap.add_argument("--clients", default="10,50", help="concurrency levels, comma-separated")
+    ap.add_argument("--seconds", type=float, default=30.0, help="load per level")
+    ap.add_argument("--workers", type=int, default=2, help="server worker processes")
+    ap.add_argument("--reps", type=int, default=50, help="quiet reads of each list")
+    ap.add_argument("--reuse", action="store_true", help="keep the database built earlier")
+    args = ap.parse_args()
+    args.clients = [int(c) for c in args.clients.split(",") if c.strip()]
+
+    cluster, url = start_cluster()
+    try:
+        if not (args.reuse and loaded(url, args.cases)):
+            print(f"building {DB}: sample town, {args.cases:,} historical cases")
+            load(url, args.cases)
+        else:
+            store.upgrade(url)  # a database built by an older checkout gets new migrations
+        e = store.make_engine(url)
+        with e.connect() as conn:
+            counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                      for t in ("households", "grids", "cases", "case_events")}  # fmt: skip
+        e.dispose()
+        print("data:", ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        proc, port = start_server(url, args.workers, home=HOME, log_path=SERVER_LOG,
+                                  startup_s=STARTUP_S)  # fmt: skip
+        try:
+            results = asyncio.run(drive(url, port, args))
+        finally:
+            stop(proc)
+        print(f"\n{args.workers} server workers; load average {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} cores")  # fmt: skip
+        ok = report(results, args)
+    finally:
+        cluster.stop()
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
