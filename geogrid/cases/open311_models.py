@@ -44,7 +44,7 @@ class Open311Request(Base):
     case_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
     )
-    token_hash: Mapped[str] = mapped_column(Text, comment="HMAC-SHA256 of the resident token")
+    token_hash: Mapped[str] = mapped_column(Text)  # HMAC-SHA256 of the resident token
     address_id: Mapped[int | None] = mapped_column(BigInteger)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
