@@ -373,8 +373,9 @@ def render_page(
         merged catalogue (``<script type="application/json" id="gg-messages">``, read by
         ``i18n.js``); and ``lang_persist``, whether the page follows and remembers the
         visitor's language choice (default ``True``; ``False`` for embeds: they follow
-        their URL only).
+        their URL only). Pages rendered without ``lang`` are Chinese and offer no switch.
     """
+    lang_switch = "lang" in context  # a route that reads the language offers the switch
     lang = str(context.pop("lang", i18n.DEFAULT_LANG))
     lang_persist = bool(context.pop("lang_persist", True))
     catalogue = i18n.messages(lang)
@@ -393,6 +394,7 @@ def render_page(
             pages=PAGES,
             lang=lang,
             lang_persist=lang_persist,
+            lang_switch=lang_switch,
             t=translate,
             **context,
         )
