@@ -703,3 +703,229 @@ def test_events_are_append_only(desk: Desk) -> None:
     ):
         with desk.engine.begin() as conn, pytest.raises(Exception, match="append-only"):
             conn.execute(text(sql), {"i": case.id})
+
+
+# --------------------------------------------------------------------------- stateful
+
+
+def test_no_sequence_of_calls_breaks_the_machine(desk: Desk) -> None:
+    """Random calls by random users: an accepted call leaves exactly one event, a refused
+    one none; the row always equals a replay of its events; no illegal state is reached."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import (
+        Bundle,
+        RuleBasedStateMachine,
+        invariant,
+        rule,
+        run_state_machine_as_test,
+    )
+
+    people = ["worker", "vleader", "leader", "sibling"]
+    points = {"worker": desk.point(), "leader": desk.point(desk.sibling)}
+    refused = (IllegalTransition, Forbidden, InvalidInput, NotFound)
+    reached: set[str] = set()
+
+    class Cases(RuleBasedStateMachine):
+        cases = Bundle("cases")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.ids: list[int] = []
+
+        def _count(self, case_id: int) -> tuple[int, int]:
+            with desk.engine.connect() as conn:
+                n = conn.execute(
+                    text("SELECT count(*) FROM case_events WHERE case_id = :i"), {"i": case_id}
+                ).scalar_one()
+                v = conn.execute(
+                    text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}
+                ).scalar_one()
+            return int(n), int(v)
+
+        @rule(
+            target=cases,
+            who=st.sampled_from(["worker", "leader", "resident"]),
+            category=st.sampled_from(["0401", "02", "0801", "居民投诉"]),
+        )
+        def report(self, who: str, category: str) -> int:
+            lon, lat = points["leader" if who == "resident" else who]
+            source = "open311" if who == "resident" else "grid_worker"
+            with desk.engine.begin() as conn:
+                made = service.create_case(
+                    conn,
+                    principal=desk.principals.get(who),
+                    category=category,
+                    lon=lon,
+                    lat=lat,
+                    description="随机上报",
+                    source=source,
+                )
+            assert self._count(made.case.id) == (1, 1)
+            self.ids.append(made.case.id)
+            return made.case.id
+
+        @rule(
+            case=cases,
+            who=st.sampled_from(people),
+            action=st.sampled_from(machine.ACTIONS),
+            note=st.sampled_from(["", "说明"]),
+            amount=st.sampled_from([None, 2]),
+            rating=st.sampled_from([None, "satisfied"]),
+            to=st.sampled_from([None, *people]),
+            into=st.integers(0, 3),
+            post=st.sampled_from([None, "sibling", "village"]),
+        )
+        def act(
+            self,
+            case: int,
+            who: str,
+            action: str,
+            note: str,
+            amount: int | None,
+            rating: str | None,
+            to: str | None,
+            into: int,
+            post: str | None,
+        ) -> None:
+            data: dict[str, Any] = {}
+            if amount:
+                data.update(amount=amount, unit="days")
+            if rating:
+                data["rating"] = rating
+            if to:
+                data["to_user"] = desk.principals[to].user_id
+            if self.ids:
+                data["into"] = self.ids[into % len(self.ids)]
+            if post == "sibling":
+                data["post"] = {"kind": "grid", "code": desk.sibling}
+            elif post == "village":
+                data["post"] = {"kind": "village", "code": desk.village}
+            before = self._count(case)
+            try:
+                with desk.engine.begin() as conn:
+                    got = service.transition(
+                        conn,
+                        principal=desk.principals[who],
+                        case_id=case,
+                        action=action,
+                        expected_version=before[1],
+                        note=note,
+                        data=data,
+                    )
+            except refused:
+                assert self._count(case) == before
+                return
+            assert self._count(case) == (before[0] + 1, before[1] + 1)
+            assert got.version == before[1] + 1 and got.events[-1].action == action
+            reached.add(got.status)
+
+        @rule(case=cases, who=st.sampled_from(people), pick=st.data())
+        def advance(self, case: int, who: str, pick: st.DataObject) -> None:
+            """Take one of the actions the case offers the user: never refused as illegal."""
+            principal = desk.principals[who]
+            with desk.engine.connect() as conn:
+                try:
+                    detail = service.get_case(conn, principal=principal, case_id=case)
+                except NotFound:
+                    return
+            if not detail.allowed_actions:
+                return
+            forward = {t.action for t in machine.TRANSITIONS if t.queue}
+            weighted = [
+                a for a in detail.allowed_actions for _ in range(6 if a.action in forward else 1)
+            ]
+            choice = pick.draw(st.sampled_from(weighted))
+            data: dict[str, Any] = {}
+            if "amount" in choice.fields:
+                data.update(amount=1, unit="days")
+            if "rating" in choice.fields:
+                data["rating"] = "basic"
+            if "to_user" in choice.fields:
+                data["to_user"] = desk.principals[pick.draw(st.sampled_from(people))].user_id
+            if "into" in choice.fields:
+                data["into"] = pick.draw(st.sampled_from(self.ids))
+            before = self._count(case)
+            try:
+                with desk.engine.begin() as conn:
+                    got = service.transition(
+                        conn,
+                        principal=principal,
+                        case_id=case,
+                        action=choice.action,
+                        expected_version=detail.version,
+                        note="说明",
+                        data=data,
+                    )
+            except InvalidInput:  # a bad transfer target or merge target drawn
+                assert choice.action in ("transfer", "merge")
+                assert self._count(case) == before
+                return
+            assert self._count(case) == (before[0] + 1, before[1] + 1)
+            reached.add(got.status)
+
+        @invariant()
+        def rows_replay_and_states_are_legal(self) -> None:
+            if not self.ids:
+                return
+            with desk.engine.connect() as conn:
+                rows = (
+                    conn.execute(text("SELECT * FROM cases WHERE id = ANY(:i)"), {"i": self.ids})
+                    .mappings()
+                    .all()
+                )
+                events = (
+                    conn.execute(
+                        text(
+                            "SELECT case_id, seq, action, from_status, to_status, actor_id, data "
+                            "FROM case_events WHERE case_id = ANY(:i) ORDER BY case_id, seq"
+                        ),
+                        {"i": self.ids},
+                    )
+                    .mappings()
+                    .all()
+                )
+            for row in rows:
+                history = [e for e in events if e["case_id"] == row["id"]]
+                assert machine.replay(history) == {k: row[k] for k in machine.STATE_FIELDS}
+                _legal(row, history)
+
+    settings_ = settings(
+        max_examples=12,
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    run_state_machine_as_test(Cases, settings=settings_)
+    assert len(reached) >= 8, f"the random walk went nowhere: {sorted(reached)}"
+
+
+def _legal(row: Any, history: list[Any]) -> None:
+    """Invariants of a case, checked against its events independently of the service."""
+    status = row["status"]
+    assert status in machine.STATUSES
+    assert row["version"] == len(history)
+    prev = None
+    for e in history:
+        assert e["from_status"] == prev
+        if e["action"] != "report":
+            rows = [t for t in machine.TRANSITIONS if t.action == e["action"] and prev in t.sources]
+            assert rows, f"{e['action']} from {prev}"
+            targets = {t.target for t in rows}
+            assert e["to_status"] == prev or e["to_status"] in targets or "resume" in targets
+        prev = e["to_status"]
+    assert row["rework_count"] == sum(e["action"] == "check_fail" for e in history)
+    owners = [e["actor_id"] for e in history if e["action"] in ("accept", "acknowledge_transfer")]
+    assert row["owner_id"] == (owners[-1] if owners else None)
+    if status in machine.CLOSED_STATUSES or status == "suspended":
+        assert row["due_at"] is None
+    if status == "merged":
+        assert row["merged_into"] is not None and row["merged_into"] != row["id"]
+    if status == "suspended":
+        assert row["resume_status"] in ("dispatched", "in_progress")
+    if row["pending"] in ("extension", "suspension"):
+        assert status in ("dispatched", "in_progress")
+    if row["pending"] == "transfer":
+        assert status in machine.OPEN_STATUSES and row["pending_data"]["to_user"]
+    if status in ("dispatched", "in_progress", "handled"):
+        assert row["assignee_kind"] in ("grid", "village", "department")
