@@ -81,7 +81,7 @@ def served_town(
             ("inspection_points", sample_town.inspection_points),
             ("cases", sample_town.cases),
         ):
-            import_overlay(engine, path, kind, rejects_path=tmp / f"{kind}.rejects.csv")
+            import_overlay(engine, path, kind, rejects_path=tmp / f"{kind}.rejects.csv")  # type: ignore[arg-type]
         with engine.begin() as conn:
             make_active_plan(conn)
             assign_grids(conn)

@@ -387,6 +387,18 @@ def test_bad_filters_are_400(served: Served, params: dict[str, str], mentions: s
     assert "SELECT" not in body["description"]
 
 
+def test_every_queryable_is_a_typed_query_parameter(served: Served) -> None:
+    """queryables-query-parameters: ``?name=value`` for every queryable, value typed."""
+    day = served.column("SELECT max(last_inspected)::text FROM inspection_points")[0]
+    assert sorted(_ids(served, "inspection_points", last_inspected=day)) == sorted(
+        served.column(
+            "SELECT point_no FROM inspection_points WHERE last_inspected = CAST(:d AS date)", d=day
+        )
+    )
+    assert _ids(served, "cases", reported_at="2025-01-01T00:49:33Z") == ["C2025000001"]
+    assert _ids(served, "key_units", name="no such unit") == []
+
+
 def test_filter_values_are_bound_not_written(served: Served) -> None:
     sneaky = {
         "op": "or",

@@ -238,10 +238,8 @@ def queryables_document(coll: features.Collection, url: str) -> dict[str, Any]:
         }
     }
     for p in coll.properties:
-        schema: dict[str, Any] = {
-            "title": p.name,
-            "type": "integer" if p.type == "integer" else "string",
-        }
+        kind = p.type if p.type in ("integer", "number", "boolean") else "string"
+        schema: dict[str, Any] = {"title": p.name, "type": kind}
         if p.type in ("date-time", "date"):
             schema["format"] = p.type
         if p.description:

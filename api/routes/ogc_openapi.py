@@ -284,8 +284,8 @@ def openapi_30(node: Any) -> Any:
 
 
 def _prop_schema(prop: features.Property) -> dict[str, Any]:
-    if prop.type == "integer":
-        return {"type": "integer"}
+    if prop.type in ("integer", "number", "boolean"):
+        return {"type": prop.type}
     if prop.type in ("date-time", "date"):
         return {"type": "string", "format": prop.type}
     return {"type": "string"}

@@ -249,6 +249,33 @@ def _properties(coll: Collection, value: str) -> tuple[str, ...]:
     return tuple(n for n in known if n in names)
 
 
+def _typed(prop: Property, raw: str) -> Any:
+    """A ``?name=value`` equality filter's value as the property's type (bound as such)."""
+    expected = {
+        "integer": "an integer",
+        "boolean": "true or false",
+        "date": "an RFC 3339 date",
+        "date-time": "an RFC 3339 date-time",
+    }
+    try:
+        if prop.type == "integer":
+            return int(raw)
+        if prop.type == "boolean" and raw in ("true", "false"):
+            return raw == "true"
+        if prop.type == "date":
+            return dt.date.fromisoformat(raw)
+        if prop.type == "date-time" and len(raw) > 10:
+            return _instant(raw, end=False)[0]
+        if prop.type not in expected:
+            return raw
+    except ValueError:
+        pass
+    raise InvalidParameterValue(
+        f"invalid {prop.name}={raw!r}: expected {expected[prop.type]}",
+        detail={"parameter": prop.name},
+    )
+
+
 def parse_items_query(coll: Collection, params: Sequence[tuple[str, str]]) -> ItemsQuery:
     """Validate the query string of ``/collections/{id}/items``.
 
@@ -288,20 +315,9 @@ def parse_items_query(coll: Collection, params: Sequence[tuple[str, str]]) -> It
                 detail={"parameter": "datetime"},
             )
         time = parse_datetime(values["datetime"])
-    filters: dict[str, Any] = {}
-    for name, prop in coll.queryables.items():
-        if name not in values:
-            continue
-        raw = values[name]
-        if prop.type == "integer":
-            try:
-                filters[name] = int(raw)
-            except ValueError:
-                raise InvalidParameterValue(
-                    f"invalid {name}={raw!r}: expected an integer", detail={"parameter": name}
-                ) from None
-        else:
-            filters[name] = raw
+    filters = {
+        name: _typed(prop, values[name]) for name, prop in coll.queryables.items() if name in values
+    }
     cql = None
     if "filter" in values:
         filter_crs = (
