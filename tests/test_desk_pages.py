@@ -393,6 +393,22 @@ def test_case_through_the_desk(live: Live, browser: Any, size: str) -> None:
     ]
     assert leader.locator("#gg-d-actions [data-action]").count() <= 2  # archive/comment at most
     check_page(leader, shots / f"desk-{size}-leader-closed.png")
+    if not phone:  # filters: grid, category, status, period
+        code = leader.evaluate("ggDesk.state.current.category_code")
+        leader.click(".gg-d-filters summary")
+        leader.fill("#gg-d-grid", live.grid)
+        leader.select_option("#gg-d-category", code)
+        leader.select_option("#gg-d-status", "closed")
+        with leader.expect_response(lambda r: "/api/cases?" in r.url) as listed:
+            leader.click("#gg-d-filters button[type=submit]")
+        for part in (f"grid={live.grid}", f"category={code}", "status=closed"):
+            assert part in listed.value.url
+        leader.wait_for_selector(f'#gg-d-cases li[data-id="{case_id}"]')
+        tomorrow = leader.evaluate("new Date(Date.now() + 864e5).toISOString().slice(0, 10)")
+        leader.fill("#gg-d-from", tomorrow)
+        leader.click("#gg-d-filters button[type=submit]")
+        wait_for(leader, "!document.querySelector('#gg-d-cases li[data-id]')")
+        assert "没有符合条件的事件" in leader.inner_text("#gg-d-cases")
     # a stale page is told so and reloads the case (412 in the console is expected)
     stale = _desk(browser, live, "town_leader", viewport)
     _open(stale, case_id, phone)
