@@ -224,6 +224,8 @@ def test_resident_complains_on_the_phone_and_follows_it(live: Live, browser: Any
     # a submission without a place is refused by the page, in Chinese
     page.select_option("#gg-c-category", code)
     page.fill("#gg-c-description", "小区门口的路灯坏了一个星期")
+    wait_for(page, "!document.getElementById('gg-c-questions').hidden")  # the service's questions
+    page.select_option("#gg-c-attr-urgency", "urgent")
     page.click("#gg-c-submit")
     assert "请在地图上选择问题位置" in page.inner_text("#gg-c-errors")
     page.click("#gg-c-locate")
@@ -270,6 +272,12 @@ def test_resident_complains_on_the_phone_and_follows_it(live: Live, browser: Any
 
     public = httpx.get(live.base + "/open311/v2/requests.json", timeout=30).text
     assert "13700001111" not in public and rid in public
+    own = httpx.get(
+        f"{live.base}/open311/v2/requests/{rid}.json",
+        headers={"X-Open311-Token": token},
+        timeout=30,
+    ).json()[0]
+    assert own["attributes"] == {"urgency": "urgent"} and len(own["media_urls"]) == 1
 
 
 def test_complaint_page_on_the_desktop(live: Live, browser: Any) -> None:

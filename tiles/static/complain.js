@@ -161,12 +161,59 @@
       $("gg-c-preview").hidden = true;
     });
 
+    /* The service's questions (GeoReport attributes), asked below the category. */
+    var questions = [];
+    function renderQuestions(attrs) {
+      questions = attrs.filter(function (a) { return a.variable !== false; });
+      var box = $("gg-c-attrs");
+      box.innerHTML = questions.map(function (a) {
+        var id = "gg-c-attr-" + a.code, input;
+        if (a.datatype === "singlevaluelist" || a.datatype === "multivaluelist") {
+          input = '<select id="' + id + '"' + (a.datatype === "multivaluelist" ? " multiple" : "") + ">" +
+            (a.datatype === "singlevaluelist" ? '<option value=""></option>' : "") +
+            (a.values || []).map(function (v) {
+              return '<option value="' + GG.esc(v.key) + '">' + GG.esc(v.name) + "</option>";
+            }).join("") + "</select>";
+        } else if (a.datatype === "text") {
+          input = '<textarea id="' + id + '" rows="2" maxlength="500"></textarea>';
+        } else {
+          var type = a.datatype === "number" ? "number" : (a.datatype === "datetime" ? "datetime-local" : "text");
+          input = '<input id="' + id + '" type="' + type + '" maxlength="500">';
+        }
+        return '<label class="gg-c-attr">' + GG.esc(a.description) + (a.required ? " *" : "") + input + "</label>";
+      }).join("");
+      $("gg-c-questions").hidden = !questions.length;
+    }
+    function answers() {
+      var out = [];
+      questions.forEach(function (a) {
+        var el = $("gg-c-attr-" + a.code);
+        if (!el) { return; }
+        var values = el.multiple ? Array.prototype.filter.call(el.options, function (o) { return o.selected; })
+          .map(function (o) { return o.value; }) : [el.value.trim()];
+        values.filter(Boolean).forEach(function (v) { out.push(["attribute[" + a.code + "]", v]); });
+      });
+      return out;
+    }
+    $("gg-c-category").addEventListener("change", function () {
+      var code = $("gg-c-category").value;
+      renderQuestions([]);
+      if (!code) { return; }
+      open311("/open311/v2/services/" + encodeURIComponent(code) + ".json").then(function (d) {
+        if ($("gg-c-category").value === code) { renderQuestions(d.attributes || []); }
+      }, function () { /* the form works without the questions */ });
+    });
+
     function localRules() {
       var rules = [];
       if (!$("gg-c-category").value) { rules.push("service_code_missing"); }
       var d = $("gg-c-description").value.trim();
       if (!d) { rules.push("description_missing"); } else if (d.length < 4) { rules.push("description_too_short"); }
       if (!point && !$("gg-c-address").value.trim()) { rules.push("location_missing"); }
+      questions.forEach(function (a) {
+        var el = $("gg-c-attr-" + a.code);
+        if (a.required && el && !el.value.trim()) { rules.push("attribute_missing"); }
+      });
       var phone = $("gg-c-phone").value.trim();
       if (phone && !/^\+?[0-9][0-9 -]{5,18}[0-9]$/.test(phone)) { rules.push("phone_invalid"); }
       return rules;
@@ -183,6 +230,7 @@
       if (point) { body.append("long", point[0].toFixed(7)); body.append("lat", point[1].toFixed(7)); }
       [["address_string", "gg-c-address"], ["first_name", "gg-c-name"], ["phone", "gg-c-phone"]]
         .forEach(function (f) { var v = $(f[1]).value.trim(); if (v) { body.append(f[0], v); } });
+      answers().forEach(function (kv) { body.append(kv[0], kv[1]); });
       if (photo) { body.append("media", photo, "photo.jpg"); }
       submit.disabled = true;
       submit.textContent = gg.t("complaint.submitting");
@@ -208,6 +256,7 @@
 
     $("gg-c-again").addEventListener("click", function () {
       form.reset();
+      renderQuestions([]);
       photo = null; point = null;
       if (marker) { map.removeLayer(marker); marker = null; }
       $("gg-c-preview").hidden = true;
