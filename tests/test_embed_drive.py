@@ -152,7 +152,10 @@ def test_portal_drives_the_embed_by_postmessage(live: Live, browser: Any, portal
     box = page.locator("#map").bounding_box()
     assert box
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    wait_for(page, "window.events.some(e => e.type === 'click')")
+    try:
+        wait_for(page, "window.events.some(e => e.type === 'click')", timeout=5000)
+    except TimeoutError:
+        raise AssertionError((page.evaluate("window.events"), page.visit.errors)) from None
     click = _events(page, "click")[-1]
     assert click["feature"]["code"] == code, click
     assert abs(click["lngLat"][0] - x) < 1e-3 and abs(click["lngLat"][1] - y) < 1e-3

@@ -19,7 +19,7 @@
   var POINT = { key_units: "#6a3d9a", inspection_points: "#e66100" };
   var FILL = { grids: GG.GRID_FILL, villages: "#c7e9c0" };
   var filter = { from: q.get("from") || "", to: q.get("to") || "", category: q.get("category") || "", village: q.get("village") || "" };
-  var selectedId = null, pendingFeature = null, vt = null, readySent = false;
+  var selectedId = null, featureEvent = null, vt = null, readySent = false;
 
   function numbers(text, n) {
     if (!text) { return null; }
@@ -105,7 +105,9 @@
       getFeatureId: featureId
     }).addTo(map);
     vt.on("click", function (e) {
-      pendingFeature = publicProps(e.layer && e.layer.properties);
+      // VectorGrid stops a feature's click from reaching the map: report it here
+      featureEvent = e.originalEvent;
+      var feature = publicProps(e.layer && e.layer.properties);
       var id = e.layer && e.layer.properties ? featureId(e.layer) : null;
       if (selectedId !== null) { vt.resetFeatureStyle(selectedId); }
       selectedId = id;
@@ -113,11 +115,12 @@
         var s = style(e.layer.properties);
         vt.setFeatureStyle(id, L.extend({}, s, { weight: 4, color: "#0d2b5e", fillOpacity: 0.55 }));
       }
-      var rows = Object.keys(pendingFeature).map(function (k) {
-        return "<tr><th>" + GG.esc(k) + "</th><td>" + GG.esc(pendingFeature[k]) + "</td></tr>";
+      var rows = Object.keys(feature).map(function (k) {
+        return "<tr><th>" + GG.esc(k) + "</th><td>" + GG.esc(feature[k]) + "</td></tr>";
       });
       L.popup().setLatLng(e.latlng).setContent('<table class="gg-kv">' + rows.join("") + "</table>").openOn(map);
-      send({ type: "selection", feature: pendingFeature });
+      send({ type: "selection", feature: feature });
+      send({ type: "click", lngLat: lngLat(e.latlng), feature: feature });
     });
     vt.on("load", function () {
       document.body.dataset.ready = "1";
@@ -129,17 +132,17 @@
     return vt;
   }
 
+  function lngLat(ll) { return [+ll.lng.toFixed(6), +ll.lat.toFixed(6)]; }
+
+  /* A click on no feature: clears the selection, and says where it was. */
   map.on("click", function (e) {
-    setTimeout(function () {  // a feature's click (if any) comes first: it fills pendingFeature
-      var feature = pendingFeature;
-      pendingFeature = null;
-      if (!feature && selectedId !== null) {
-        vt.resetFeatureStyle(selectedId);
-        selectedId = null;
-        send({ type: "selection", feature: null });
-      }
-      send({ type: "click", lngLat: [+e.latlng.lng.toFixed(6), +e.latlng.lat.toFixed(6)], feature: feature });
-    }, 0);
+    if (e.originalEvent === featureEvent) { return; }  // reported by the feature already
+    if (selectedId !== null) {
+      vt.resetFeatureStyle(selectedId);
+      selectedId = null;
+      send({ type: "selection", feature: null });
+    }
+    send({ type: "click", lngLat: lngLat(e.latlng), feature: null });
   });
 
   function setFilter(d) {
