@@ -6,30 +6,39 @@ needs are inlined instead: Leaflet from ``node_modules`` (installed by ``scripts
 and plugin scripts from the folium wheel. Leaflet's CSS images become ``data:`` URIs. The
 result opens from ``file://`` on an intranet PC with no request at all.
 
+The plan map is Chinese by default (``lang="en"`` for English, from the shared message
+catalogue): a title, named grids coloured by the plan's band (within, near the edge,
+outside), a legend, a metric scale bar and no attribution prefix.
+
 Used by ``geogrid map export`` and by the leader notebook.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import folium
+import shapely.geometry
 from sqlalchemy import Connection, Engine, text
 
 from geogrid.assets import find_node_modules
 from geogrid.errors import ConfigurationError, NotFound
+from geogrid.printing.i18n import messages
+from partition.report import BAND_COLOURS, add_map_chrome, band_class, legend_html
 
 __all__ = [
-    "deviation_colour",
+    "PlanLabel",
     "export_plan_map",
     "external_urls",
     "inline_plugin",
     "offline_map",
+    "plan_label",
     "plan_map",
 ]
 
@@ -124,24 +133,9 @@ def external_urls(page: str) -> list[str]:
             for m in _EXTERNAL.finditer(page)]  # fmt: skip
 
 
-def deviation_colour(deviation: float | None, target: float) -> str:
-    """Fill colour for a grid's deviation from the target household count.
-
-    >>> deviation_colour(0, 150), deviation_colour(40, 150), deviation_colour(-40, 150)
-    ('#f7f7f7', '#d73027', '#4575b4')
-    """
-    if deviation is None or target <= 0:
-        return "#cccccc"
-    pct = 100.0 * deviation / target
-    for limit, colour in ((-20, "#4575b4"), (-10, "#91bfdb"), (10, "#f7f7f7"), (20, "#fc8d59")):
-        if pct < limit or (limit == 10 and pct <= 10):
-            return colour
-    return "#d73027"
-
-
 _GRIDS_SQL = """
-SELECT g.code, g.name, g.households, g.population, g.metrics - 'units' AS metrics,
-       v.name AS village, ST_AsGeoJSON(g.geom, 6)::json AS geometry
+SELECT g.code, coalesce(g.name, g.code) AS name, g.households, g.population,
+       g.metrics - 'units' AS metrics, v.name AS village, ST_AsGeoJSON(g.geom, 6)::json AS geometry
   FROM grids g LEFT JOIN admin_areas v ON v.code = g.village_code
  WHERE g.plan_id = :plan AND g.level = 3 AND g.geom IS NOT NULL
  ORDER BY g.code
@@ -156,74 +150,129 @@ def _fmt(v: Any) -> str:
     return "—" if v is None else str(v)
 
 
+@dataclass(frozen=True)
+class PlanLabel:
+    """A plan's printed title and its grids' names."""
+
+    title: str
+    names: dict[str, str]
+
+
+def plan_label(conn: Connection, plan_id: int, catalogue: Mapping[str, str]) -> PlanLabel:
+    """The title of plan ``plan_id`` (``print.export.title``) and its basic grids' names.
+
+    Raises
+    ------
+    NotFound
+        When the plan does not exist.
+    """
+    from tiles.i18n import fill
+
+    plan = conn.execute(
+        text("SELECT name, status FROM plans WHERE id = :p"), {"p": plan_id}
+    ).one_or_none()
+    if plan is None:
+        raise NotFound(f"plan {plan_id} does not exist.", detail={"plan_id": plan_id})
+    status = catalogue.get(f"print.status.{plan.status}", str(plan.status))
+    values = {"plan": plan.name, "id": plan_id, "status": status}
+    rows = conn.execute(
+        text("SELECT code, name FROM grids WHERE plan_id = :p AND level = 3 AND name IS NOT NULL"),
+        {"p": plan_id},
+    ).all()
+    return PlanLabel(
+        fill(catalogue["print.export.title"], values), {str(c): str(n) for c, n in rows}
+    )
+
+
 def plan_map(
-    conn: Connection, plan_id: int, *, node_modules: Path | str | None = None
+    conn: Connection,
+    plan_id: int,
+    *,
+    node_modules: Path | str | None = None,
+    lang: str = "zh",
 ) -> folium.Map:
-    """An offline folium map of plan ``plan_id``: grids coloured by deviation, metric popups.
+    """An offline folium map of plan ``plan_id``: named grids coloured by the plan's band,
+    a title, a legend, a metric scale bar and popups with the grids' metrics.
 
     Raises
     ------
     NotFound
         When the plan does not exist or has no basic grids.
+    InvalidInput
+        An unknown language.
     """
-    plan = conn.execute(
-        text("SELECT name, status, params FROM plans WHERE id = :p"), {"p": plan_id}
-    ).one_or_none()
-    if plan is None:
-        raise NotFound(f"plan {plan_id} does not exist.")
-    target = float((plan.params or {}).get("target", 150))
+    m = messages(lang)
+    label = plan_label(conn, plan_id, m)
+    params = conn.execute(text("SELECT params FROM plans WHERE id = :p"), {"p": plan_id}).scalar()
+    params = params or {}
+    target = float(params.get("target", 150))
+    lo, hi = int(params.get("min", 100)), int(params.get("max", 200))
     rows = conn.execute(text(_GRIDS_SQL), {"plan": plan_id}).all()
     if not rows:
-        raise NotFound(f"plan {plan_id} has no basic grids to draw.")
+        raise NotFound(f"plan {plan_id} has no basic grids to draw.", detail={"plan_id": plan_id})
     features = []
+    counts: dict[str, int] = {}
     for r in rows:
         metrics = dict(r.metrics or {})
         deviation = metrics.get("deviation", int(r.households) - target)
+        band = band_class(int(r.households), lo, hi)
+        counts[band] = counts.get(band, 0) + 1
+        flags = [m.get(f"print.flag.{f}", str(f)) for f in metrics.get("flags", [])]
         props = {
             "code": r.code,
-            "name": r.name or r.code,
+            "name": r.name,
             "village": r.village or "",
             "households": int(r.households),
             "population": int(r.population),
             "deviation": _fmt(deviation),
             "polsby_popper": _fmt(metrics.get("polsby_popper")),
             "groups": _fmt(metrics.get("groups", [])),
-            "flags": _fmt(metrics.get("flags", [])),
-            "fill": deviation_colour(deviation, target),
+            "flags": _fmt(flags),
+            "fill": BAND_COLOURS[band],
         }
         features.append({"type": "Feature", "geometry": r.geometry, "properties": props})
     fc = {"type": "FeatureCollection", "features": features}
-    m = offline_map(node_modules=node_modules, prefer_canvas=True, control_scale=True)
-    fields = ["code", "name", "village", "households", "population", "deviation",
+    fmap = offline_map(node_modules=node_modules, prefer_canvas=True)
+    col = "print.report.col."
+    fields = ["name", "code", "village", "households", "population", "deviation",
               "polsby_popper", "groups", "flags"]  # fmt: skip
-    aliases = ["编号", "名称", "村", "户数", "人口", "偏差(户)", "Polsby–Popper", "小组", "提示"]
+    aliases = (
+        [m[col + k] for k in ("name", "code")]
+        + [m["print.col.village"]]
+        + [m[col + k] for k in ("households", "population", "deviation", "pp", "groups", "flags")]
+    )
     layer = folium.GeoJson(
         fc,
-        name=f"{plan.name} (#{plan_id}, {plan.status})",
+        name=label.title,
         style_function=lambda f: {
-            "color": "#1f4e9c",
-            "weight": 1.5,
+            "color": "#1f4e9c",  # GG.GRID_STROKE, as on the map pages
+            "weight": 1.2,
             "fillColor": f["properties"]["fill"],
-            "fillOpacity": 0.6,
+            "fillOpacity": 0.5,
         },
         highlight_function=lambda f: {"weight": 3, "color": "#ff7f00"},
-        tooltip=folium.GeoJsonTooltip(fields=["name", "households"], aliases=["网格", "户数"]),
+        tooltip=folium.GeoJsonTooltip(
+            fields=["name", "households"], aliases=[m[col + "name"], m[col + "households"]]
+        ),
         popup=folium.GeoJsonPopup(fields=fields, aliases=aliases),
-    ).add_to(m)
+    ).add_to(fmap)
     (s, w), (n, e) = layer.get_bounds()
-    m.fit_bounds([[float(s or 0), float(w or 0)], [float(n or 0), float(e or 0)]])
-    title = html.escape(f"{plan.name} — 网格方案 #{plan_id}（{plan.status}）")
-    m.get_root().html.add_child(  # type: ignore[attr-defined]
-        folium.Element(
-            '<div style="position:fixed;top:8px;left:50px;z-index:1000;background:#fff;'
-            f'padding:3px 8px;border-radius:4px;font:14px sans-serif">{title}</div>'
-        )
-    )
-    return m
+    fmap.fit_bounds([[float(s or 0), float(w or 0)], [float(n or 0), float(e or 0)]])
+    names = []  # each grid's name on the map, at a point inside it
+    for f in features:
+        p = shapely.geometry.shape(f["geometry"]).representative_point()
+        names.append((p.y, p.x, str(f["properties"]["name"])))
+    add_map_chrome(fmap, label.title, legend_html(m, lo, hi, counts), labels=names)
+    return fmap
 
 
 def export_plan_map(
-    engine: Engine, plan_id: int, out: Path | str, *, node_modules: Path | str | None = None
+    engine: Engine,
+    plan_id: int,
+    out: Path | str,
+    *,
+    node_modules: Path | str | None = None,
+    lang: str = "zh",
 ) -> Path:
     """Write plan ``plan_id`` as one self-contained offline HTML file.
 
@@ -237,6 +286,8 @@ def export_plan_map(
         Output ``.html`` path (parent folders are created).
     node_modules
         Where Leaflet is installed; see :func:`find_node_modules`.
+    lang
+        ``zh`` (default) or ``en``: the title, legend and popups' language.
 
     Returns
     -------
@@ -249,8 +300,12 @@ def export_plan_map(
         When the page would still link something on the network (a bug, never expected).
     """
     with engine.connect() as conn:
-        m = plan_map(conn, plan_id, node_modules=node_modules)
-    page = m.get_root().render()
+        m = plan_map(conn, plan_id, node_modules=node_modules, lang=lang)
+    page = (
+        m.get_root()
+        .render()
+        .replace("<html>", f'<html lang="{"zh-CN" if lang == "zh" else lang}">', 1)
+    )
     links = external_urls(page)
     if links:
         raise ConfigurationError(f"exported map still links the network: {links[:3]}")

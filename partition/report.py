@@ -8,7 +8,16 @@ report needs only Leaflet: :func:`write_html_report` replaces folium's
 ``{asset_base_url}/leaflet.css`` (default ``"assets"``, a relative path; the web layer
 passes the URL where it serves its npm-installed Leaflet), or inlines both files when
 ``inline_assets`` names a folder holding them. No tile layer is added (no base map), so
-the page contains no ``http(s)://`` URL at all.
+the page contains no ``http(s)://`` URL at all, and no attribution control (whose prefix
+links leafletjs.com).
+
+Language
+--------
+The page is Chinese by default (``lang="en"`` for English); its labels come from the
+shared message catalogue's ``print.report.*`` keys (``tiles/messages/print.json``, read
+as a data file: this package imports no web code), or from ``messages`` when the caller
+passes the catalogue itself. Grids are named (``names``, else 村名第N网格), the map has a
+title, a legend of the band classes and a metric scale bar.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +36,44 @@ import pandas as pd
 from partition.exact import balance_cost
 from partition.plan import Plan
 
-__all__ = ["quality_report", "render_html_report", "write_html_report"]
+__all__ = [
+    "BAND_COLOURS",
+    "band_class",
+    "quality_report",
+    "render_html_report",
+    "report_messages",
+    "write_html_report",
+]
+
+#: Band colours, the same on every page and map (CONTRACTS.md).
+BAND_COLOURS = {"within": "#2e7d32", "near": "#f9a825", "outside": "#c62828"}
+#: The message catalogue's folder (``tiles/messages``), read as data.
+MESSAGES_DIR = Path(__file__).resolve().parent.parent / "tiles" / "messages"
+
+
+def band_class(households: int, lo: int, hi: int) -> str:
+    """Within the band, near its edge (within 10% of min or max), or outside it.
+
+    >>> [band_class(h, 100, 200) for h in (99, 100, 109, 150, 181, 200, 201)]
+    ['outside', 'near', 'near', 'within', 'near', 'near', 'outside']
+    """
+    if households < lo or households > hi:
+        return "outside"
+    if households <= lo * 1.1 or households >= hi * 0.9:
+        return "near"
+    return "within"
+
+
+def report_messages(lang: str = "zh") -> dict[str, str]:
+    """The report's labels in ``lang`` (``zh`` or ``en``) from ``tiles/messages/print.json``.
+
+    >>> report_messages("en")["print.report.col.households"]
+    'Households'
+    """
+    if lang not in ("zh", "en"):
+        raise ValueError(f"unknown language {lang!r}: choose zh or en")
+    data = json.loads((MESSAGES_DIR / "print.json").read_text(encoding="utf-8"))
+    return {key: texts[lang] for key, texts in data.items()}
 
 
 def _num(x: Any) -> Any:
@@ -153,36 +201,89 @@ def quality_report(plan: Plan) -> dict[str, Any]:
 
 
 _STYLE = """
-body{font-family:sans-serif;margin:0}
+body{font-family:"Noto Sans CJK SC","Noto Sans SC","Microsoft YaHei",sans-serif;margin:0}
 #summary{padding:8px 16px;max-height:40vh;overflow:auto}
+#summary h2{margin:4px 0;font-size:18px}
 table{border-collapse:collapse;font-size:12px}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
+td.t,th.t{text-align:left}
 .flag{color:#b00}
 """
 
+#: The title and legend boxes on a map (report and ``geogrid map export``).
+_CHROME_STYLE = """
+.gg-label{transform:translate(-50%,-50%);white-space:nowrap;font:600 12px sans-serif;
+  color:#1d2327;text-shadow:0 0 3px #fff,0 0 3px #fff,0 0 2px #fff;pointer-events:none}
+.gg-title{position:absolute;top:8px;left:50px;z-index:1000;background:#fff;padding:3px 10px;
+  border-radius:4px;font:600 15px sans-serif;box-shadow:0 1px 4px rgba(0,0,0,.3)}
+.gg-legend{background:#fff;padding:6px 10px;border-radius:4px;font:12px sans-serif;
+  box-shadow:0 1px 4px rgba(0,0,0,.3);line-height:18px}
+.gg-legend i{display:inline-block;width:14px;height:14px;margin-right:6px;vertical-align:-2px;
+  border:1px solid #333;opacity:.75}
+"""
 
-def _table(report: dict[str, Any]) -> str:
-    t = report["totals"]
+
+def _msg(messages: Mapping[str, str], key: str, **values: Any) -> str:
+    text = messages.get(key, key)
+    for k, v in values.items():
+        text = text.replace("{" + k + "}", str(v))
+    return text
+
+
+def grid_names(plan: Plan, messages: Mapping[str, str]) -> dict[str, str]:
+    """Each grid's name: 村名第N网格 (``print.report.grid_name``) from its village's name."""
+    villages = dict(zip(plan.villages["code"], plan.villages["name"], strict=True))
+    return {
+        str(r.code): _msg(messages, "print.report.grid_name",
+                          village=villages.get(r.village_code, r.village_code), n=int(r.grid_no))
+        for r in plan.grids.itertuples()
+    }  # fmt: skip
+
+
+def _flag(messages: Mapping[str, str], flag: str) -> str:
+    return messages.get(f"print.flag.{flag}", flag)
+
+
+def _table(
+    report: dict[str, Any], m: Mapping[str, str], names: Mapping[str, str], lang: str
+) -> str:
+    t, p = report["totals"], report["params"]
+    sep, colon = ("；", "：") if lang == "zh" else ("; ", ": ")
+    moved = t["households_moved"] if t["households_moved"] is not None else "–"
+    facts = [
+        (_msg(m, "print.report.in_band"),
+         f"{_pct(t['share_in_band'])} ({_msg(m, 'print.report.bound')} "
+         f"{_pct(t['bound_share_in_band'])})"),
+        (_msg(m, "print.report.mean_dev"), _f(t["mean_abs_deviation"])),
+        (_msg(m, "print.report.max_dev"), _f(t["max_abs_deviation"])),
+        (_msg(m, "print.report.mean_pp"), _f(t["mean_polsby_popper"], 3)),
+        (_msg(m, "print.report.unassigned"), t["unassigned_households"]),
+        (_msg(m, "print.report.moved"), moved),
+    ]  # fmt: skip
+    summary = _msg(m, "print.report.summary", grids=t["grids"], households=t["households"])
+    band = _msg(m, "print.report.band", target=p["target"], lo=p["min"], hi=p["max"])
     head = (
-        f"<h3>Grid plan: {t['grids']} grids, {t['households']} households</h3>"
-        f"<p>within band: {_pct(t['share_in_band'])} (bound {_pct(t['bound_share_in_band'])}); "
-        f"mean |dev| {_f(t['mean_abs_deviation'])}, max |dev| {_f(t['max_abs_deviation'])}; "
-        f"mean Polsby–Popper {_f(t['mean_polsby_popper'], 3)}; "
-        f"unassigned households {t['unassigned_households']}; "
-        f"moved {t['households_moved'] if t['households_moved'] is not None else '–'}</p>"
+        f"<h2>{html.escape(_msg(m, 'print.report.title'))}</h2>"
+        f"<p>{html.escape(summary)} · {html.escape(band)}</p>"
+        "<p>" + sep.join(f"{html.escape(k)}{colon}{html.escape(str(v))}" for k, v in facts) + "</p>"
+    )
+    cols = ["name", "code", "households", "population", "deviation", "pp", "area", "groups",
+            "flags"]  # fmt: skip
+    th = "".join(
+        f"<th class='{'t' if c in ('name', 'code', 'groups', 'flags') else ''}'>"
+        f"{html.escape(_msg(m, 'print.report.col.' + c))}</th>"
+        for c in cols
     )
     rows = "".join(
         "<tr>"
-        f"<td>{html.escape(g['code'])}</td><td>{g['households']}</td><td>{g['population']}</td>"
-        f"<td>{g['deviation']:+d}</td><td>{g['polsby_popper']:.3f}</td><td>{g['area_km2']:.3f}</td>"
-        f"<td>{html.escape(','.join(g['groups']))}</td>"
-        f"<td class='flag'>{html.escape(','.join(g['flags']))}</td></tr>"
+        f"<td class='t'>{html.escape(names.get(g['code'], g['code']))}</td>"
+        f"<td class='t'>{html.escape(g['code'])}</td><td>{g['households']}</td>"
+        f"<td>{g['population']}</td><td>{g['deviation']:+d}</td><td>{g['polsby_popper']:.3f}</td>"
+        f"<td>{g['area_km2']:.3f}</td><td class='t'>{html.escape('、'.join(g['groups']))}</td>"
+        f"<td class='t flag'>{html.escape('、'.join(_flag(m, f) for f in g['flags']))}</td></tr>"
         for g in report["grids"]
     )
-    return (
-        head + "<table><tr><th>grid</th><th>households</th><th>population</th><th>deviation</th>"
-        "<th>Polsby–Popper</th><th>km²</th><th>groups</th><th>flags</th></tr>" + rows + "</table>"
-    )
+    return head + f"<table><tr>{th}</tr>{rows}</table>"
 
 
 def _pct(x: float | None) -> str:
@@ -193,11 +294,67 @@ def _f(x: float | None, nd: int = 1) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
 
+def legend_html(m: Mapping[str, str], lo: int, hi: int, counts: Mapping[str, int]) -> str:
+    """The band legend (colour, meaning, number of grids) as an HTML fragment."""
+    rows = "".join(
+        f"<div><i style='background:{BAND_COLOURS[c]}'></i>"
+        f"{html.escape(_msg(m, 'print.band.' + c, lo=lo, hi=hi))} ({counts.get(c, 0)})</div>"
+        for c in ("within", "near", "outside")
+    )
+    return f"<b>{html.escape(_msg(m, 'print.report.legend'))}</b>{rows}"
+
+
+def add_map_chrome(
+    fmap: Any, title: str, legend: str, labels: Sequence[tuple[float, float, str]] = ()
+) -> None:
+    """Add a title, a legend (HTML), a metric-only scale bar and text ``labels`` (lat, lon,
+    text) to a folium map.
+
+    No attribution control is added (its prefix would link leafletjs.com); the script runs
+    after the map is made (a child of the map, rendered after it).
+    """
+    import branca.element
+    import jinja2
+
+    js = (
+        "(function(){var map=" + fmap.get_name() + ";"
+        "L.control.scale({metric:true,imperial:false,position:'bottomleft'}).addTo(map);"
+        "var legend=L.control({position:'bottomright'});legend.onAdd=function(){"
+        "var d=L.DomUtil.create('div','gg-legend');d.innerHTML=" + json.dumps(legend) + ";"
+        "return d;};legend.addTo(map);"
+        "var t=L.DomUtil.create('div','gg-title');t.textContent=" + json.dumps(title) + ";"
+        "map.getContainer().appendChild(t);"
+        "var els=[];"
+        "(" + json.dumps([list(x) for x in labels], ensure_ascii=False) + ").forEach(function(l){"
+        "var e=document.createElement('div');e.className='gg-label';e.textContent=l[2];"
+        "els.push(e);L.marker([l[0],l[1]],{icon:L.divIcon({html:e,className:'',iconSize:null}),"
+        "interactive:false,keyboard:false}).addTo(map);});"
+        # labels that would overlap one already shown are hidden (until a zoom makes room)
+        "function declutter(){var shown=[];els.forEach(function(e){e.style.visibility='';"
+        "var r=e.getBoundingClientRect();if(shown.some(function(s){return !(r.right<s.left||"
+        "r.left>s.right||r.bottom<s.top||r.top>s.bottom);})){e.style.visibility='hidden';}"
+        "else{shown.push(r);}});}"
+        "map.on('zoomend moveend',declutter);setTimeout(declutter,0);})();"
+    )
+    chrome = branca.element.MacroElement()
+    chrome._template = jinja2.Template(
+        "{% macro script(this, kwargs) %}{{ this.js }}{% endmacro %}"
+        "{% macro header(this, kwargs) %}<style>{{ this.css }}</style>{% endmacro %}"
+    )
+    setattr(chrome, "js", js.replace("</", "<\\/"))  # noqa: B010 - a title cannot close the script
+    setattr(chrome, "css", _CHROME_STYLE)  # noqa: B010
+    fmap.add_child(chrome, name="gg_chrome")
+
+
 def render_html_report(
     plan: Plan,
     *,
     asset_base_url: str = "assets",
     inline_assets: Path | None = None,
+    lang: str = "zh",
+    messages: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
+    title: str | None = None,
 ) -> str:
     """Render the HTML quality report (summary table + folium map of the grids).
 
@@ -210,6 +367,14 @@ def render_html_report(
         the web layer's static URL). Ignored with ``inline_assets``.
     inline_assets
         A folder holding ``leaflet.js`` and ``leaflet.css`` to inline into the page.
+    lang
+        ``zh`` (default) or ``en``: the labels' language.
+    messages
+        ``{key: text}`` to use instead of :func:`report_messages` (``lang`` is then unused).
+    names
+        Grid code → name (e.g. the names planners gave them); default 村名第N网格.
+    title
+        The map's title; default the report's title.
 
     Returns
     -------
@@ -219,7 +384,9 @@ def render_html_report(
     import branca.element
     import folium
 
+    m = dict(messages) if messages is not None else report_messages(lang)
     report = quality_report(plan)
+    named = {**grid_names(plan, m), **(names or {})}
     g = plan.grids
     if len(g):
         minx, miny, maxx, maxy = g.total_bounds
@@ -227,42 +394,59 @@ def render_html_report(
     else:
         minx = miny = maxx = maxy = 0.0
         center = [0.0, 0.0]
-    fmap = folium.Map(location=center, tiles=None, zoom_start=13, control_scale=True)
+    fmap = folium.Map(
+        location=center, tiles=None, zoom_start=13, attribution_control=False, height="70vh"
+    )
     base = asset_base_url.rstrip("/")
     fmap.default_js = [("leaflet", f"{base}/leaflet.js")]
     fmap.default_css = [("leaflet_css", f"{base}/leaflet.css")]
+    lo, hi = plan.params.lo, plan.params.hi
+    counts: dict[str, int] = {}
     if len(g):
         data = g[["code", "households", "population", "groups", "flags", "geometry"]].copy()
+        data["name"] = [named.get(str(c), str(c)) for c in data["code"]]
         data["deviation"] = data["households"] - plan.params.target
-        lo, hi = plan.params.lo, plan.params.hi
+        data["band"] = [band_class(int(h), lo, hi) for h in data["households"]]
+        data["flags"] = ["、".join(_flag(m, f) for f in str(x).split(",") if f)
+                         for x in data["flags"]]  # fmt: skip
+        counts = data["band"].value_counts().to_dict()
 
         def style(feature: dict[str, Any]) -> dict[str, Any]:
-            h = feature["properties"]["households"]
-            color = "#2b8a3e" if lo <= h <= hi else "#c92a2a"
-            return {"color": "#333", "weight": 1, "fillColor": color, "fillOpacity": 0.35}
+            colour = BAND_COLOURS[feature["properties"]["band"]]
+            return {"color": "#333", "weight": 1, "fillColor": colour, "fillOpacity": 0.45}
 
+        fields = ["name", "code", "households", "deviation", "groups", "flags"]
+        keys = ["name", "code", "households", "deviation", "groups", "flags"]
         folium.GeoJson(
             json.loads(data.to_json()),
             name="grids",
             style_function=style,
             tooltip=folium.GeoJsonTooltip(
-                fields=["code", "households", "deviation", "groups", "flags"]
+                fields=fields, aliases=[_msg(m, "print.report.col." + k) for k in keys]
             ),
         ).add_to(fmap)
         fmap.fit_bounds([[miny, minx], [maxy, maxx]])
     root = fmap.get_root()
     assert isinstance(root, branca.element.Figure)
     root.header.add_child(branca.element.Element(f"<style>{_STYLE}</style>"))
-    root.html.add_child(branca.element.Element(f"<div id='summary'>{_table(report)}</div>"))
+    root.html.add_child(
+        branca.element.Element(f"<div id='summary'>{_table(report, m, named, lang)}</div>")
+    )
+    points = g.geometry.representative_point() if len(g) else []
+    labels = [(p.y, p.x, named.get(str(c), str(c))) for c, p in zip(g["code"], points, strict=True)]
+    add_map_chrome(fmap, title or _msg(m, "print.report.title"), legend_html(m, lo, hi, counts),
+                   labels=labels)  # fmt: skip
     page = root.render()
     if inline_assets is not None:
         js = (Path(inline_assets) / "leaflet.js").read_text(encoding="utf-8")
+        # the one link in leaflet.js is its attribution prefix, which this map does not show
+        js = re.sub(r'href="https?://leafletjs\.com"', 'href="#"', js)
         css = (Path(inline_assets) / "leaflet.css").read_text(encoding="utf-8")
         page = page.replace(f'<script src="{base}/leaflet.js"></script>', f"<script>{js}</script>")
         page = page.replace(
             f'<link rel="stylesheet" href="{base}/leaflet.css"/>', f"<style>{css}</style>"
         )
-    return page
+    return page.replace("<html>", f'<html lang="{"zh-CN" if lang == "zh" else lang}">', 1)
 
 
 def write_html_report(
@@ -271,11 +455,16 @@ def write_html_report(
     *,
     asset_base_url: str = "assets",
     inline_assets: Path | None = None,
+    lang: str = "zh",
+    messages: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
+    title: str | None = None,
 ) -> Path:
     """Write :func:`render_html_report` to ``path`` (UTF-8) and return the path."""
     out = Path(path)
     out.write_text(
-        render_html_report(plan, asset_base_url=asset_base_url, inline_assets=inline_assets),
+        render_html_report(plan, asset_base_url=asset_base_url, inline_assets=inline_assets,
+                           lang=lang, messages=messages, names=names, title=title),
         encoding="utf-8",
-    )
+    )  # fmt: skip
     return out

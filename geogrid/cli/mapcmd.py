@@ -31,15 +31,17 @@ def export(
     node_modules: Path | None = typer.Option(
         None, "--node-modules", help="Where Leaflet is installed (default: found automatically)."
     ),
+    lang: str = typer.Option("zh", "--lang", help="zh (default) or en."),
 ) -> None:
-    """Write one self-contained HTML map of a plan: grids coloured by deviation, metrics popups."""
+    """Write one self-contained HTML map of a plan: a title, named grids coloured by the plan's
+    band, a legend, a metric scale bar and popups with each grid's metrics."""
     from geogrid.mapexport import export_plan_map  # folium is imported only when needed
 
     settings = Settings()
     engine = store.make_engine(store.database_url(settings))
     try:
         assets = node_modules or settings.node_modules
-        path = export_plan_map(engine, plan, out, node_modules=assets)
+        path = export_plan_map(engine, plan, out, node_modules=assets, lang=lang)
     finally:
         engine.dispose()
     size = path.stat().st_size / 1024

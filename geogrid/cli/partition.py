@@ -184,6 +184,7 @@ def partition_command(
         "--asset-base-url",
         help="Load leaflet.js/css from this URL instead of inlining them into the report.",
     ),
+    lang: str = typer.Option("zh", "--lang", help="Language of the HTML report: zh or en."),
 ) -> None:
     """Partition households into contiguous grids of whole villager groups (files only).
 
@@ -202,6 +203,8 @@ def partition_command(
 
     if group_pieces not in ("refuse", "keep"):
         raise typer.BadParameter("must be refuse or keep", param_hint="--group-pieces")
+    if lang not in ("zh", "en"):
+        raise typer.BadParameter("must be zh or en", param_hint="--lang")
     params = PartitionParams(
         target=target, lo=lo, hi=hi, seed=seed, split_large=split_large,
         group_pieces=group_pieces,  # type: ignore[arg-type]
@@ -271,7 +274,7 @@ def partition_command(
     plan.grids.to_file(output, layer="grids", driver="GPKG")
     plan.assignment.to_file(output, layer="assignment", driver="GPKG")
     if report:
-        write_html_report(plan, report, **report_assets(asset_base_url))
+        write_html_report(plan, report, lang=lang, **report_assets(asset_base_url))
     _summary(rep, output, problems)
     if imbalance:
         _explain(imbalance, accepted=True)

@@ -236,22 +236,29 @@ def report(
         "--asset-base-url",
         help="Load leaflet.js/css from this URL instead of inlining them into the report.",
     ),
+    lang: str = typer.Option("zh", "--lang", help="Language of the HTML report: zh or en."),
 ) -> None:
-    """Write a plan's quality report as JSON or as an offline HTML page with a map."""
+    """Write a plan's quality report as JSON or as an offline HTML page with a map (Chinese
+    by default: title, named grids, a legend of the band, a metric scale bar)."""
     from geogrid.cli.partition import report_assets
+    from geogrid.mapexport import plan_label
+    from geogrid.printing.i18n import messages
     from partition import quality_report, write_html_report
 
     suffix = output.suffix.lower()
     if suffix not in (".html", ".htm", ".json"):
         raise InvalidInput(f"report file must end in .html or .json, not {output.name!r}.")
+    catalogue = messages(lang)
     with _engine() as engine, engine.connect() as conn:
         plan = plans.load_plan(conn, plan_id)
+        label = plan_label(conn, plan_id, catalogue)
     output.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".json":
         rep = quality_report(plan) | {"plan_id": plan_id}
         output.write_text(json.dumps(rep, ensure_ascii=False, indent=1), encoding="utf-8")
     else:
-        write_html_report(plan, output, **report_assets(asset_base_url))
+        write_html_report(plan, output, lang=lang, messages=catalogue, names=label.names,
+                          title=label.title, **report_assets(asset_base_url))  # fmt: skip
     console.print(f"wrote {output}")
 
 

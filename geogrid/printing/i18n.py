@@ -11,7 +11,7 @@ from typing import Any
 
 from geogrid.errors import InvalidInput
 
-__all__ = ["LANGS", "Labels", "check_lang", "labels"]
+__all__ = ["LANGS", "Labels", "check_lang", "labels", "messages"]
 
 #: Languages of printed matter, the default first.
 LANGS = ("zh", "en")
@@ -32,6 +32,17 @@ def check_lang(lang: str) -> str:
     if lang not in LANGS:
         raise InvalidInput(f"unknown language {lang!r}: choose zh or en", detail={"lang": lang})
     return lang
+
+
+def messages(lang: str) -> dict[str, str]:
+    """The whole catalogue in ``lang``: ``{key: text}`` (for code that takes a mapping).
+
+    >>> messages("en")["print.legend"]
+    'Legend'
+    """
+    from tiles import i18n
+
+    return i18n.messages(check_lang(lang))
 
 
 def labels(lang: str) -> Labels:
