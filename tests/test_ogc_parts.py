@@ -570,3 +570,22 @@ def test_a_filter_cannot_widen_a_scope(served: Served, account_maker) -> None:  
         v=village,
     )
     assert {f["properties"]["village_code"] for f in body["features"]} == {village}
+
+
+def test_scoped_case_tiles_are_the_tile_service_s(served: Served, account_maker) -> None:  # type: ignore[no-untyped-def]
+    from tiles.layers import lonlat_to_tile
+
+    village, lon, lat = served.column(
+        "SELECT array[village_code, ST_X(geom)::text, ST_Y(geom)::text] FROM cases "
+        "ORDER BY case_no LIMIT 1"
+    )[0]
+    x, y = lonlat_to_tile(float(lon), float(lat), 16)
+    headers = account_maker(served.url, "village_leader", village).headers(served.client)
+    ogc = served.client.get(
+        f"/ogc/collections/cases/tiles/WebMercatorQuad/16/{y}/{x}", headers=headers
+    )
+    xyz = served.client.get(f"/tiles/cases/16/{x}/{y}.mvt", headers=headers)
+    assert ogc.status_code == xyz.status_code == 200
+    assert ogc.content == xyz.content and ogc.headers["ETag"] == xyz.headers["ETag"]
+    assert ogc.headers["Cache-Control"].startswith("private")
+    assert _anon(served.client, f"/ogc/collections/cases/tiles/WebMercatorQuad/16/{y}/{x}") == 401
