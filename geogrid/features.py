@@ -156,6 +156,11 @@ def _int(name: str, sql: str | None = None, *, q: bool = False, d: str = "") -> 
 _REPORTED_AT = Property("reported_at", "t.reported_at", "date-time", False, "time reported")
 _LAST_INSPECTED = Property("last_inspected", "t.last_inspected", "date", False, "last inspection")
 
+#: 1 when a case's current step deadline has passed (geogrid.cases.machine.TIMED_STATUSES).
+_OVERDUE = (
+    "coalesce(t.status IN ('reported', 'accepted', 'verified', 'registered', 'dispatched', "
+    "'in_progress', 'handled', 'checked', 'evaluated') AND t.due_at < now(), false)::int"
+)
 _GROUP_HOUSEHOLDS = "(SELECT count(*) FROM households h WHERE h.group_id = t.id)"
 _VILLAGE_HOUSEHOLDS = "(SELECT count(*) FROM households h WHERE h.village_code = t.code)"
 
@@ -248,8 +253,14 @@ COLLECTIONS: Final[dict[str, Collection]] = {
                 _str("status", q=True),
                 _REPORTED_AT,
                 _str("village_code", q=True),
-                _str("grid_code", q=True),
+                _str("grid_code", q=True, d="grid the case was reported in"),
                 _str("description", d="public description"),
+                # the workflow (geogrid.cases): no personal data
+                _str("category_code", q=True, d="category dictionary code"),
+                _int("priority", q=True, d="1 urgent, 2 normal, 3 low"),
+                _str("current_grid_code", q=True, d="grid of the active plan now"),
+                Property("due_at", "t.due_at", "date-time", False, "current step deadline"),
+                _int("overdue", _OVERDUE, q=True, d="1 when the current step is overdue"),
             ),
             time=_REPORTED_AT,
             layer="cases",

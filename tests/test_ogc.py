@@ -36,6 +36,11 @@ PUBLIC = {
         "village_code",
         "grid_code",
         "description",
+        "category_code",
+        "priority",
+        "current_grid_code",
+        "due_at",
+        "overdue",
     },
     "key_units": {
         "unit_no",

@@ -173,6 +173,32 @@ def bins_sql(z: int, window: Window, *, tile_params: bool) -> tuple[str, dict[st
     raise ValueError(f"no heat bins at zoom {z} (0–{MAX_ZOOM})")
 
 
+def live_bins_sql(z: int, case_filter: str) -> tuple[str, dict[str, Any]]:
+    """A ``bins (bin_x, bin_y, n)`` CTE for one tile counted from the cases themselves.
+
+    For filters the pyramid does not keep (workflow status, overdue): ``case_filter`` is an
+    SQL condition on ``cases c``; the ``bounds`` CTE of :mod:`tiles.layers` must precede.
+    Open cases are few, so counting them live stays cheap; a filter matching most of a
+    large store costs what on-the-fly aggregation costs (FIELD-NOTES).
+    """
+    level = level_of(z)
+    size = 2 * HALF / 2**level
+    return (
+        f"""
+    -- live counts: the tile's cases matching the filter, binned as the pyramid bins them
+    bins AS (
+        SELECT k.bin_x, k.bin_y, count(*)::int AS n
+        FROM cases c, bounds b, LATERAL (SELECT ST_Transform(c.geom, 3857) AS m) p,
+             LATERAL (SELECT floor((ST_X(p.m) + {HALF}) / {size!r})::int AS bin_x,
+                             floor(({HALF} - ST_Y(p.m)) / {size!r})::int AS bin_y) k
+        WHERE c.geom && b.area AND {case_filter}
+          AND k.bin_x >> {BIN_SHIFT} = :x AND k.bin_y >> {BIN_SHIFT} = :y  -- this tile's bins
+        GROUP BY 1, 2
+    )""",
+        {"level": level},
+    )
+
+
 def _children(param: str, shift: int) -> str:
     """SQL list of the base tiles along one axis under tile ``:param`` (``shift`` levels up).
 

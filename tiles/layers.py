@@ -21,6 +21,7 @@ Every query follows the same pattern:
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -153,18 +154,46 @@ _CASE_FILTER = (
     "(:scope = '' OR coalesce(c.grid_code, c.village_code) LIKE :scope || '%')"
 )
 _CATEGORY = {False: "", True: "AND c.category = ANY(:categories)"}
+#: Statuses whose step deadline runs (geogrid.cases.machine.TIMED_STATUSES).
+_TIMED = (
+    "c.status IN ('reported', 'accepted', 'verified', 'registered', 'dispatched', "
+    "'in_progress', 'handled', 'checked', 'evaluated')"
+)
+#: A case is overdue when its step deadline passed (at the filter's time bucket).
+_OVERDUE = f"coalesce({_TIMED} AND c.due_at < :overdue_at, false)"
+
+
+def _states_sql(params: TileParams) -> tuple[str, dict[str, Any]]:
+    """SQL (``AND …``) and values of the status and overdue filters."""
+    f = params.states
+    sql = ""
+    values: dict[str, Any] = {"overdue_at": f.at(dt.datetime.now(dt.UTC))}
+    if f.statuses is not None:
+        sql += " AND c.status = ANY(:statuses)"
+        values["statuses"] = list(f.statuses)
+    if f.overdue is not None:
+        sql += f" AND {'' if f.overdue else 'NOT '}{_OVERDUE}"
+    return sql, values
+
+
+#: The workflow fields of a case point (no personal data): overdue at the request's time.
+_CASE_STATE_FIELDS = (
+    f"{_OVERDUE} AS overdue, "
+    "c.priority, c.current_grid_code, "
+    f"to_char(c.due_at AT TIME ZONE '{TIMEZONE}', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+08:00\"') AS due_at"
+)
 
 _CASE_POINTS = f"""
 -- cases at street zoom: one point per case with its public fields (window, categories bound)
 WITH {BOUNDS}
 SELECT ST_AsMVT(t, 'cases', 4096, 'geom') FROM (
-    SELECT c.case_no, c.category, c.status,
+    SELECT c.case_no, c.category, c.status, {_CASE_STATE_FIELDS},
            to_char(c.reported_at AT TIME ZONE '{TIMEZONE}',
                    'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS reported_at,
            c.village_code, c.grid_code, c.description,
            {POINT.format(g="c.geom")} AS geom
     FROM cases c, bounds b
-    WHERE c.geom && b.area AND {_CASE_FILTER} {{category}}
+    WHERE c.geom && b.area AND {_CASE_FILTER} {{category}} {{states}}
 ) t WHERE t.geom IS NOT NULL
 """
 
@@ -176,19 +205,19 @@ WITH {BOUNDS},
 dense AS (
     SELECT count(*) > :cap AS yes FROM (
         SELECT 1 FROM cases c, bounds b
-        WHERE c.geom && b.area AND {_CASE_FILTER} {{category}} LIMIT :cap + 1
+        WHERE c.geom && b.area AND {_CASE_FILTER} {{category}} {{states}} LIMIT :cap + 1
     ) s
 )
 SELECT ST_AsMVT(t, 'cases', 4096, 'geom') FROM (
-    SELECT NULL::bigint AS count, c.case_no, c.category, c.status,
+    SELECT NULL::bigint AS count, c.case_no, c.category, c.status, {_CASE_STATE_FIELDS},
            to_char(c.reported_at AT TIME ZONE '{TIMEZONE}',
                    'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS reported_at,
            c.village_code, c.grid_code, c.description,
            {POINT.format(g="c.geom")} AS geom
     FROM cases c, bounds b, dense
-    WHERE NOT dense.yes AND c.geom && b.area AND {_CASE_FILTER} {{category}}
+    WHERE NOT dense.yes AND c.geom && b.area AND {_CASE_FILTER} {{category}} {{states}}
     UNION ALL
-    SELECT bins.n, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    SELECT bins.n, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            ST_AsMVTGeom(ST_Centroid(ST_TileEnvelope(:level, bins.bin_x, bins.bin_y)),
                         b.tile, 4096, 0, false)
     FROM bins, bounds b, dense WHERE dense.yes AND bins.n > 0
@@ -287,6 +316,12 @@ class Layer:
             parts.append(params.window.key())
         if "scope" in self.uses and params.scope:
             parts.append(f"scope={params.scope}")
+        if "states" in self.uses:
+            now = dt.datetime.now(dt.UTC)
+            if params.states.active:
+                parts.append(params.states.key(now))
+            if self.name == "cases":  # points say whether they are overdue at that time
+                parts.append(f"at={params.states.at(now).isoformat()}")
         return ";".join(parts)
 
 
@@ -311,23 +346,35 @@ def _window_values(params: TileParams) -> dict[str, Any]:
     return values
 
 
+def _bins(z: int, params: TileParams) -> tuple[str, dict[str, Any]]:
+    """The tile's bins: from the pyramid, or counted live under a status/overdue filter."""
+    if not params.states.active:
+        return heat.bins_sql(z, params.window, tile_params=True)
+    states, state_values = _states_sql(params)
+    category = _CATEGORY[params.window.categories is not None]
+    bins, values = heat.live_bins_sql(z, f"{_CASE_FILTER} {category} {states}")
+    return bins, {**values, **_window_values(params), **state_values}
+
+
 def _cases(z: int, params: TileParams) -> Query:
     has_cats = params.window.categories is not None
+    states, state_values = _states_sql(params)
     if z > CASE_BINS_MAXZOOM:  # a tile of at most ~600 m: points
-        return _CASE_POINTS.format(category=_CATEGORY[has_cats]), _window_values(params)
-    bins, values = heat.bins_sql(z, params.window, tile_params=True)
+        sql = _CASE_POINTS.format(category=_CATEGORY[has_cats], states=states)
+        return sql, {**_window_values(params), **state_values}
+    bins, values = _bins(z, params)
     if z >= CASE_POINTS_MINZOOM:
-        sql = _CASE_ADAPTIVE.format(bins=bins, category=_CATEGORY[has_cats])
-        return sql, {**values, **_window_values(params), "cap": CASE_POINTS_MAX}
+        sql = _CASE_ADAPTIVE.format(bins=bins, category=_CATEGORY[has_cats], states=states)
+        return sql, {**values, **_window_values(params), **state_values, "cap": CASE_POINTS_MAX}
     return _CASE_CLUSTERS.format(bins=bins), values
 
 
 def _heat(z: int, params: TileParams) -> Query:
-    bins, values = heat.bins_sql(z, params.window, tile_params=True)
+    bins, values = _bins(z, params)
     return _HEAT.format(bins=bins), values
 
 
-_S, _N = "String", "Number"
+_S, _N, _B = "String", "Number", "Boolean"
 
 LAYERS: dict[str, Layer] = {
     layer.name: layer
@@ -351,11 +398,12 @@ LAYERS: dict[str, Layer] = {
         Layer("cases",
               f"Cases: counts per bin below z{CASE_POINTS_MINZOOM}, points from "
               f"z{CASE_POINTS_MINZOOM} (counts again where a tile has more than "
-              f"{CASE_POINTS_MAX}) (?from=&to=&category=)",
+              f"{CASE_POINTS_MAX}) (?from=&to=&category=&status=&overdue=)",
               ("cases", "heat"),
-              {"count": _N, "case_no": _S, "category": _S, "status": _S, "reported_at": _S,
+              {"count": _N, "case_no": _S, "category": _S, "status": _S, "overdue": _B,
+               "priority": _N, "current_grid_code": _S, "due_at": _S, "reported_at": _S,
                "village_code": _S, "grid_code": _S, "description": _S},
-              _cases, uses=frozenset({"window", "scope"}),
+              _cases, uses=frozenset({"window", "scope", "states"}),
               needs_heat=lambda z: z <= CASE_BINS_MAXZOOM),
         Layer("key_units", "Key units (重点单位)", ("key_units",),
               {"unit_no": _S, "name": _S, "unit_type": _S, "risk_level": _N,
@@ -365,8 +413,9 @@ LAYERS: dict[str, Layer] = {
               {"point_no": _S, "name": _S, "schedule": _S, "last_inspected": _S,
                "village_code": _S, "grid_code": _S},
               _static(INSPECTION_POINTS)),
-        Layer("heat", "Case heat map: counts per bin (?from=&to=&category=)", ("heat",),
-              {"n": _N}, _heat, maxzoom=heat.MAX_ZOOM, uses=frozenset({"window"}),
+        Layer("heat", "Case heat map: counts per bin (?from=&to=&category=&status=&overdue=)",
+              ("heat", "cases"),
+              {"n": _N}, _heat, maxzoom=heat.MAX_ZOOM, uses=frozenset({"window", "states"}),
               needs_heat=lambda z: True),
     )
 }  # fmt: skip

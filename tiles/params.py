@@ -89,6 +89,67 @@ def _date(value: str, name: str) -> dt.date:
         ) from None
 
 
+#: Workflow statuses a case filter may name (geogrid.cases.machine.STATUSES).
+CASE_STATUSES = (
+    "reported", "accepted", "rejected", "verified", "registered", "voided", "dispatched",
+    "in_progress", "suspended", "handled", "checked", "evaluated", "closed", "archived",
+    "merged",
+)  # fmt: skip
+#: Overdue filters are evaluated at a time rounded to this many seconds (cache key, SQL).
+OVERDUE_BUCKET = 300
+
+
+@dataclass(frozen=True)
+class CaseStates:
+    """Cases by workflow status and by overdue (``None``: no filter).
+
+    >>> f = CaseStates.parse("dispatched,reported,dispatched", "true")
+    >>> f.statuses, f.overdue, f.active
+    (('dispatched', 'reported'), True, True)
+    >>> CaseStates.parse(None, None).active
+    False
+    """
+
+    statuses: tuple[str, ...] | None = None
+    overdue: bool | None = None
+
+    @classmethod
+    def parse(cls, status: str | None, overdue: str | None) -> CaseStates:
+        """Validate ``status`` (comma-separated) and ``overdue`` (``true``/``false``)."""
+        statuses: tuple[str, ...] | None = None
+        if status is not None and status.strip():
+            statuses = tuple(sorted({s.strip() for s in status.split(",") if s.strip()}))
+            bad = [s for s in statuses if s not in CASE_STATUSES]
+            if bad:
+                raise InvalidInput(f"unknown case status {bad[0]!r}; one of "
+                                   f"{', '.join(CASE_STATUSES)}")  # fmt: skip
+        flag: bool | None = None
+        if overdue is not None and overdue.strip():
+            word = overdue.strip().lower()
+            if word not in ("true", "false", "1", "0"):
+                raise InvalidInput("'overdue' must be true or false")
+            flag = word in ("true", "1")
+        return cls(statuses, flag)
+
+    @property
+    def active(self) -> bool:
+        return self.statuses is not None or self.overdue is not None
+
+    def key(self, now: dt.datetime) -> str:
+        """Canonical text for cache keys (the overdue filter also names its time bucket)."""
+        if not self.active:
+            return ""
+        st = ",".join(self.statuses) if self.statuses is not None else "*"
+        od = "*" if self.overdue is None else f"{self.overdue}@{self.at(now).isoformat()}"
+        return f"status={st};overdue={od}"
+
+    @staticmethod
+    def at(now: dt.datetime) -> dt.datetime:
+        """``now`` rounded down to :data:`OVERDUE_BUCKET` seconds."""
+        ts = int(now.timestamp()) // OVERDUE_BUCKET * OVERDUE_BUCKET
+        return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
 @dataclass(frozen=True)
 class TileParams:
     """Everything besides ``layer/z/x/y`` that changes a tile's content."""
@@ -97,6 +158,8 @@ class TileParams:
     window: Window = Window()
     scope: str = ""
     """Code prefix of the asking user's scope: cases' points outside it are left out."""
+    states: CaseStates = CaseStates()
+    """Cases by status and overdue (the cases and heat layers)."""
 
     def key(self) -> str:
         """Canonical text for cache keys and ETags (only what the layer uses)."""

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from api.auth import CredentialsDep, allow, check_layer
 from geogrid.access.policy import Principal
 from tiles.cache import CachedTile
-from tiles.params import TileParams, Window
+from tiles.params import CaseStates, TileParams, Window
 from tiles.service import CACHE_CONTROL, TileService, parse_bbox
 
 router = APIRouter(tags=["tiles"])
@@ -100,6 +100,12 @@ async def tile(
     start: FromQ = None,
     end: ToQ = None,
     category: CategoryQ = None,
+    status: Annotated[
+        str | None, Query(max_length=300, description="cases/heat: comma-separated statuses")
+    ] = None,
+    overdue: Annotated[
+        str | None, Query(max_length=5, description="cases/heat: true or false")
+    ] = None,
 ) -> Response:
     """A Mapbox vector tile of ``layer`` (see ``/tiles/{layer}.json`` for its fields)."""
     svc = _service(request)
@@ -107,7 +113,10 @@ async def tile(
     # (the public-layer set is cached: a query at most every few seconds per process)
     check_layer(request, creds, layer)
     scope = creds.principal.scope.prefix if creds.principal and layer in _CASE_LAYERS else ""
-    params = TileParams(plan=plan, window=Window.parse(start, end, category), scope=scope)
+    params = TileParams(
+        plan=plan, window=Window.parse(start, end, category), scope=scope,
+        states=CaseStates.parse(status, overdue),
+    )  # fmt: skip
     item = svc.cached(layer, z, x, y, params)
     if item is None:
         item = await run_in_threadpool(svc.tile, layer, z, x, y, params)
