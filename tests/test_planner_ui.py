@@ -182,6 +182,12 @@ def test_draft_move_undo_diff_activate(
     until(page, "c => ggPlanner.state.selected === c", src)
     page.select_option("#gg-move-group", str(group_id))
     page.select_option("#gg-move-to", dst)
+    # someone else's edit meanwhile: refused with the reason, the draft reloaded
+    page.evaluate("ggPlanner.state.etag = '\"stale\"'")
+    page.click("#gg-move-go")
+    until(page, "ggPlanner.state.etag !== '\"stale\"'")
+    assert page.inner_text("#gg-move-result").startswith("未调整（412）：方案已被他人修改")
+    page.select_option("#gg-move-to", dst)
     page.click("#gg-move-go")
     page.wait_for_selector("#gg-move-warning", timeout=20_000)
     warning = page.inner_text("#gg-move-warning")

@@ -243,7 +243,10 @@ def preview_move(
     ``stale_version``): the caller should reload before moving.
     """
     _check_plan(conn, principal, "plan.read", plan_id)
-    expected = plans.version_from_if_match(if_match, plan_id) if if_match else None
+    try:
+        expected = plans.version_from_if_match(if_match, plan_id) if if_match else None
+    except plans.StaleVersion:
+        expected = 0  # an entity tag of no version of this plan: stale, like an old one
     p = edits.preview_move(
         conn, plan_id, group=body.group, to_grid_code=body.to, expected_version=expected
     )

@@ -72,7 +72,7 @@ def preview_move(
     if info.status != "draft":
         why = f"plan {plan_id} is {info.status}, not a draft."
         return MovePreview(False, "not_draft", why, **asked)
-    if expected_version is not None and 0 <= expected_version != info.version:
+    if expected_version is not None and expected_version >= 0 and expected_version != info.version:
         why = f"plan {plan_id} is at version {info.version}, not {expected_version}."
         return MovePreview(False, "stale_version", why, **asked)
     try:

@@ -73,6 +73,19 @@
 
   function groupName(g) { return villageName(g.village_code) + (g.name || (g.group_no + "组")); }
 
+  /** A grid by name: its own name in the draft, else the village and the grid number. */
+  function gridLabel(code) {
+    var p = state.grids[code];
+    if (p && p.name) { return villageName(p.village_code) === p.name.slice(0, villageName(p.village_code).length) ? p.name : villageName(p.village_code) + p.name; }
+    return t("planner.grid_no", { village: villageName(String(code).slice(0, 12)), n: parseInt(String(code).slice(12), 10) });
+  }
+
+  /** "VILLAGE/UNIT" of the edit log → the village's name and the group. */
+  function unitLabel(ref) {
+    var parts = String(ref || "").split("/");
+    return t("planner.group_ref", { village: villageName(parts[0]), group: parts[1] || "" });
+  }
+
   /* -- requests -------------------------------------------------------------------------- */
 
   function jsonOpts(method, body, extra) {
@@ -109,7 +122,7 @@
     var picked = state.picked && p.id === state.picked.id;
     var changed = state.changed[p.village_code + "/" + p.group_no];
     if (picked) { return { color: "#ff6f00", weight: 3, fillColor: "#ff6f00", fillOpacity: 0.3 }; }
-    if (changed) { return { color: "#8e24aa", weight: 3, dashArray: null, fill: false }; }
+    if (changed) { return { color: "#8e24aa", weight: 1, dashArray: null, fillColor: "#8e24aa", fillOpacity: 0.28, fill: true }; }
     return { color: "#7a7a7a", weight: 0.6, dashArray: "2 3", fillOpacity: 0, fill: true };
   }
 
@@ -117,14 +130,32 @@
     return GG.esc(shortName(p)) + "<br>" + GG.esc(t("common.households", { n: p.households }));
   }
 
+  /* Grid outlines in a pane above the groups (which take the clicks), so that grid borders
+   * stay visible over highlighted groups; the pane lets every click through. */
+  map.createPane("gg-outlines").style.zIndex = 450;
+  map.getPane("gg-outlines").style.pointerEvents = "none";
+
+  function outlineStyle(f) {
+    var sel = f.properties.code === state.selected;
+    return { color: sel ? "#000" : GG.GRID_STROKE, weight: sel ? 4 : 2, fill: false,
+             dashArray: f.properties.locked ? "4 3" : null };
+  }
+
+  function fillStyle(f) {
+    return L.extend(gridStyle(f), { stroke: false });
+  }
+
+  /** The draft: band-coloured fills (clickable, labelled) and their outlines above. */
   function draftLayer(data) {
-    return GG.geojson(data, {
-      style: gridStyle,
+    state.fills = GG.geojson(data, {
+      style: fillStyle,
       onEachFeature: function (f, layer) {
         layer.bindTooltip(label(f.properties), { permanent: true, direction: "center", className: "gg-grid-label", interactive: false });
         layer.on("click", function () { onPick(null, f.properties); });
       }
     });
+    state.outlines = GG.geojson(data, { style: outlineStyle, pane: "gg-outlines", interactive: false });
+    return L.featureGroup([state.fills, state.outlines]);
   }
 
   function activeLayer(data, filled) {
@@ -149,9 +180,9 @@
     var items = GG.bandItems(state.band).concat([
       { colour: GG.BAND.locked, label: t("planner.band.locked") },
       { colour: "#e66100", label: t("planner.map.active"), shape: "line" },
-      { colour: "#8e24aa", label: t("planner.map.changed"), shape: "line" }
+      { colour: "#8e24aa", label: t("planner.map.changed") }
     ]);
-    legend.set("band", { title: t("planner.legend.title", { min: state.band.min, max: state.band.max }), items: items });
+    legend.set("band", { title: t("planner.col.households"), items: items });
   }
 
   /* -- the view: overlay or side by side ---------------------------------------------- */
@@ -343,7 +374,11 @@
     if (e.kind === "undo") { return t("planner.history.undo_of", { of: p.of }); }
     if (e.kind === "redo") { return t("planner.history.redo_of", { of: p.of }); }
     if (e.kind === "rerun" && !p.grids) { return t("planner.history.rerun_free", p); }
-    return t("planner.history." + e.kind, p);
+    var named = Object.assign({}, p);
+    if (p.group) { named.group = unitLabel(p.group); }
+    if (e.kind === "move") { named.from = gridLabel(p.from); named.to = gridLabel(p.to); }
+    if (p.grid) { named.grid = gridLabel(p.grid); }
+    return t("planner.history." + e.kind, named);
   }
 
   function renderHistory() {
@@ -432,10 +467,10 @@
 
   function selectGrid(code, zoom) {
     state.selected = code;
-    if (layers.draft) {
-      layers.draft.setStyle(gridStyle);
+    if (state.fills) {
+      state.outlines.setStyle(outlineStyle);
       if (zoom) {
-        layers.draft.eachLayer(function (l) {
+        state.fills.eachLayer(function (l) {
           if (l.feature.properties.code === code) { map.fitBounds(l.getBounds(), { padding: [40, 40], maxZoom: 16 }); }
         });
       }
@@ -473,6 +508,11 @@
     }, function (err) { list.appendChild(el("li", "gg-muted", why(err))); });
   }
 
+  $("gg-staff-form").photo.addEventListener("change", function (e) {
+    var f = e.target.files && e.target.files[0];
+    $("gg-photo-name").textContent = f ? f.name : t("planner.staff.no_file");
+  });
+
   $("gg-staff-form").addEventListener("submit", function (e) {
     e.preventDefault();
     var form = e.target, code = state.selected, out = $("gg-staff-result");
@@ -493,6 +533,7 @@
     }).then(function (s) {
       say(out, t(file ? "planner.staff.photo_saved" : "planner.staff.saved", { name: s ? s.name : body.name }), true);
       form.reset();
+      $("gg-photo-name").textContent = t("planner.staff.no_file");
       loadStaff(code);
     }, function (err) { say(out, why(err), false); });
   });
@@ -529,7 +570,7 @@
     $("gg-move-cancel").hidden = true;
     $("gg-move-start").disabled = !(state.picked && state.editable);
     $("gg-move-text").textContent = state.picked
-      ? t("planner.move.picked", { group: groupName(state.picked), grid: state.picked.grid_code })
+      ? t("planner.move.picked", { group: groupName(state.picked), grid: gridLabel(state.picked.grid_code) })
       : t("planner.move.help");
     if (layers.groups) { layers.groups.setStyle(groupStyle); }
   }
@@ -560,6 +601,8 @@
   /** Check a move first: refused → why; outside the band → warning and confirmation. */
   function check(group, target) {
     dropPending();
+    state.moving = false;
+    $("gg-move-cancel").hidden = true;
     say(result, t("planner.move.submitting"), true);
     GG.fetchJSON("/api/plans/" + state.draft + "/moves/preview",
                  jsonOpts("POST", { group: groupRef(group), to: target })).then(function (res) {
@@ -575,6 +618,7 @@
       move(group, target, false);
     }, function (err) {
       say(result, t("planner.move.refused", { status: err.status || "", reason: why(err) }), false);
+      if (err.status === 412) { loadDraft(); }
       resetMove();
     });
   }
@@ -610,7 +654,7 @@
     GG.fetchJSON("/api/plans/" + state.draft + "/moves",
                  jsonOpts("POST", { group: groupRef(group), to: target, confirm: !!confirmed })).then(function (res) {
       state.etag = res.response.headers.get("ETag") || state.etag;
-      say(result, t("planner.move.done", { group: groupName(group), grid: target, n: res.data.households }), true);
+      say(result, t("planner.move.done", { group: groupName(group), grid: gridLabel(target), n: res.data.households }), true);
       state.picked = null;
       state.selected = target;
       return loadDraft();
@@ -707,9 +751,10 @@
     var ul = el("ul", "gg-dialog-body-list");
     ul.id = "gg-diff-list";
     d.changes.slice(0, 200).forEach(function (c) {
-      var g = villageName(c.village_code) + c.unit + "组";
       ul.appendChild(el("li", "", t("planner.diff.row", {
-        group: g, from: c.from_grid || t("planner.diff.new"), to: c.to_grid || t("planner.diff.gone"), n: c.households
+        group: unitLabel(c.village_code + "/" + c.unit),
+        from: c.from_grid ? gridLabel(c.from_grid) : t("planner.diff.new"),
+        to: c.to_grid ? gridLabel(c.to_grid) : t("planner.diff.gone"), n: c.households
       })));
     });
     if (d.changes.length > 200) { ul.appendChild(el("li", "gg-muted", t("planner.activate.changes_more", { n: d.changes.length - 200 }))); }
