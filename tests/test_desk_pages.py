@@ -341,16 +341,22 @@ def test_case_through_the_desk(live: Live, browser: Any, size: str) -> None:
     worker.fill("#gg-d-r-description", f"巡查发现：路面塌陷约一平方米（{size}）")
     if phone:
         worker.click("#gg-d-r-pick")
-        worker.wait_for_timeout(300)  # the map tab is shown and resized
+        wait_for(worker, "ggDesk.map.getSize().x > 300")  # the map tab is shown and resized
+        worker.wait_for_timeout(300)
     xy = worker.evaluate(
         "([x, y]) => { const p = ggDesk.map.latLngToContainerPoint(GG.toLatLng(x, y));"
         " return [p.x, p.y]; }",
         [live.lon, live.lat],
     )
+    size_ = worker.evaluate("(() => { const s = ggDesk.map.getSize(); return [s.x, s.y]; })()")
+    assert 0 < xy[0] < size_[0] and 0 < xy[1] < size_[1], (xy, size_)
     worker.locator("#map").click(position={"x": xy[0], "y": xy[1]})
     wait_for(worker, "document.getElementById('gg-d-r-point').textContent.includes(',')")
     worker.click("#gg-d-r-submit")
-    wait_for(worker, "document.body.dataset.reported !== undefined")
+    try:
+        wait_for(worker, "document.body.dataset.reported !== undefined")
+    except TimeoutError:
+        pytest.fail(f"not reported: {worker.inner_text('#gg-d-r-result')} {worker.visit.errors}")
     case_id = int(worker.evaluate("document.body.dataset.reported"))
     assert worker.evaluate("ggDesk.state.current.status") == "reported"
     _act(worker, "accept", "已到现场确认")

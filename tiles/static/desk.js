@@ -19,7 +19,8 @@
   var desk = $("gg-desk");
   var state = {
     queue: "inbox", status: "", filters: {}, items: [], total: 0, offset: 0,
-    current: null, etag: null, machine: null, categories: [], reportPoint: null, pending: null
+    current: null, etag: null, machine: null, categories: [], reportPoint: null, pending: null,
+    parts: []
   };
 
   // ------------------------------------------------------------------ helpers
@@ -52,7 +53,20 @@
     Array.prototype.forEach.call(document.querySelectorAll(".gg-d-tabs button"), function (b) {
       b.setAttribute("aria-pressed", String(b.dataset.view === view));
     });
-    if (view === "map") { setTimeout(function () { map.invalidateSize(); }, 0); }
+    if (view === "map") { setTimeout(resized, 0); }
+  }
+  /* A map first laid out hidden (phones open on the list) had no size: fit it once shown. */
+  var fitted = false;
+  function resized() {
+    map.invalidateSize();
+    if (fitted || !map.getSize().x) { return; }
+    fitted = true;
+    if (state.current && state.current.lon !== undefined && state.current.lon !== null) {
+      map.setView(GG.toLatLng(state.current.lon, state.current.lat), 16);
+    } else if (cfg.bounds) {
+      var b = cfg.bounds;
+      map.fitBounds(L.latLngBounds(GG.toLatLng(b[0], b[1]), GG.toLatLng(b[2], b[3])));
+    }
   }
   document.addEventListener("click", function (e) {
     var b = e.target.closest && e.target.closest("[data-view]");
@@ -141,8 +155,8 @@
     return Date.parse(b.reported_at) - Date.parse(a.reported_at);
   }
 
-  function listUrl(offset, limit) {
-    var q = { limit: limit || PAGE, offset: offset };
+  function listUrl(offset, extra) {
+    var q = L.extend({ limit: PAGE, offset: offset }, extra || {});
     if (state.queue === "inbox") { return GG.url("/api/cases/inbox", q); }
     if (state.queue === "overdue" || state.queue === "soon") {
       q.kind = state.queue;
@@ -152,6 +166,12 @@
     q.status = state.status || f.status;
     q.category = f.category; q.grid = f.grid; q.from = f.from; q.to = f.to;
     return GG.url("/api/cases", q);
+  }
+
+  /* A list is read in parts, overdue cases first: the inbox and due lists are ordered so by
+   * the server; a status queue or a search is asked for its overdue cases, then the rest. */
+  function partsFor(queue) {
+    return queue === "all" ? [{ overdue: "true" }, { overdue: "false" }] : [{}];
   }
 
   function renderList() {
@@ -174,13 +194,30 @@
     drawCases();
   }
 
-  function load(append) {
-    var offset = append ? state.items.length : 0;
-    return api(listUrl(offset)).then(function (res) {
+  function fetchPart(part) {
+    return api(listUrl(part.offset, part.extra)).then(function (res) {
       var page = res.data || { items: [], total: 0 };
-      state.items = (append ? state.items : []).concat(page.items || []);
+      part.offset += (page.items || []).length;
+      part.total = page.total || 0;
+      return page.items || [];
+    });
+  }
+
+  function load(append) {
+    var fetches;
+    if (!append) {
+      state.parts = partsFor(state.queue).map(function (extra) { return { extra: extra, offset: 0, total: null }; });
+      fetches = Promise.all(state.parts.map(fetchPart)).then(function (pages) {
+        return [].concat.apply([], pages);
+      });
+    } else {
+      var next = state.parts.filter(function (p) { return p.offset < p.total; })[0];
+      fetches = next ? fetchPart(next) : Promise.resolve([]);
+    }
+    return fetches.then(function (items) {
+      state.items = (append ? state.items : []).concat(items);
       state.items.sort(overdueFirst);
-      state.total = page.total || state.items.length;
+      state.total = state.parts.reduce(function (n, p) { return n + (p.total || 0); }, 0);
       renderList();
       return state.items;
     });
