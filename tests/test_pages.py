@@ -6,7 +6,8 @@ active plan, cases, key units, inspection points and staff by SQL (and a draft p
 the partitioner, so that the planner can really move a group). Every page is loaded with
 every request recorded: no console error, no request leaving 127.0.0.1, and a screenshot of
 the map shows the layers drawn. Set ``GEOGRID_ARTIFACTS`` to keep the screenshots.
-See also tests/test_pages_layout.py (viewports, languages), tests/test_pages_public.py
+The planner's own flow is tested in tests/test_planner_ui.py. See also
+tests/test_pages_layout.py (viewports, languages), tests/test_pages_public.py
 (address search, location, MBTiles) and tests/test_embed_drive.py (postMessage, error panels).
 """
 
@@ -116,97 +117,6 @@ def test_docs_load_from_local_assets(live: Live, browser: Any) -> None:
     page.context.close()
 
 
-def test_planner_page(live: Live, browser: Any) -> None:
-    page = open_page(browser, live.base + "/planner", session=live.sessions["planner"])
-    visit = page.visit
-    img = map_pixels(page, live.shots / "planner.png")
-    assert_drawn(img)
-    assert count_colour(img, (0xE6, 0x61, 0x00)) > 100, "active plan outline missing"
-    # Grid metrics on click.
-    state = page.evaluate(
-        "({draft: ggPlanner.state.draft, n: Object.keys(ggPlanner.state.grids).length})"
-    )
-    assert state["draft"] == live.ids["draft"] and state["n"] > 5
-    page.locator("#map").click(position={"x": 540, "y": 380})
-    wait_for(page, "document.querySelector('#gg-metrics table') !== null", timeout=5000)
-    assert "Polsby" in page.inner_text("#gg-metrics")
-    # Move: pick a group, then a neighbouring grid; a stale ETag is refused with its reason.
-    candidates = _move_candidates(live.url, live.ids["draft"])
-    assert candidates
-    group, to = candidates[0]
-    page.evaluate("ggPlanner.state.etag = '\"stale\"'")
-    assert _try_move(page, group, to).startswith("未调整（412")
-    wait_for(page, "ggPlanner.state.etag !== '\"stale\"'")
-    outcomes = []
-    for group, to in candidates:
-        outcomes.append(_try_move(page, group, to))
-        if outcomes[-1].startswith("已将"):
-            break
-    assert outcomes[-1].startswith("已将"), outcomes  # refusals carry the server's reason
-    assert all("：" in o and len(o) > 12 for o in outcomes[:-1]), outcomes
-    wait_for(
-        page,
-        "([id, to]) => ggPlanner.layers.groups.toGeoJSON().features"
-        ".find(f => f.properties.id === id).properties.grid_code === to",
-        arg=[group, to],
-        timeout=10_000,
-    )
-    assert_local_only(visit)
-    # Resource errors of refused moves (400/409/412) are expected; nothing else.
-    refused = re.compile(r"status of (400|409|412) |^HTTP (400|409|412) .*/moves$")
-    assert [e for e in visit.errors if not refused.search(e)] == []
-    page.context.close()
-
-
-def _move_candidates(url: str, plan: int) -> list[tuple[int, str]]:
-    """(group id, neighbouring grid) pairs of the draft, longest shared border first."""
-    engine = store.make_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    """
-                    SELECT DISTINCT ON (va.id) va.id, g2.code,
-                           ST_Length(ST_Intersection(ST_Boundary(va.geom),
-                                                     ST_Boundary(g2.geom))::geography) AS shared
-                      FROM grid_groups ga
-                      JOIN grids g1 ON g1.id = ga.grid_id
-                      JOIN villager_groups va ON va.id = ga.group_id
-                      JOIN grids g2 ON g2.plan_id = ga.plan_id AND g2.level = 3
-                           AND g2.village_code = va.village_code AND g2.id <> g1.id
-                     WHERE ga.plan_id = :p AND ga.part IS NULL
-                       AND (SELECT count(*) FROM grid_groups x WHERE x.grid_id = g1.id) > 2
-                       AND ST_Intersects(va.geom, g2.geom)
-                     ORDER BY va.id, shared DESC
-                    """
-                ),
-                {"p": plan},
-            ).all()
-    finally:
-        engine.dispose()
-    rows = sorted(rows, key=lambda r: -r.shared)[:6]
-    return [(int(r.id), str(r.code)) for r in rows if r.shared > 20]
-
-
-def _try_move(page: Any, group: int, to: str) -> str:
-    """Pick ``group`` on the planner page, press 移动, pick grid ``to``; the result text."""
-    page.evaluate(
-        """id => ggPlanner.pick(ggPlanner.layers.groups.toGeoJSON().features
-                                .map(f => f.properties).find(p => p.id === id), null)""",
-        group,
-    )
-    page.click("#gg-move-start")
-    page.evaluate("code => ggPlanner.pick({grid_code: code}, null)", to)
-    wait_for(
-        page,
-        "() => { const r = document.getElementById('gg-move-result');"
-        " return !r.hidden && !r.textContent.startsWith('正在提交'); }",
-        timeout=20_000,
-    )
-    page.wait_for_load_state("networkidle")
-    return str(page.inner_text("#gg-move-result"))
-
-
 def test_leader_page(live: Live, browser: Any) -> None:
     page = open_page(browser, live.base + "/leader", session=live.sessions["town_leader"])
     visit = page.visit
@@ -236,6 +146,11 @@ def test_leader_page(live: Live, browser: Any) -> None:
     wait_for(page, f"+document.getElementById('gg-total').textContent < {total}")
     heat = [u for u in visit.requests if "/tiles/heat/" in u]
     assert any("category=%E5%AE%89" in u for u in heat), heat[-3:]
+    # Raw points only at street zoom, with their own legend section.
+    assert not any("/tiles/cases/" in u for u in visit.requests)
+    with page.expect_request(lambda r: "/tiles/cases/16/" in r.url, timeout=10_000):
+        page.evaluate("ggLeader.map.setZoom(16, {animate: false})")
+    wait_for(page, "!!document.querySelector('#gg-legend section[data-layer=points]')")
     # A failed load shows an error; the next success clears it.
     page.route("**/api/stats/cases-by-grid?*", lambda route: route.abort())
     page.click("#gg-filters button[type=submit]")
@@ -251,11 +166,6 @@ def test_leader_page(live: Live, browser: Any) -> None:
     wait_for(page, "!document.getElementById('gg-empty').hidden")
     assert page.inner_text("#gg-total") == "0"
     assert "没有事件" in page.inner_text("#gg-empty")
-    # Raw points only at street zoom, with their own legend section.
-    assert not any("/tiles/cases/" in u for u in visit.requests)
-    with page.expect_response(lambda r: "/tiles/cases/16/" in r.url, timeout=10_000):
-        page.evaluate("ggLeader.map.setZoom(16, {animate: false})")
-    wait_for(page, "!!document.querySelector('#gg-legend section[data-layer=points]')")
     assert_local_only(visit)
     aborted = [e for e in visit.errors if "ERR_FAILED" not in e]
     assert not aborted, visit.errors
