@@ -290,6 +290,31 @@ def test_create_json_then_read_field_by_field(world: World) -> None:
     assert [c.tag for c in root.find("request")] == list(PUBLIC_FIELDS)  # type: ignore[union-attr]
 
 
+def test_address_string_or_address_id_instead_of_a_point(world: World) -> None:
+    from geogrid.ingest.address import normalise_address
+
+    written = "湖北省石门镇光明村第三村民小组012号"
+    with world.engine.begin() as conn:
+        point_id = conn.execute(
+            text(
+                "INSERT INTO address_points (address_norm, geom, source) VALUES "
+                "(:a, ST_SetSRID(ST_MakePoint(:x, :y), 4326), 'test') RETURNING id"
+            ),
+            {"a": normalise_address(written), "x": world.lon, "y": world.lat},
+        ).scalar_one()
+    by_text = _submit(world, lat=None, long=None, address_string="石门镇光明村3组12号")
+    found = _one(world, by_text["service_request_id"])
+    assert (found["lat"], found["long"]) == (round(world.lat, 6), round(world.lon, 6))
+    assert found["address"] == "石门镇光明村3组12号" and found["address_id"] is None
+    by_id = _submit(world, lat=None, long=None, address_id=str(point_id))
+    found = _one(world, by_id["service_request_id"])
+    assert found["address_id"] == point_id and found["long"] == round(world.lon, 6)
+    r = world.client.post(
+        "/open311/v2/requests.json", json=_body(world, lat=None, long=None, address_id="99999999")
+    )
+    assert r.status_code == 400 and r.json()[0]["rule"] == "address_id_invalid"
+
+
 def test_create_form_encoded(world: World) -> None:
     r = world.client.post(
         "/open311/v2/requests.json",
