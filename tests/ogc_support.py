@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, text
@@ -39,6 +40,20 @@ class Served:
     def column(self, sql: str, **params: Any) -> list[Any]:
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(text(sql), params)]
+
+
+def get_json(served: Served, path: str, status: int = 200, **params: Any) -> Any:
+    """GET ``path`` with ``params``; the JSON body, once the status is ``status``."""
+    r = served.client.get(path, params=params)
+    assert r.status_code == status, (path, params, r.status_code, r.text[:500])
+    return r.json()
+
+
+def follow(served: Served, href: str) -> dict[str, Any]:
+    """Follow a link of a page (absolute URL) with the served client."""
+    parts = urlsplit(href)
+    params = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    return get_json(served, parts.path, **params)  # type: ignore[no-any-return]
 
 
 def make_active_plan(conn: Connection) -> None:

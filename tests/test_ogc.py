@@ -11,14 +11,14 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import text
 
 from geogrid.features import COLLECTIONS, CONFORMANCE, MAX_LIMIT
-from tests.ogc_support import Served, live_server, served_town
+from tests.ogc_support import Served, follow, live_server, served_town
+from tests.ogc_support import get_json as _get
 
 GEOJSON = "application/geo+json"
 #: Every column of the store holding personal data; none may appear in any output.
@@ -81,20 +81,9 @@ def served(pg, _town_template, sample_town, tmp_path_factory, account_maker) -> 
         yield s
 
 
-def _get(served: Served, path: str, status: int = 200, **params: Any) -> Any:
-    r = served.client.get(path, params=params)
-    assert r.status_code == status, (path, params, r.status_code, r.text[:500])
-    return r.json()
-
-
 def _path(href: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(href)
     return parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
-
-
-def _follow(served: Served, href: str) -> dict[str, Any]:
-    path, params = _path(href)
-    return _get(served, path, **params)  # type: ignore[no-any-return]
 
 
 # -- landing, conformance, API definition ---------------------------------------------------
@@ -213,7 +202,7 @@ def test_paging_links_follow_limit_and_offset(served: Served) -> None:
             break
         nxt = _path(links["next"]["href"])[1]
         assert nxt["limit"] == "1000" and int(nxt["offset"]) == len(seen)
-        page = _follow(served, links["next"]["href"])
+        page = follow(served, links["next"]["href"])
     assert len(seen) == len(set(seen)) == total
     assert pages == -(-total // 1000)
 

@@ -16,7 +16,8 @@ import pytest
 
 from geogrid.features import COLLECTIONS, CONFORMANCE
 from geogrid.ogcapi.crs import SUPPORTED
-from tests.ogc_support import Served, served_town
+from tests.ogc_support import Served, follow, served_town
+from tests.ogc_support import get_json as _get
 
 GEOJSON = "application/geo+json"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
@@ -27,12 +28,6 @@ def served(pg, _town_template, sample_town, tmp_path_factory, account_maker) -> 
     tmp = tmp_path_factory.mktemp("ogc-parts")
     with served_town(pg, _town_template, sample_town, tmp, account_maker, public=False) as s:
         yield s
-
-
-def _get(served: Served, path: str, status: int = 200, **params: Any) -> Any:
-    r = served.client.get(path, params=params)
-    assert r.status_code == status, (path, params, r.status_code, r.text[:500])
-    return r.json()
 
 
 def _ids(served: Served, cid: str, **params: Any) -> list[str]:
@@ -432,12 +427,6 @@ def test_sortby_and_properties(served: Served) -> None:
         assert r.status_code == 400 and r.json()["code"] == "InvalidParameterValue", params
 
 
-def _follow(served: Served, href: str) -> dict[str, Any]:
-    parts = urlsplit(href)
-    params = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    return _get(served, parts.path, **params)  # type: ignore[no-any-return]
-
-
 def test_cursor_paging_forward_and_back(served: Served) -> None:
     """Next links seek by cursor through a filtered, sorted collection (with ties and
     NULLs in the sort key); prev links walk back to the first page."""
@@ -450,12 +439,12 @@ def test_cursor_paging_forward_and_back(served: Served) -> None:
     pages = [page]
     while (nxt := next((x for x in page["links"] if x["rel"] == "next"), None)) is not None:
         assert "cursor=" in nxt["href"]
-        page = _follow(served, nxt["href"])
+        page = follow(served, nxt["href"])
         pages.append(page)
     assert [f["id"] for p in pages for f in p["features"]] == expected
     back = [pages[-1]]
     while (prev := next((x for x in back[-1]["links"] if x["rel"] == "prev"), None)) is not None:
-        back.append(_follow(served, prev["href"]))
+        back.append(follow(served, prev["href"]))
     assert [[f["id"] for f in p["features"]] for p in reversed(back)] == [
         [f["id"] for f in p["features"]] for p in pages
     ]
