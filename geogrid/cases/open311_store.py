@@ -44,6 +44,9 @@ __all__ = [
     "submit",
 ]
 
+#: Category classes not offered to the public: 特殊人群 (special populations) are sensitive
+#: personal information (PIPL); residents raise them by the hotline or with their grid worker.
+PRIVATE_CLASSES = ("05",)
 #: Submissions one client may make per window (``open311.submit``), and the window.
 SUBMIT_LIMIT = 20
 SUBMIT_WINDOW_S = 3600
@@ -86,7 +89,8 @@ def _attributes(conn: Connection) -> dict[str | None, list[Attribute]]:
 
 
 def load_services(conn: Connection) -> dict[str, Service]:
-    """Every active case category as a service, keyed by code, in code order.
+    """Every active case category as a service, keyed by code, in code order (except the
+    :data:`PRIVATE_CLASSES`).
 
     A class (2-digit code) is its own group; a subclass belongs to its class's group.
     Attributes with no service code are asked by every service.
@@ -101,7 +105,7 @@ def load_services(conn: Connection) -> dict[str, Service]:
     common = attrs.get(None, [])
     out: dict[str, Service] = {}
     for c in sorted(cats, key=lambda c: c.code):
-        if not c.active:
+        if not c.active or c.code.startswith(PRIVATE_CLASSES):
             continue
         group = names.get(c.parent_code or "", c.name) if c.parent_code else c.name
         own = attrs.get(c.code, [])
