@@ -68,17 +68,21 @@ def preview_move(
 
     info = plans.get_plan(conn, plan_id)
     vc, _, unit = str(group).partition("/")
-    asked = {"village_code": vc or None, "unit": unit or None, "to_grid": to_grid_code}
+
+    def refused(reason: str, why: str) -> MovePreview:
+        return MovePreview(
+            False, reason, why, village_code=vc or None, unit=unit or None, to_grid=to_grid_code
+        )
+
     if info.status != "draft":
-        why = f"plan {plan_id} is {info.status}, not a draft."
-        return MovePreview(False, "not_draft", why, **asked)
+        return refused("not_draft", f"plan {plan_id} is {info.status}, not a draft.")
     if expected_version is not None and expected_version >= 0 and expected_version != info.version:
         why = f"plan {plan_id} is at version {info.version}, not {expected_version}."
-        return MovePreview(False, "stale_version", why, **asked)
+        return refused("stale_version", why)
     try:
         chk = plans.check_move(conn, plan_id, group=group, to_grid_code=to_grid_code)
     except (InvalidInput, NotFound) as exc:
-        return MovePreview(False, str(exc.detail.get("reason", "refused")), exc.message, **asked)
+        return refused(str(exc.detail.get("reason", "refused")), exc.message)
 
     def count(p: Any, code: str) -> int:
         return int(p.grids.loc[p.grids["code"] == code, "households"].iloc[0])
