@@ -168,3 +168,67 @@ def test_activation_keeps_the_grid_a_case_was_reported_in(imported: Engine, samp
         )
     assert after == before, "activating a plan does not rewrite where cases were reported"
     assert current == Counter({True: sum(current.values())}), "the current grid follows the plan"
+
+
+def test_migration_gives_existing_cases_a_history(pg) -> None:  # type: ignore[no-untyped-def]
+    name = f"geogrid_m14_{id(pg) % 10_000}"
+    with pg.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = pg.url(name)
+    try:
+        store.upgrade(url, "0013")
+        engine = store.make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO admin_areas (code, level, name) VALUES "
+                    "('420117105000', 'town', '镇'), ('420117105201', 'village', '村')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO cases (case_no, category, status, reported_at, geom, "
+                    "village_code) "
+                    "SELECT 'M' || i, (ARRAY['安全隐患', '环境卫生', '火星'])[1 + i % 3], s, "
+                    "now() - i * interval '1 day', ST_SetSRID(ST_MakePoint(114.3, 30.4), 4326), "
+                    "'420117105201' FROM unnest(ARRAY['reported', 'dispatched', 'handled', "
+                    "'verified', 'evaluated', 'closed']) WITH ORDINALITY AS u(s, i)"
+                )
+            )
+        engine.dispose()
+        store.upgrade(url)
+        engine = store.make_engine(url)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT * FROM cases ORDER BY case_no")).mappings().all()
+            for row in rows:
+                history = (
+                    conn.execute(
+                        text(
+                            "SELECT seq, to_status, data FROM case_events WHERE case_id = :i "
+                            "ORDER BY seq"
+                        ),
+                        {"i": row["id"]},
+                    )
+                    .mappings()
+                    .all()
+                )
+                assert machine.replay(history) == {k: row[k] for k in machine.STATE_FIELDS}
+        assert [r["status"] for r in rows] == [
+            "reported",
+            "dispatched",
+            "handled",
+            "checked",
+            "evaluated",
+            "closed",
+        ]
+        assert [r["category_code"] for r in rows] == ["04", "09", "02", "04", "09", "02"]
+        assert rows[5]["closed_at"] is not None and rows[1]["assignee_kind"] == "village"
+        engine.dispose()
+        store.downgrade(url, "0013")
+        engine = store.make_engine(url)
+        with engine.connect() as conn:
+            back = conn.execute(text("SELECT status FROM cases ORDER BY case_no")).scalars().all()
+        engine.dispose()
+        assert back == ["reported", "dispatched", "handled", "verified", "evaluated", "closed"]
+    finally:
+        pg.drop_database(name)
