@@ -378,6 +378,77 @@ def in_process_lists(url: str, reps: int) -> Stats:
     return stats
 
 
+def profile_hot_path(url: str, n: int) -> None:
+    """``n`` cases through the workflow in this process through the service functions
+    (as the web role, one transaction per call as the routes do), with every SQL statement
+    timed: where a create or a transition spends its time."""
+    from collections import defaultdict
+
+    from sqlalchemy import event
+
+    from geogrid.access import rls, users
+    from geogrid.cases import service
+
+    spent: dict[str, list[float]] = defaultdict(list)
+    calls: dict[str, list[float]] = defaultdict(list)
+    engine = store.make_serving_engine(url, pool_size=1, role=Settings().web_role or None)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        conn.info["t0"] = time.perf_counter()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        key = " ".join(statement.split())[:90]
+        spent[key].append(time.perf_counter() - conn.info.pop("t0"))
+
+    accounts, points = teams(url)
+    try:
+        with engine.connect() as conn:
+            people = {name: users.get_user(conn, username=name).principal()
+                      for name, _ in accounts}  # fmt: skip
+            conn.rollback()
+            leader = next(p for name, p in people.items() if "town-leader" in name)
+            workers = [p for name, p in people.items()
+                       if "grid-worker" in name and points.get(p.scope.code)]  # fmt: skip
+            rng = random.Random(3)
+            for i in range(n):
+                worker = workers[i % len(workers)]
+                lon, lat = rng.choice(points[worker.scope.code])
+                t = time.perf_counter()
+                rls.apply(conn, worker)
+                made = service.create_case(
+                    conn, principal=worker, category="0401", lon=lon, lat=lat,
+                    description="剖析", source="grid_worker",
+                )  # fmt: skip
+                conn.commit()
+                calls["create"].append(time.perf_counter() - t)
+                case_id = made.case.id
+                for action, who, extra in LIFECYCLE:
+                    actor = worker if who == "grid" else leader
+                    t = time.perf_counter()
+                    rls.apply(conn, actor)
+                    service.transition(
+                        conn, principal=actor, case_id=case_id, action=action,
+                        expected_version=None, note=extra.get("note", ""),
+                        data={k: v for k, v in extra.items() if k != "note"},
+                    )  # fmt: skip
+                    conn.commit()
+                    calls["transition"].append(time.perf_counter() - t)
+    finally:
+        engine.dispose()
+    print(f"\nprofile: {n} cases through the workflow in process (web role, one transaction "
+          "per call)")  # fmt: skip
+    for kind, lat in calls.items():
+        print(f"  {kind:12} {len(lat):5d} calls  p50 {pct(lat, 0.5):7.2f} ms  "
+              f"p95 {pct(lat, 0.95):7.2f} ms")  # fmt: skip
+    total = sum(sum(v) for v in spent.values())
+    print(f"  SQL: {sum(len(v) for v in spent.values())} statements, {total * 1000:.0f} ms; "
+          "the costliest:")  # fmt: skip
+    for key, lat in sorted(spent.items(), key=lambda kv: -sum(kv[1]))[:15]:
+        print(f"  {sum(lat) * 1000:8.1f} ms {len(lat):6d}x {pct(lat, 0.5):6.2f} ms  {key}")
+
+
 async def drive(url: str, port: int, args: argparse.Namespace) -> list[tuple[str, Stats, float]]:
     password = set_password(url)
     accounts, points = teams(url)
@@ -455,6 +526,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="server worker processes")
     ap.add_argument("--reps", type=int, default=50, help="quiet reads of each list")
     ap.add_argument("--reuse", action="store_true", help="keep the database built earlier")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also run N cases in process with every SQL statement timed")  # fmt: skip
     args = ap.parse_args()
     args.clients = [int(c) for c in args.clients.split(",") if c.strip()]
 
@@ -477,6 +550,8 @@ def main() -> None:
             results = asyncio.run(drive(url, port, args))
         finally:
             stop(proc)
+        if args.profile:
+            profile_hot_path(url, args.profile)
         print(f"\n{args.workers} server workers; load average {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} cores")  # fmt: skip
         ok = report(results, args)
