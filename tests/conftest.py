@@ -279,3 +279,20 @@ def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: 
         return str(result.output)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def live(pg, _town_template, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The page tests' server: the real app with uvicorn on a free 127.0.0.1 port against a
+    seeded copy of the sample town (see tests/pages_support.py; a module may override it)."""
+    from tests.pages_support import live_server
+
+    yield from live_server(pg, _town_template, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    """Headless Debian Chromium driven by Playwright (a module may override it)."""
+    from tests.pages_support import chromium
+
+    yield from chromium()

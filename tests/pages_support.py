@@ -413,3 +413,57 @@ def tile_png() -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()
+
+
+def query(url: str, sql: str, **params: Any) -> list[Any]:
+    """Rows of ``sql`` on the test database, with the owner's rights (test inputs derived
+    from the data, e.g. registered addresses the web server may not read)."""
+    engine = store.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql), params).all())
+    finally:
+        engine.dispose()
+
+
+def active_grid(url: str, *, last: bool = False) -> str:
+    """The first (or last) grid code of the active plan."""
+    order = "DESC" if last else "ASC"
+    return str(
+        query(
+            url,
+            "SELECT g.code FROM grids g JOIN plans p ON p.id = g.plan_id "
+            f"WHERE p.status = 'active' ORDER BY g.code {order} LIMIT 1",
+        )[0][0]
+    )
+
+
+def make_mbtiles(
+    path: Path,
+    tiles: dict[tuple[int, int, int], bytes],
+    *,
+    fmt: str | None = "png",
+    meta: dict[str, str] | None = None,
+) -> Path:
+    """A small MBTiles file; ``tiles`` keyed by XYZ (stored TMS-style, rows from the south)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("CREATE TABLE metadata (name TEXT, value TEXT)")
+        conn.execute(
+            "CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, "
+            "tile_data BLOB)"
+        )
+        rows = {"name": "test", "minzoom": "0", "maxzoom": "14", **(meta or {})}
+        if fmt is not None:
+            rows["format"] = fmt
+        conn.executemany("INSERT INTO metadata VALUES (?, ?)", rows.items())
+        conn.executemany(
+            "INSERT INTO tiles VALUES (?, ?, ?, ?)",
+            [(z, x, (1 << z) - 1 - y, data) for (z, x, y), data in tiles.items()],
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    return path

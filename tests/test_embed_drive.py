@@ -19,16 +19,13 @@ from typing import Any
 
 import jwt
 import pytest
-from sqlalchemy import text
 
-from geogrid import store
 from tests.pages_support import (
     Live,
     assert_local_only,
-    chromium,
     embed_token,
-    live_server,
     open_page,
+    query,
     wait_for,
 )
 
@@ -51,16 +48,6 @@ PORTAL = """<!DOCTYPE html>
 </script>
 </body></html>
 """
-
-
-@pytest.fixture(scope="module")
-def live(pg, _town_template, tmp_path_factory) -> Iterator[Live]:  # type: ignore[no-untyped-def]
-    yield from live_server(pg, _town_template, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from chromium()
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -90,40 +77,6 @@ def _portal_page(folder: Path, live: Live, path: str, name: str = "portal.html")
     return name
 
 
-def _point_in_grid(live: Live) -> tuple[str, str, float, float]:
-    engine = store.make_engine(live.url)
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(
-                text(
-                    "SELECT g.code, g.village_code, ST_X(p), ST_Y(p) FROM (SELECT g.code, "
-                    "g.village_code, ST_PointOnSurface(g.geom) p FROM grids g JOIN plans pl "
-                    "ON pl.id = g.plan_id AND pl.status = 'active' "
-                    "ORDER BY ST_Area(g.geom) DESC LIMIT 1) g"
-                )
-            ).one()
-    finally:
-        engine.dispose()
-    return str(row[0]), str(row[1]), float(row[2]), float(row[3])
-
-
-def _another_village(live: Live, village: str) -> str:
-    engine = store.make_engine(live.url)
-    try:
-        with engine.connect() as conn:
-            return str(
-                conn.execute(
-                    text(
-                        "SELECT code FROM admin_areas WHERE level = 'village' AND code <> :v "
-                        "ORDER BY code LIMIT 1"
-                    ),
-                    {"v": village},
-                ).scalar_one()
-            )
-    finally:
-        engine.dispose()
-
-
 def _events(page: Any, kind: str) -> list[dict[str, Any]]:
     return [e for e in page.evaluate("window.events") if e["type"] == kind]
 
@@ -142,7 +95,12 @@ def test_portal_drives_the_embed_by_postmessage(live: Live, browser: Any, portal
     assert len(ready[0]["center"]) == 2 and len(ready[0]["bbox"]) == 4
     frame = _embed_frame(page, live)
     # setView: centre the largest grid at zoom 14
-    code, village, x, y = _point_in_grid(live)
+    code, village, x, y = query(
+        live.url,
+        "SELECT g.code, g.village_code, ST_X(p), ST_Y(p) FROM (SELECT g.code, g.village_code, "
+        "ST_PointOnSurface(g.geom) p FROM grids g JOIN plans pl ON pl.id = g.plan_id "
+        "AND pl.status = 'active' ORDER BY ST_Area(g.geom) DESC LIMIT 1) g",
+    )[0]
     page.evaluate(f"send({{type: 'setView', center: [{x}, {y}], zoom: 14}})")
     wait_for(frame, "ggEmbed.state().view.zoom === 14")
     centre = frame.evaluate("ggEmbed.state().view.center")
@@ -164,7 +122,11 @@ def test_portal_drives_the_embed_by_postmessage(live: Live, browser: Any, portal
     assert set(click["feature"]) <= {"id", "code", "name", "village_code", "households",
                                      "population", "plan_id"}  # fmt: skip
     # setFilter: another village only; the grid under the centre is no longer drawn or hit
-    other = _another_village(live, village)
+    other = query(
+        live.url,
+        "SELECT code FROM admin_areas WHERE level = 'village' AND code <> :v ORDER BY code LIMIT 1",
+        v=village,
+    )[0][0]
     page.evaluate(f"send({{type: 'setFilter', village: '{other}'}})")
     wait_for(frame, f"ggEmbed.state().filter.village === '{other}'")
     page.wait_for_load_state("networkidle")

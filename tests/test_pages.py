@@ -14,23 +14,19 @@ tests/test_pages_layout.py (viewports, languages), tests/test_pages_public.py
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
-from geogrid import store
 from tests.pages_support import (
     EXTERNAL_URL,
     GRID_STROKE,
     Live,
+    active_grid,
     assert_drawn,
     assert_local_only,
-    chromium,
     count_colour,
-    live_server,
     map_pixels,
     open_page,
     tile_png,
@@ -41,20 +37,10 @@ from tests.pages_support import (
 HEAT_DARK = (0x54, 0x27, 0x8F)  # the darkest bins of GG.RAMPS.heat (purples)
 
 
-@pytest.fixture(scope="module")
-def live(pg, _town_template, tmp_path_factory) -> Iterator[Live]:  # type: ignore[no-untyped-def]
-    yield from live_server(pg, _town_template, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from chromium()
-
-
 def test_served_pages_and_assets_have_no_external_urls(live: Live) -> None:
     import httpx
 
-    grid = _a_grid(live)
+    grid = active_grid(live.url)
     cookies = {"gg_session": live.sessions["town_leader"]}
     with httpx.Client(base_url=live.base, timeout=30, cookies=cookies) as client:
         paths = ["/", "/planner", "/leader", "/public", "/docs", "/embed/grids", "/embed",
@@ -87,22 +73,6 @@ def test_served_pages_and_assets_have_no_external_urls(live: Live) -> None:
             assert field_name not in body
         photo = client.get("/public/photos/1")
         assert photo.status_code == 200 and photo.headers["content-type"].startswith("image/")
-
-
-def _a_grid(live: Live) -> str:
-    engine = store.make_engine(live.url)
-    try:
-        with engine.connect() as conn:
-            return str(
-                conn.execute(
-                    text(
-                        "SELECT g.code FROM grids g JOIN plans p ON p.id = g.plan_id "
-                        "WHERE p.status = 'active' ORDER BY g.code LIMIT 1"
-                    )
-                ).scalar_one()
-            )
-    finally:
-        engine.dispose()
 
 
 def test_docs_load_from_local_assets(live: Live, browser: Any) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 
 from geogrid import store
 from geogrid.errors import ConfigurationError, NotFound
-from tests.pages_support import embed_token, seed_overlays, tile_png
+from tests.pages_support import embed_token, make_mbtiles, seed_overlays, tile_png
 from tiles import basemap
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -244,35 +244,6 @@ def test_embed_error_panels(town: Town) -> None:
 
 
 # -- MBTiles ---------------------------------------------------------------------------------
-
-
-def make_mbtiles(
-    path: Path,
-    tiles: dict[tuple[int, int, int], bytes],
-    *,
-    fmt: str | None = "png",
-    meta: dict[str, str] | None = None,
-) -> Path:
-    """A small MBTiles file; ``tiles`` keyed by XYZ (stored TMS-style, rows from the south)."""
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("CREATE TABLE metadata (name TEXT, value TEXT)")
-        conn.execute(
-            "CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, "
-            "tile_data BLOB)"
-        )
-        rows = {"name": "test", "minzoom": "0", "maxzoom": "14", **(meta or {})}
-        if fmt is not None:
-            rows["format"] = fmt
-        conn.executemany("INSERT INTO metadata VALUES (?, ?)", rows.items())
-        conn.executemany(
-            "INSERT INTO tiles VALUES (?, ?, ?, ?)",
-            [(z, x, (1 << z) - 1 - y, data) for (z, x, y), data in tiles.items()],
-        )
-        conn.commit()
-    finally:
-        conn.close()
-    return path
 
 
 def _bad_files(tmp: Path) -> dict[str, Path]:

@@ -7,14 +7,16 @@ and size go to ``$GEOGRID_ARTIFACTS`` when set."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
-from geogrid import store
-from tests.pages_support import Live, assert_local_only, chromium, live_server, open_page
+from tests.pages_support import (
+    Live,
+    active_grid,
+    assert_local_only,
+    open_page,
+)
 
 VIEWPORTS = {"phone": (390, 844), "tablet": (1024, 768), "desktop": (1440, 900)}
 #: (name, path, signed in as, has a map)
@@ -32,34 +34,8 @@ ALLOWED_LATIN = {"geogrid", "km", "iframe", "postMessage"}
 LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 
 
-@pytest.fixture(scope="module")
-def live(pg, _town_template, tmp_path_factory) -> Iterator[Live]:  # type: ignore[no-untyped-def]
-    yield from live_server(pg, _town_template, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from chromium()
-
-
-def _grid(live: Live) -> str:
-    engine = store.make_engine(live.url)
-    try:
-        with engine.connect() as conn:
-            return str(
-                conn.execute(
-                    text(
-                        "SELECT g.code FROM grids g JOIN plans p ON p.id = g.plan_id "
-                        "WHERE p.status = 'active' ORDER BY g.code DESC LIMIT 1"
-                    )
-                ).scalar_one()
-            )
-    finally:
-        engine.dispose()
-
-
 def _open(live: Live, browser: Any, path: str, who: str | None, size: str, **kw: Any) -> Any:
-    url = live.base + path.format(grid=_grid(live), token=live.embed_token)
+    url = live.base + path.format(grid=active_grid(live.url, last=True), token=live.embed_token)
     session = live.sessions[who] if who else None
     return open_page(browser, url, session=session, viewport=VIEWPORTS[size], **kw)
 

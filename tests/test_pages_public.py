@@ -6,55 +6,34 @@ drawn, with no console error and nothing requested outside 127.0.0.1."""
 from __future__ import annotations
 
 import gzip
-import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from geogrid import store
 from tests.pages_support import (
     Live,
     assert_local_only,
-    chromium,
     count_colour,
-    live_server,
+    make_mbtiles,
     map_pixels,
     open_page,
+    query,
     tile_xy,
     wait_for,
 )
 
 PHONE = (390, 844)
 LAND = (236, 226, 198)  # the raster test tiles' colour
-
-
-@pytest.fixture(scope="module")
-def live(pg, _town_template, tmp_path_factory) -> Iterator[Live]:  # type: ignore[no-untyped-def]
-    yield from live_server(pg, _town_template, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from chromium()
-
-
-def _query(live: Live, sql: str, **params: Any) -> list[Any]:
-    engine = store.make_engine(live.url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(text(sql), params).all())
-    finally:
-        engine.dispose()
+META = {"name": "测试底图", "minzoom": "8", "maxzoom": "14", "attribution": "本地底图"}
 
 
 def _addresses(live: Live, n: int) -> list[tuple[str, str]]:
     """(registered address, the grid of its household's group): one per village, from the
     register (the owner's connection; the web server cannot read addresses)."""
-    rows = _query(
-        live,
+    rows = query(
+        live.url,
         """
         SELECT DISTINCT ON (h.village_code) h.address_raw, g.code
           FROM households h
@@ -89,8 +68,8 @@ def test_address_search_finds_the_grid(live: Live, browser: Any) -> None:
 
 
 def test_locate_me_finds_the_grid_here(live: Live, browser: Any) -> None:
-    code, x, y = _query(
-        live,
+    code, x, y = query(
+        live.url,
         "SELECT g.code, ST_X(p), ST_Y(p) FROM (SELECT g.code, ST_PointOnSurface(g.geom) p "
         "FROM grids g JOIN plans pl ON pl.id = g.plan_id AND pl.status = 'active' "
         "ORDER BY g.code LIMIT 1 OFFSET 2) g",
@@ -113,29 +92,6 @@ def test_locate_me_finds_the_grid_here(live: Live, browser: Any) -> None:
     assert "无法获取位置" in page.inner_text("#gg-results")
     assert not page.visit.errors, page.visit.errors
     page.context.close()
-
-
-def _mbtiles(path: Path, fmt: str, tiles: dict[tuple[int, int, int], bytes]) -> Path:
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("CREATE TABLE metadata (name TEXT, value TEXT)")
-        conn.execute(
-            "CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, "
-            "tile_data BLOB)"
-        )
-        conn.executemany(
-            "INSERT INTO metadata VALUES (?, ?)",
-            [("name", "测试底图"), ("format", fmt), ("minzoom", "8"), ("maxzoom", "14"),
-             ("attribution", "本地底图")],
-        )  # fmt: skip
-        conn.executemany(
-            "INSERT INTO tiles VALUES (?, ?, ?, ?)",
-            [(z, x, (1 << z) - 1 - y, data) for (z, x, y), data in tiles.items()],
-        )
-        conn.commit()
-    finally:
-        conn.close()
-    return path
 
 
 def _tiles_around(live: Live, make: Any) -> dict[tuple[int, int, int], bytes]:
@@ -170,7 +126,7 @@ def test_raster_mbtiles_base_map(live: Live, browser: Any, tmp_path: Path) -> No
     buf = io.BytesIO()
     Image.new("RGB", (256, 256), LAND).save(buf, "PNG")
     png = buf.getvalue()
-    path = _mbtiles(tmp_path / "raster.mbtiles", "png", _tiles_around(live, lambda *a: png))
+    path = make_mbtiles(tmp_path / "raster.mbtiles", _tiles_around(live, lambda *a: png), meta=META)
     page = _with_basemap(live, browser, path)
     tiles = [u for u in page.visit.requests if "/basemap/mbtiles/" in u]
     assert tiles, page.visit.requests
@@ -201,7 +157,9 @@ def test_vector_mbtiles_base_map(live: Live, browser: Any, tmp_path: Path) -> No
         return gzip.compress(bytes(mvt))
 
     try:
-        path = _mbtiles(tmp_path / "vector.mbtiles", "pbf", _tiles_around(live, make))
+        path = make_mbtiles(
+            tmp_path / "vector.mbtiles", _tiles_around(live, make), fmt="pbf", meta=META
+        )
     finally:
         engine.dispose()
     page = _with_basemap(live, browser, path)
