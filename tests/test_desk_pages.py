@@ -7,13 +7,12 @@ me" by the browser's geolocation) and follows it on the status page; then, throu
 UI only, a grid worker reports a case and accepts it, the town leader registers and
 dispatches it, the grid worker starts and handles it (with a photo), the town leader checks,
 evaluates and closes it. Every page: no console error, no request leaving 127.0.0.1, no
-horizontal overflow; screenshots go to ``$GEOGRID_ARTIFACTS`` when set.
+horizontal overflow; screenshots go to the ``artifact_dir`` (``$GEOGRID_ARTIFACTS`` when set).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import re
 import socket
 import threading
@@ -62,7 +61,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def live(pg, _town_template, sample_town, tmp_path_factory, account_maker) -> Iterator[Live]:  # type: ignore[no-untyped-def]
+def live(
+    pg, _town_template, sample_town, tmp_path_factory, account_maker, artifact_dir
+) -> Iterator[Live]:  # type: ignore[no-untyped-def]
     import httpx
     import uvicorn
 
@@ -100,9 +101,7 @@ def live(pg, _town_template, sample_town, tmp_path_factory, account_maker) -> It
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     base = f"http://127.0.0.1:{port}"
-    artifacts = os.environ.get("GEOGRID_ARTIFACTS")
-    shots = Path(artifacts) / "desk" if artifacts else tmp_path_factory.mktemp("desk-shots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = Path(artifact_dir)
     sessions = {}
     accounts = {"grid_worker": grid, "town_leader": sample_town.town_code}
     with httpx.Client(base_url=base, timeout=30) as client:
@@ -235,7 +234,7 @@ def test_resident_complains_on_the_phone_and_follows_it(live: Live, browser: Any
     )
     wait_for(page, "!document.getElementById('gg-c-preview').hidden")
     page.fill("#gg-c-phone", "13700001111")
-    check_page(page, live.shots / "complain-phone-form.png")
+    check_page(page, live.shots / "complain-form-phone.png")
     with page.expect_response(lambda r: "/open311/v2/requests.json" in r.url) as posted:
         page.click("#gg-c-submit")
     assert posted.value.status == 200, posted.value.text()
@@ -244,7 +243,7 @@ def test_resident_complains_on_the_phone_and_follows_it(live: Live, browser: Any
     token = page.inner_text("#gg-c-token")
     assert rid.isdigit() and re.fullmatch(r"[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", token)
     assert page.inner_text("#gg-c-expected") != "—"
-    check_page(page, live.shots / "complain-phone-done.png")
+    check_page(page, live.shots / "complain-done-phone.png")
     # the status page takes the token from the session (never from the URL)
     page.click("#gg-c-track")
     page.wait_for_url(re.compile(r"/complain/status\?id=" + rid))
@@ -259,7 +258,7 @@ def test_resident_complains_on_the_phone_and_follows_it(live: Live, browser: Any
         "document.querySelector('#gg-s-photos img').complete",
     )
     assert page.evaluate("document.querySelector('#gg-s-photos img').naturalWidth") > 0
-    check_page(page, live.shots / "complain-phone-status.png")
+    check_page(page, live.shots / "complain-status-phone.png")
     # a wrong token is refused (403 in the console is the expected refusal)
     page.fill("#gg-s-token", "AAAA-BBBB-CCCC")
     page.click("#gg-s-form button[type=submit]")
@@ -286,7 +285,7 @@ def test_complaint_page_on_the_desktop(live: Live, browser: Any) -> None:
     page.click("#gg-c-submit")  # nothing filled in: every rule said in English
     text_ = page.inner_text("#gg-c-errors")
     assert "Choose a kind of problem" in text_ and "Describe the problem" in text_
-    check_page(page, live.shots / "complain-desktop.png")
+    check_page(page, live.shots / "complain-errors-desktop.png")
     page.context.close()
 
 
@@ -334,7 +333,7 @@ def test_case_through_the_desk(live: Live, browser: Any, size: str) -> None:
     shots = live.shots
     # the grid worker reports a case on the map and accepts it (首问负责)
     worker = _desk(browser, live, "grid_worker", viewport)
-    check_page(worker, shots / f"desk-{size}-worker-inbox.png")
+    check_page(worker, shots / f"desk-worker-inbox-{size}.png")
     worker.click("#gg-d-report-open")
     cats = worker.eval_on_selector_all("#gg-d-r-category option", "os => os.map(o => o.value)")
     worker.select_option("#gg-d-r-category", next(v for v in cats if len(v) == 4))
@@ -360,7 +359,7 @@ def test_case_through_the_desk(live: Live, browser: Any, size: str) -> None:
     case_id = int(worker.evaluate("document.body.dataset.reported"))
     assert worker.evaluate("ggDesk.state.current.status") == "reported"
     _act(worker, "accept", "已到现场确认")
-    check_page(worker, shots / f"desk-{size}-worker-accepted.png")
+    check_page(worker, shots / f"desk-worker-accepted-{size}.png")
     # the service centre registers and dispatches it
     leader = _desk(browser, live, "town_leader", viewport)
     _open(leader, case_id, phone)
@@ -369,7 +368,7 @@ def test_case_through_the_desk(live: Live, browser: Any, size: str) -> None:
     assert leader.evaluate("ggDesk.state.current.status") == "dispatched"
     if not phone:  # the map shows the case and its grid
         assert leader.evaluate("ggDesk.state.current.grid_code") == live.grid
-    check_page(leader, shots / f"desk-{size}-leader-dispatched.png")
+    check_page(leader, shots / f"desk-leader-dispatched-{size}.png")
     # the grid worker at the post handles it, with a photo
     worker.reload()
     wait_for(worker, "document.body.dataset.ready === '1'")
@@ -384,7 +383,7 @@ def test_case_through_the_desk(live: Live, browser: Any, size: str) -> None:
         "document.querySelector('#gg-d-timeline img').complete",
     )
     assert worker.evaluate("document.querySelector('#gg-d-timeline img').naturalWidth") > 0
-    check_page(worker, shots / f"desk-{size}-worker-handled.png")
+    check_page(worker, shots / f"desk-worker-handled-{size}.png")
     # the centre checks, evaluates and closes it
     leader.reload()
     wait_for(leader, "document.body.dataset.ready === '1'")
@@ -406,7 +405,7 @@ def test_case_through_the_desk(live: Live, browser: Any, size: str) -> None:
         "close",
     ]
     assert leader.locator("#gg-d-actions [data-action]").count() <= 2  # archive/comment at most
-    check_page(leader, shots / f"desk-{size}-leader-closed.png")
+    check_page(leader, shots / f"desk-leader-closed-{size}.png")
     if not phone:  # filters: grid, category, status, period
         code = leader.evaluate("ggDesk.state.current.category_code")
         leader.click(".gg-d-filters summary")
@@ -434,6 +433,6 @@ def test_case_through_the_desk(live: Live, browser: Any, size: str) -> None:
         stale.click(f'#gg-d-fields [data-confirm="{first}"]')
     wait_for(stale, "!document.getElementById('gg-d-result').hidden")
     assert "已被他人更新" in stale.inner_text("#gg-d-result")
-    check_page(stale, shots / f"desk-{size}-stale.png", expected_errors=re.compile(r"\b412\b"))
+    check_page(stale, shots / f"desk-stale-{size}.png", expected_errors=re.compile(r"\b412\b"))
     for p in (worker, leader, stale):
         p.context.close()

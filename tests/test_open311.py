@@ -439,6 +439,32 @@ def test_every_filter(world: World) -> None:
     assert root.tag == "service_requests" and len(root.findall("request")) == 1
 
 
+def test_staff_reports_are_not_public_requests(world: World) -> None:
+    r = world.client.post(
+        "/api/cases",
+        headers=world.leader,
+        json={
+            "category": world.code,
+            "lon": world.lon,
+            "lat": world.lat,
+            "description": "巡查发现：某户家庭矛盾",
+            "source": "grid_worker",
+        },
+    )
+    assert r.status_code == 201, r.text
+    staff = str(r.json()["case"]["id"])
+    assert staff not in {
+        x["service_request_id"] for x in world.client.get("/open311/v2/requests.json").json()
+    }
+    for url in (
+        f"/open311/v2/requests/{staff}.json",
+        f"/open311/v2/requests.json?service_request_id={staff}",
+    ):
+        r = world.client.get(url)
+        assert r.status_code in (200, 404) and "某户家庭矛盾" not in r.text
+    assert world.client.get(f"/open311/v2/requests/{staff}.json").status_code == 404
+
+
 # --------------------------------------------------------------------------- the rules
 
 LONG = "长" * 2001

@@ -31,7 +31,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.auth import allow, client_ip, secret_of
 from api.errors import status_for
 from geogrid.cases import open311_store as store
-from geogrid.cases import service as cases
 from geogrid.cases.open311 import (
     format_datetime,
     hash_token,
@@ -426,7 +425,7 @@ def media(
     if not request_id.isdigit():
         raise NotFound(f"no service request {request_id!r}")
     with _engine(request).connect() as conn:
-        pc = cases.public_case(conn, case_id=int(request_id))
+        pc = store.public_case(conn, int(request_id))
     if sha256 not in (pc.media or []):
         raise NotFound("no such photo of this request")
     path = file_path(request.app.state.settings.home, sha256, thumb=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from geogrid.cases import machine, service
+from geogrid.cases import machine, queries, service
 from geogrid.cases.open311 import (
     Attribute,
     RequestRecord,
@@ -28,7 +28,6 @@ from geogrid.cases.open311 import (
     service_notice,
 )
 from geogrid.cases.open311_input import Open311Invalid, Problem, Query, Submission
-from geogrid.cases.queries import SUMMARY_SQL
 from geogrid.errors import Forbidden, GeogridError, InvalidInput, NotFound
 from geogrid.files import IMAGE_TYPES, sniff_type
 from geogrid.ingest.address import normalise_address
@@ -40,6 +39,7 @@ __all__ = [
     "get_request",
     "list_requests",
     "load_services",
+    "public_case",
     "request_for_token",
     "submit",
 ]
@@ -47,13 +47,14 @@ __all__ = [
 #: Category classes not offered to the public: 特殊人群 (special populations) are sensitive
 #: personal information (PIPL); residents raise them by the hotline or with their grid worker.
 PRIVATE_CLASSES = ("05",)
+#: Sources whose cases are public service requests: residents' own reports (Open311, the
+#: hotline); the staff's patrol and inspection reports stay internal.
+PUBLIC_SOURCES = ("open311", "hotline")
 #: Submissions one client may make per window (``open311.submit``), and the window.
 SUBMIT_LIMIT = 20
 SUBMIT_WINDOW_S = 3600
 #: Largest photo a resident may upload (the request body is capped at 1 MiB before that).
 MAX_MEDIA_BYTES = 1024 * 1024
-#: The deepest a list may page (the case service returns at most this many).
-MAX_LISTED = 10_000
 #: Public media: the resident's photos only, as thumbnails.
 MEDIA_PATH = "/open311/v2/media/{id}/{sha}.jpg"
 
@@ -353,7 +354,7 @@ def _agencies(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
     centre; never a person), from the case service's own summary query."""
     if not ids:
         return {}
-    rows = conn.execute(text(f"{SUMMARY_SQL} WHERE c.id = ANY(:ids)"), {"ids": list(ids)})
+    rows = conn.execute(text(f"{queries.SUMMARY_SQL} WHERE c.id = ANY(:ids)"), {"ids": list(ids)})
     return {int(r.id): str(r.assignee_name) for r in rows if r.assignee_name}
 
 
@@ -402,7 +403,7 @@ def get_request(
         ``token_hash`` given but not this request's.
     """
     case_id = _case_id(request_id)
-    pc = service.public_case(conn, case_id=case_id)
+    pc = public_case(conn, case_id)
     extra = _extras(conn, [pc.id]).get(pc.id)
     record = _record(pc, services, base_url, extra, _agencies(conn, [pc.id]).get(pc.id))
     if token_hash is None:
@@ -445,32 +446,73 @@ def request_for_token(conn: Connection, token_hash: str) -> str:
     return str(case_id)
 
 
+#: The case service's public view of a case (no personal data) — its own SELECT, reused
+#: here with Open311's conditions (read-only use of the case tables, as agreed).
+_LIST_SQL = queries._PUBLIC_SQL
+
+
+def _public_where(query: Query) -> tuple[list[str], dict[str, Any]]:
+    """Conditions of the public list: residents' requests of public services, reported in
+    the period, of the statuses and services asked for."""
+    where = [
+        "c.status <> 'merged'",
+        "c.source = ANY(:sources)",
+        "NOT (coalesce(c.category_code, '') LIKE ANY(:private))",
+        "c.reported_at >= :start",
+        "c.reported_at < :end",
+    ]
+    params: dict[str, Any] = {
+        "sources": list(PUBLIC_SOURCES),
+        "private": [f"{p}%" for p in PRIVATE_CLASSES],
+        "start": query.start,
+        "end": query.end,
+    }
+    if query.statuses and set(query.statuses) != {"open", "closed"}:
+        closed = "closed" in query.statuses
+        where.append("c.status = ANY(:statuses)")
+        params["statuses"] = sorted(machine.CLOSED_STATUSES if closed else machine.OPEN_STATUSES)
+    if query.service_codes:
+        where.append("c.category_code LIKE ANY(:codes)")
+        params["codes"] = [f"{c}%" for c in query.service_codes]
+    return where, params
+
+
+def public_case(conn: Connection, case_id: int) -> Any:
+    """The public view of a case that is a public request (else :class:`NotFound`, the same
+    answer as for a case that does not exist)."""
+    pc = service.public_case(conn, case_id=case_id)
+    row = conn.execute(
+        text("SELECT source, category_code FROM cases WHERE id = :i"), {"i": pc.id}
+    ).one()
+    if row.source not in PUBLIC_SOURCES or (row.category_code or "").startswith(PRIVATE_CLASSES):
+        raise NotFound(f"no service request {case_id}")
+    return pc
+
+
 def list_requests(
     conn: Connection, query: Query, services: Mapping[str, Service], *, base_url: str
 ) -> list[RequestRecord]:
-    """The public requests a validated query selects, newest first (merged duplicates left
-    out; asked for by id, a duplicate answers with its original)."""
+    """The public requests a validated query selects, newest first: residents' own reports
+    (:data:`PUBLIC_SOURCES`) of public services; merged duplicates left out (asked for by
+    id, a duplicate answers with its original)."""
+    cases: list[Any] = []
     if query.ids:
-        cases: list[Any] = []
         for i in dict.fromkeys(query.ids):
             try:
-                cases.append(service.public_case(conn, case_id=_case_id(i)))
+                cases.append(public_case(conn, _case_id(i)))
             except NotFound:
                 continue
     else:
-        statuses: list[str] = []
-        if query.statuses and set(query.statuses) != {"open", "closed"}:
-            closed = "closed" in query.statuses
-            statuses = sorted(machine.CLOSED_STATUSES if closed else machine.OPEN_STATUSES)
-        skip = (query.page - 1) * query.page_size
-        cases = service.public_cases(
-            conn,
-            start=query.start,
-            end=query.end,
-            statuses=statuses,
-            category_codes=list(query.service_codes),
-            limit=min(skip + query.page_size, MAX_LISTED),
-        )[skip:]
+        where, params = _public_where(query)
+        params.update(lim=query.page_size, off=(query.page - 1) * query.page_size)
+        rows = conn.execute(
+            text(
+                f"{_LIST_SQL} WHERE {' AND '.join(where)} "
+                "ORDER BY c.reported_at DESC, c.id DESC LIMIT :lim OFFSET :off"
+            ),
+            params,
+        )
+        cases = [queries._public(r) for r in rows]
     ids = [c.id for c in cases]
     extras, agencies = _extras(conn, ids), _agencies(conn, ids)
     return [_record(c, services, base_url, extras.get(c.id), agencies.get(c.id)) for c in cases]
