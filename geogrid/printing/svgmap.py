@@ -107,7 +107,7 @@ class MapFrame:
         return 1000.0 / self.scale
 
     def project(self, geom: BaseGeometry) -> BaseGeometry:
-        """``geom`` (EPSG:4326) in paper millimetres (y down), simplified to 0.15 mm."""
+        """``geom`` (EPSG:4326) in paper millimetres (y down), simplified to 0.2 mm."""
         k = self.mm_per_metre
         ox, oy = self.origin
 
@@ -115,11 +115,11 @@ class MapFrame:
             x, y = self._to_metric.transform(xy[:, 0], xy[:, 1])
             return np.column_stack(((np.asarray(x) - ox) * k, (oy - np.asarray(y)) * k))
 
-        return shapely.transform(geom, paper).simplify(0.15, preserve_topology=True)
+        return shapely.transform(geom, paper).simplify(0.2, preserve_topology=True)
 
 
 def _ring(coords: Iterable[tuple[float, ...]]) -> str:
-    pts = [f"{x:.2f} {y:.2f}" for x, y, *_ in coords]
+    pts = [f"{x:.1f} {y:.1f}" for x, y, *_ in coords]
     return "M" + " L".join(pts) + " Z"
 
 
@@ -127,7 +127,7 @@ def svg_path(geom: BaseGeometry) -> str:
     """SVG path data of a (multi)polygon's rings (already in paper units).
 
     >>> svg_path(shapely.box(0, 0, 1, 1))
-    'M1.00 0.00 L1.00 1.00 L0.00 1.00 L0.00 0.00 L1.00 0.00 Z'
+    'M1.0 0.0 L1.0 1.0 L0.0 1.0 L0.0 0.0 L1.0 0.0 Z'
     """
     parts = []
     for poly in getattr(geom, "geoms", [geom]):
