@@ -339,7 +339,8 @@ async def quiet_lists(port: int, team: Team, reps: int) -> Stats:
     stats = Stats()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         for kind, path in (("inbox (town)", "/api/cases/inbox?limit=50"),
-                           ("overdue (town)", "/api/cases/due?kind=overdue&limit=50")):  # fmt: skip
+                           ("overdue (town)", "/api/cases/due?kind=overdue&limit=50"),
+                           ("baseline", BASELINE)):  # fmt: skip
             await _send(client, Stats(), kind, "GET", path, headers=team.centre_headers)
             for _ in range(reps):
                 await _send(client, stats, kind, "GET", path, headers=team.centre_headers)
@@ -475,7 +476,10 @@ async def drive(url: str, port: int, args: argparse.Namespace) -> list[tuple[str
 # --------------------------------------------------------------------------- report
 
 
-KINDS = ("create", "transition", "get case", "inbox (town)", "overdue (town)")
+KINDS = ("create", "transition", "get case", "inbox (town)", "overdue (town)", "baseline")
+#: A signed-in request doing next to nothing (a deadline on the cached calendar): what
+#: HTTP, authentication and the framework cost by themselves.
+BASELINE = "/api/calendar/deadline?start=2026-11-30T09:00%2B08:00&amount=3&unit=days"
 
 
 def report(results: list[tuple[str, Stats, float]], args: argparse.Namespace) -> bool:
