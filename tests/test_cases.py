@@ -929,3 +929,41 @@ def _legal(row: Any, history: list[Any]) -> None:
         assert status in machine.OPEN_STATUSES and row["pending_data"]["to_user"]
     if status in ("dispatched", "in_progress", "handled"):
         assert row["assignee_kind"] in ("grid", "village", "department")
+
+
+def test_the_public_view_of_residents_reports(desk: Desk) -> None:
+    staff = _report(desk).case
+    _report(desk, "resident", source="hotline", category="0601")
+    resident = _report(desk, "resident", source="open311", reporter=Reporter("赵六", "13600000000"))
+    rid = resident.case.id
+    _act(desk, "leader", rid, "accept")
+    with desk.engine.begin() as conn:
+        service.transition(
+            conn,
+            principal=desk.principals["leader"],
+            case_id=rid,
+            action="comment",
+            expected_version=None,
+            note="已安排网格员核实",
+            public=True,
+        )
+        service.transition(
+            conn,
+            principal=desk.principals["leader"],
+            case_id=rid,
+            action="comment",
+            expected_version=None,
+            note="内部备注",
+        )
+    with desk.engine.connect() as conn:
+        one = service.public_case(conn, case_id=rid)
+        listed = service.public_cases(conn, sources=("open311", "hotline"), limit=10_000)
+        picked = service.public_cases(conn, case_ids=[rid, staff.id], sources=("open311",))
+        page2 = service.public_cases(conn, sources=("open311", "hotline"), limit=1, offset=1)
+    assert one.source == "open311" and one.last_public_note == "已安排网格员核实"
+    assert [e.note for e in one.public_events] == ["", "已安排网格员核实"]
+    assert one.agency  # the service centre's town name until dispatched
+    assert "赵六" not in repr(one) and "13600000000" not in repr(one)
+    assert rid in {c.id for c in listed} and staff.id not in {c.id for c in listed}
+    assert [c.id for c in picked] == [rid]
+    assert len(page2) == 1 and page2[0].id != listed[0].id

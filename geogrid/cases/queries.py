@@ -26,6 +26,7 @@ from geogrid.cases.shapes import (
     Owner,
     PostInfo,
     PublicCase,
+    PublicEvent,
 )
 from geogrid.errors import InvalidInput, NotFound
 
@@ -38,6 +39,7 @@ __all__ = [
     "list_categories",
     "public_case",
     "public_cases",
+    "public_events",
     "resolve_category",
     "setting",
 ]
@@ -409,33 +411,53 @@ def list_categories(conn: Connection, *, include_inactive: bool = False) -> list
 _PUBLIC_SQL: Final = """
 SELECT c.id, c.case_no, c.category_code, c.category, c.status, c.description,
        ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat, c.reported_at, c.updated_at, c.due_at,
-       c.address, c.merged_into,
+       c.address, c.merged_into, c.source,
        (SELECT e.note FROM case_events e WHERE e.case_id = c.id AND e.public AND e.note <> ''
         ORDER BY e.seq DESC LIMIT 1) AS last_public_note,
        coalesce((SELECT array_agg(f.sha256 ORDER BY f.seq, f.sha256) FROM case_files f
                  JOIN stored_files s ON s.sha256 = f.sha256
                  JOIN case_events e ON e.case_id = f.case_id AND e.seq = f.seq
                  WHERE f.case_id = c.id AND s.mime LIKE 'image/%'
-                   AND (e.public OR e.seq = 1)), '{}') AS media
+                   AND (e.public OR e.seq = 1)), '{}') AS media,
+       CASE c.assignee_kind
+         WHEN 'department' THEN (SELECT d.name FROM case_departments d
+                                 WHERE d.code = c.assignee_code)
+         WHEN 'grid' THEN (SELECT g.name FROM grids g JOIN plans p ON p.id = g.plan_id
+                           WHERE g.code = c.assignee_code ORDER BY p.status = 'active' DESC,
+                           p.id DESC LIMIT 1)
+         ELSE (SELECT a.name FROM admin_areas a WHERE a.code = c.assignee_code) END AS agency
 FROM cases c
 """
 
 
-def _public(row: Any) -> PublicCase:
+def _public(row: Any, events: list[PublicEvent] | None = None) -> PublicCase:
     m = dict(row._mapping)
     m["media"] = list(m["media"])
     m["lon"], m["lat"] = float(m["lon"]), float(m["lat"])
-    return PublicCase(**m)
+    return PublicCase(**m, public_events=events or [])
+
+
+def public_events(conn: Connection, case_id: int) -> list[PublicEvent]:
+    """The steps of a case residents may see (the report and events marked public)."""
+    rows = conn.execute(
+        text(
+            "SELECT at, to_status, note FROM case_events WHERE case_id = :id "
+            "AND (public OR seq = 1) ORDER BY seq"
+        ),
+        {"id": case_id},
+    ).all()
+    return [PublicEvent(r.at, r.to_status, r.note) for r in rows]
 
 
 def public_case(conn: Connection, *, case_id: int) -> PublicCase:
-    """One case as the public sees it; a merged duplicate answers with its original."""
+    """One case as the public sees it, with its public steps; a merged duplicate answers
+    with its original."""
     for _ in range(10):  # merged chains are short; the bound guards against a cycle
         row = conn.execute(text(f"{_PUBLIC_SQL} WHERE c.id = :id"), {"id": case_id}).first()
         if row is None:
             raise NotFound(f"no case {case_id}")
         if row.merged_into is None:
-            return _public(row)
+            return _public(row, public_events(conn, case_id))
         case_id = int(row.merged_into)
     raise NotFound(f"no case {case_id}")
 
@@ -447,33 +469,48 @@ def public_cases(
     end: datetime | None = None,
     statuses: Sequence[str] = (),
     category_codes: Sequence[str] = (),
+    sources: Sequence[str] = (),
+    case_ids: Sequence[int] = (),
     limit: int = 1000,
+    offset: int = 0,
 ) -> list[PublicCase]:
-    """Cases reported in [start, end) of the given statuses and categories (code prefixes),
-    newest first; merged duplicates left out."""
+    """Cases reported in [start, end) of the given statuses, categories (code prefixes) and
+    sources, newest first, merged duplicates left out; ``case_ids`` picks cases by id (the
+    other filters except ``sources`` then ignored). ``public_events`` is left empty here."""
     bad = set(statuses) - set(machine.STATUSES)
     if bad:
         raise InvalidInput(f"unknown status {sorted(bad)}")
+    if set(sources) - set(machine.SOURCES):
+        raise InvalidInput(f"source must be one of {', '.join(machine.SOURCES)}")
     if not 1 <= limit <= 10_000:
         raise InvalidInput("limit must be between 1 and 10000")
+    if offset < 0:
+        raise InvalidInput("offset must not be negative")
     where = ["c.status <> 'merged'"]
-    params: dict[str, Any] = {"lim": limit}
-    if start:
-        where.append("c.reported_at >= :start")
-        params["start"] = start
-    if end:
-        where.append("c.reported_at < :end")
-        params["end"] = end
-    if statuses:
-        where.append("c.status = ANY(:st)")
-        params["st"] = list(statuses)
-    if category_codes:
-        where.append("c.category_code LIKE ANY(:cats)")
-        params["cats"] = [f"{c}%" for c in category_codes]
+    params: dict[str, Any] = {"lim": limit, "off": offset}
+    if sources:
+        where.append("c.source = ANY(:sources)")
+        params["sources"] = list(sources)
+    if case_ids:
+        where.append("c.id = ANY(:ids)")
+        params["ids"] = [int(i) for i in case_ids]
+    else:
+        if start:
+            where.append("c.reported_at >= :start")
+            params["start"] = start
+        if end:
+            where.append("c.reported_at < :end")
+            params["end"] = end
+        if statuses:
+            where.append("c.status = ANY(:st)")
+            params["st"] = list(statuses)
+        if category_codes:
+            where.append("c.category_code LIKE ANY(:cats)")
+            params["cats"] = [f"{c}%" for c in category_codes]
     rows = conn.execute(
         text(
             f"{_PUBLIC_SQL} WHERE {' AND '.join(where)} ORDER BY c.reported_at DESC, c.id DESC "
-            "LIMIT :lim"
+            "LIMIT :lim OFFSET :off"
         ),
         params,
     ).all()

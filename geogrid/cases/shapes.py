@@ -18,6 +18,7 @@ __all__ = [
     "Event",
     "GridDue",
     "PublicCase",
+    "PublicEvent",
     "Reporter",
     "ReporterMasked",
 ]
@@ -210,3 +211,16 @@ class PublicCase:
     last_public_note: str | None
     media: list[str]
     merged_into: int | None
+    source: str = ""
+    agency: str | None = None
+    """The name of the post handling it (a grid, village, department or the centre)."""
+    public_events: list[PublicEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PublicEvent:
+    """A step residents may see: when, the status it led to, its public note."""
+
+    at: datetime
+    to_status: str
+    note: str
