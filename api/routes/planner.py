@@ -8,12 +8,23 @@ Mounted by :mod:`api.routes.plans` (same ``/api`` prefix, same helpers). Every e
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Header, Path, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ConnDep, EngineDep
@@ -136,22 +147,56 @@ class PhotoPublic(BaseModel):
     url: str
 
 
-def _expected(if_match: str | None, plan_id: int) -> int | JSONResponse | None:
+@dataclass
+class DraftEdit:
+    """An edit request on a draft, checked: the plan's town, the version the caller edited
+    (``If-Match``) and what :meth:`done` needs to audit it and answer with the new ETag."""
+
+    plan_id: int
+    town: str
+    expected: int | None
+    engine: Any
+    request: Request
+    response: Response
+    principal: Any
+
+    @property
+    def author(self) -> str | None:
+        return getattr(self.principal, "username", None)
+
+    def done(self, result: history.EditResult, detail: dict[str, Any]) -> EditPublic:
+        _audit(self.request, self.principal, f"plan.{result.kind}", self.town,
+               {"plan": self.plan_id, **detail})  # fmt: skip
+        self.response.headers["ETag"] = result.etag
+        return EditPublic.model_validate({**asdict(result), "etag": result.etag})
+
+
+def draft_edit(
+    plan_id: PlanId,
+    engine: EngineDep,
+    conn: ConnDep,
+    request: Request,
+    response: Response,
+    principal: PlanWriter,
+    if_match: IfMatch = None,
+) -> DraftEdit:
+    """The dependency of every edit route: ``plan.write`` on the plan's town, ``If-Match``
+    required (428 without; 412 from the service when stale)."""
+    town = _check_plan(conn, principal, "plan.write", plan_id)
     if not if_match:
-        return JSONResponse(
+        exc = HTTPException(
             status_code=428,
-            content={
-                "code": "PreconditionRequired",
-                "description": f"send If-Match with the ETag of GET /api/plans/{plan_id} "
-                "so concurrent edits are not lost.",
-            },
+            detail=f"send If-Match with the ETag of GET /api/plans/{plan_id} "
+            "so concurrent edits are not lost.",
         )
-    return plans.version_from_if_match(if_match, plan_id)
+        exc.code = "PreconditionRequired"  # type: ignore[attr-defined]
+        raise exc
+    expected = plans.version_from_if_match(if_match, plan_id)
+    conn.rollback()  # no snapshot held across the edit
+    return DraftEdit(plan_id, town, expected, engine, request, response, principal)
 
 
-def _edit_public(result: history.EditResult, response: Response) -> EditPublic:
-    response.headers["ETag"] = result.etag
-    return EditPublic.model_validate({**asdict(result), "etag": result.etag})
+EditDep = Annotated[DraftEdit, Depends(draft_edit)]
 
 
 # --------------------------------------------------------------------------- history
@@ -172,57 +217,20 @@ def plan_history(plan_id: PlanId, conn: ConnDep, principal: PlanReader) -> Histo
     )
 
 
-def _step(
-    kind: Literal["undo", "redo"],
-    plan_id: int,
-    engine: Any,
-    conn: Any,
-    request: Request,
-    response: Response,
-    principal: Any,
-    if_match: str | None,
-) -> EditPublic | JSONResponse:
-    town = _check_plan(conn, principal, "plan.write", plan_id)
-    expected = _expected(if_match, plan_id)
-    if isinstance(expected, JSONResponse):
-        return expected
-    conn.rollback()
-    step = history.undo if kind == "undo" else history.redo
-    result = step(engine, plan_id, expected_version=expected, author=_who(principal))
-    _audit(request, principal, f"plan.{kind}", town, {"plan": plan_id, "of": result.payload["of"]})
-    return _edit_public(result, response)
-
-
-def _who(principal: Any) -> str | None:
-    return getattr(principal, "username", None)
-
-
 @router.post("/plans/{plan_id}/undo", response_model=EditPublic, responses=_EDIT_ERRORS)
-def undo(
-    plan_id: PlanId,
-    engine: EngineDep,
-    conn: ConnDep,
-    request: Request,
-    response: Response,
-    principal: PlanWriter,
-    if_match: IfMatch = None,
-) -> EditPublic | JSONResponse:
+def undo(edit: EditDep) -> EditPublic:
     """Undo the last edit of a draft still in effect (a new version of the plan)."""
-    return _step("undo", plan_id, engine, conn, request, response, principal, if_match)
+    result = history.undo(edit.engine, edit.plan_id, expected_version=edit.expected,
+                          author=edit.author)  # fmt: skip
+    return edit.done(result, {"of": result.payload["of"]})
 
 
 @router.post("/plans/{plan_id}/redo", response_model=EditPublic, responses=_EDIT_ERRORS)
-def redo(
-    plan_id: PlanId,
-    engine: EngineDep,
-    conn: ConnDep,
-    request: Request,
-    response: Response,
-    principal: PlanWriter,
-    if_match: IfMatch = None,
-) -> EditPublic | JSONResponse:
+def redo(edit: EditDep) -> EditPublic:
     """Redo the edit undone last (a new version of the plan)."""
-    return _step("redo", plan_id, engine, conn, request, response, principal, if_match)
+    result = history.redo(edit.engine, edit.plan_id, expected_version=edit.expected,
+                          author=edit.author)  # fmt: skip
+    return edit.done(result, {"of": result.payload["of"]})
 
 
 # --------------------------------------------------------------------------- edits
@@ -254,52 +262,19 @@ def preview_move(
 
 
 @router.put("/plans/{plan_id}/grids/{code}/name", response_model=EditPublic, responses=_EDIT_ERRORS)
-def rename_grid(
-    plan_id: PlanId,
-    code: GridCodePath,
-    body: RenameCreate,
-    engine: EngineDep,
-    conn: ConnDep,
-    request: Request,
-    response: Response,
-    principal: PlanWriter,
-    if_match: IfMatch = None,
-) -> EditPublic | JSONResponse:
+def rename_grid(code: GridCodePath, body: RenameCreate, edit: EditDep) -> EditPublic:
     """Rename a basic grid of a draft (``If-Match`` required)."""
-    town = _check_plan(conn, principal, "plan.write", plan_id)
-    expected = _expected(if_match, plan_id)
-    if isinstance(expected, JSONResponse):
-        return expected
-    conn.rollback()
-    result = edits.rename_grid(engine, plan_id, code, body.name, expected_version=expected,
-                               author=_who(principal))  # fmt: skip
-    _audit(request, principal, "plan.rename", town, {"plan": plan_id, "grid": code})
-    return _edit_public(result, response)
+    result = edits.rename_grid(edit.engine, edit.plan_id, code, body.name,
+                               expected_version=edit.expected, author=edit.author)  # fmt: skip
+    return edit.done(result, {"grid": code})
 
 
 @router.put("/plans/{plan_id}/grids/{code}/lock", response_model=EditPublic, responses=_EDIT_ERRORS)
-def lock_grid(
-    plan_id: PlanId,
-    code: GridCodePath,
-    body: LockCreate,
-    engine: EngineDep,
-    conn: ConnDep,
-    request: Request,
-    response: Response,
-    principal: PlanWriter,
-    if_match: IfMatch = None,
-) -> EditPublic | JSONResponse:
+def lock_grid(code: GridCodePath, body: LockCreate, edit: EditDep) -> EditPublic:
     """Lock a basic grid (redraws and village re-runs keep it as it is) or unlock it."""
-    town = _check_plan(conn, principal, "plan.write", plan_id)
-    expected = _expected(if_match, plan_id)
-    if isinstance(expected, JSONResponse):
-        return expected
-    conn.rollback()
-    result = edits.set_lock(engine, plan_id, code, body.locked, expected_version=expected,
-                            author=_who(principal))  # fmt: skip
-    _audit(request, principal, "plan.lock", town,
-           {"plan": plan_id, "grid": code, "locked": body.locked})  # fmt: skip
-    return _edit_public(result, response)
+    result = edits.set_lock(edit.engine, edit.plan_id, code, body.locked,
+                            expected_version=edit.expected, author=edit.author)  # fmt: skip
+    return edit.done(result, {"grid": code})
 
 
 @router.post(
@@ -307,29 +282,12 @@ def lock_grid(
     response_model=EditPublic,
     responses=_EDIT_ERRORS,
 )
-def rerun_village(
-    plan_id: PlanId,
-    village_code: VillageCode,
-    body: RerunCreate,
-    engine: EngineDep,
-    conn: ConnDep,
-    request: Request,
-    response: Response,
-    principal: PlanWriter,
-    if_match: IfMatch = None,
-) -> EditPublic | JSONResponse:
+def rerun_village(village_code: VillageCode, body: RerunCreate, edit: EditDep) -> EditPublic:
     """Partition one village of a draft again into ``grids`` grids; other villages and the
     village's locked grids are kept."""
-    town = _check_plan(conn, principal, "plan.write", plan_id)
-    expected = _expected(if_match, plan_id)
-    if isinstance(expected, JSONResponse):
-        return expected
-    conn.rollback()
-    result = edits.rerun_village(engine, plan_id, village_code, grids=body.grids,
-                                 expected_version=expected, author=_who(principal))  # fmt: skip
-    _audit(request, principal, "plan.rerun", town,
-           {"plan": plan_id, "village": village_code, "grids": body.grids})  # fmt: skip
-    return _edit_public(result, response)
+    result = edits.rerun_village(edit.engine, edit.plan_id, village_code, grids=body.grids,
+                                 expected_version=edit.expected, author=edit.author)  # fmt: skip
+    return edit.done(result, {"village": village_code, "grids": body.grids})
 
 
 # --------------------------------------------------------------------------- exports
