@@ -70,7 +70,8 @@ SELECT c.id, c.case_no, c.category, c.category_code, k.name AS category_name, c.
          ELSE (SELECT a.name FROM admin_areas a WHERE a.code = c.assignee_code) END
          AS assignee_name,
        c.owner_id, u.username AS owner_name, c.pending, c.due_at, c.deadline_problem,
-       coalesce({OVERDUE_SQL}, false) AS overdue, c.rework_count, c.merged_into, c.version
+       coalesce({OVERDUE_SQL}, false) AS overdue, c.rework_count, c.merged_into, c.version,
+       c.pending_data, c.handled_by, c.resume_status, c.route_kind, c.route_code
 FROM cases c
 LEFT JOIN case_categories k ON k.code = c.category_code
 LEFT JOIN users u ON u.id = c.owner_id
@@ -133,8 +134,13 @@ def _paged(
     _page(limit, offset)
     cond = " AND ".join(where)
     total = conn.execute(text(f"SELECT count(*) FROM cases c WHERE {cond}"), params).scalar_one()
+    # the page's ids first, then the joins and names for those rows only
     rows = conn.execute(
-        text(f"{SUMMARY_SQL} WHERE {cond} ORDER BY {order} LIMIT :lim OFFSET :off"),
+        text(
+            f"WITH page AS (SELECT c.id, row_number() OVER (ORDER BY {order}) AS rn "
+            f"FROM cases c WHERE {cond} ORDER BY {order} LIMIT :lim OFFSET :off) "
+            f"{SUMMARY_SQL} JOIN page ON page.id = c.id ORDER BY page.rn"
+        ),
         {**params, "lim": limit, "off": offset},
     ).all()
     return [summary(r) for r in rows], int(total)

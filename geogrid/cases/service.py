@@ -512,8 +512,8 @@ def _masked_reporter(conn: Connection, case_id: int) -> ReporterMasked | None:
 
 def _assemble(conn: Connection, principal: Principal | None, row: Any) -> CaseDetail:
     base = summary(row)
-    raw = conn.execute(text("SELECT * FROM cases WHERE id = :id"), {"id": base.id}).first()
-    allowed = workflow.allowed(conn, principal, dict(raw._mapping)) if principal and raw else []
+    # the summary row holds every field the machine's checks read
+    allowed = workflow.allowed(conn, principal, dict(row._mapping)) if principal else []
     return CaseDetail(
         **base.__dict__,
         reporter=_masked_reporter(conn, base.id),

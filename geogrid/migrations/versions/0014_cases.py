@@ -247,6 +247,13 @@ def _case_columns() -> None:
     op.create_index("ix_cases_open_assignee", "cases", ["assignee_kind", "assignee_code"],
                     postgresql_where=open_)  # fmt: skip
     op.create_index("ix_cases_status", "cases", ["status"])
+    # queues (inbox, due lists) of a scope: open cases only, with what their tests read
+    op.execute(
+        "CREATE INDEX ix_cases_open_queue ON cases "
+        "((coalesce(grid_code, village_code)) text_pattern_ops) INCLUDE (id, status, source, "
+        "pending, assignee_kind, assignee_code, handled_by, due_at, pending_data) "
+        f"WHERE status IN ({_in(OPEN)})"
+    )
     op.create_index("ix_cases_current_grid_code", "cases", ["current_grid_code"])
     op.execute("CREATE SEQUENCE case_no_seq")
 
@@ -487,7 +494,8 @@ def downgrade() -> None:
     op.drop_table("case_events")
     op.execute("DROP FUNCTION geogrid_case_events_refuse()")
     op.execute("DROP SEQUENCE case_no_seq")
-    for index in ("ix_cases_open_due_at", "ix_cases_open_assignee", "ix_cases_status",
+    for index in ("ix_cases_open_queue", "ix_cases_open_due_at", "ix_cases_open_assignee",
+                  "ix_cases_status",
                   "ix_cases_current_grid_code"):  # fmt: skip
         op.drop_index(index, table_name="cases")
     for fk in ("fk_cases_merged_into_cases", "fk_cases_owner_id_users",
