@@ -25,6 +25,7 @@ Create Date: 2026-11-30
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -195,7 +196,7 @@ def _dictionary() -> None:
 def _case_columns() -> None:
     op.drop_constraint(op.f("ck_cases_status"), "cases", type_="check")
     op.execute("UPDATE cases SET status = 'checked' WHERE status = 'verified'")
-    add = [
+    add: list[sa.Column[Any]] = [
         sa.Column("category_code", sa.String(4), nullable=True),
         sa.Column("source", sa.String(12), server_default="import", nullable=False),
         sa.Column("priority", sa.SmallInteger(), server_default="2", nullable=False),
