@@ -243,3 +243,16 @@ def test_preview_warns_of_band_and_refuses_contiguity(town: Town, draft: int) ->
     assert exc.value.detail["warnings"] == band.warnings
     plans.move_group_in_plan(e, draft, group=f"{band.village_code}/{band.unit}",
                              to_grid_code=band.to_grid or "", confirm=True)  # fmt: skip
+
+
+def test_redraw_keeps_grids_named_locked(town: Town) -> None:
+    e = town.engine
+    grid = sorted(k for k in state(e, town.active) if not k.startswith("_"))[0]
+    redrawn = plans.create_plan(e, TOWN, redraw_from=town.active, locked=[grid], jobs=1)
+    kept = state(e, redrawn)[grid]
+    assert kept[3] is True and kept[1:3] == state(e, town.active)[grid][1:3]
+    with e.connect() as conn:
+        assert plans.get_plan(conn, redrawn).params["locked"] == [grid]
+    with pytest.raises(InvalidInput) as exc:
+        plans.create_plan(e, TOWN, locked=[grid], jobs=1)
+    assert exc.value.detail["reason"] == "locked_without_redraw"
