@@ -81,9 +81,10 @@ def render_cards(
         {"role": t(f"role.{s.role}"), "name": s.name, "phone": s.phone or ""}
         for s in place.staff[:STAFF_LINES]
     ]
+    sep = " " if lang == "zh" else ", "
     cards = [
-        " ".join(x for x in (h.group, h.natural_village, h.house_number and (
-            h.house_number if lang == "en" else f"{h.house_number}号")) if x)
+        sep.join(x for x in (h.group, h.natural_village,
+                             h.house_number and t("cards.house_no", n=h.house_number)) if x)
         for h in homes
     ]  # fmt: skip
     pages = [cards[i : i + CARDS_PER_PAGE] for i in range(0, len(cards), CARDS_PER_PAGE)]

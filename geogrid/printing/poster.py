@@ -94,7 +94,7 @@ def _layers(place: PrintPlace) -> tuple[list[Layer], list[tuple[Style, str]]]:
         layers = [
             Layer(NEIGHBOUR, others, label_size=2.8, label_colour="#555"),
             Layer(FOCUS, [(grid, None)]),
-            Layer(GROUP, groups, label_size=2.8, label_colour="#1b5e20"),
+            Layer(GROUP, groups, label_size=2.8, label_colour="#1b5e20", label_first=True),
             village_lines,
             Layer(FOCUS_LINE, [(grid, None)]),
         ]

@@ -156,14 +156,29 @@ class Layer:
     label_colour: str = "#222"
     label_weight: str = "normal"
     fills: Sequence[str] | None = None
+    #: this layer's labels are placed before other layers' (they win where labels collide)
+    label_first: bool = False
 
 
-def _label(frame_geom: BaseGeometry, text: str, size: float, colour: str, weight: str) -> str:
-    # only where it fits roughly: a label wider than its shape would cover the neighbours
+def _label(
+    frame_geom: BaseGeometry,
+    text: str,
+    size: float,
+    colour: str,
+    weight: str,
+    placed: list[BaseGeometry],
+) -> str:
+    # only where it fits roughly: a label wider than its shape would cover the neighbours,
+    # and none over a label placed before it (earlier layers win)
     x0, y0, x1, y1 = frame_geom.bounds
-    if len(text) * size * 0.9 > (x1 - x0) * 1.4 or size > (y1 - y0):
+    width = len(text) * size * 0.95
+    if width > (x1 - x0) * 1.4 or size > (y1 - y0):
         return ""
     p = frame_geom.representative_point()
+    box = shapely.box(p.x - width / 2, p.y - size / 2, p.x + width / 2, p.y + size / 2)
+    if any(box.intersects(b) for b in placed):
+        return ""
+    placed.append(box)
     at = (
         f'x="{p.x:.2f}" y="{p.y + size * 0.35:.2f}" font-size="{size}" text-anchor="middle" '
         f'font-weight="{weight}"'
@@ -240,6 +255,8 @@ def svg_map(
     w, h = frame.width, frame.height
     body: list[str] = []
     labels: list[str] = []
+    placed: list[BaseGeometry] = []
+    pending: list[tuple[bool, BaseGeometry, str, Layer]] = []
     for layer in layers:
         for i, (geom, label) in enumerate(layer.shapes):
             g = frame.project(geom)
@@ -250,9 +267,11 @@ def svg_map(
                 style = Style(layer.fills[i], style.stroke, style.width, style.dash, style.opacity)
             body.append(f'<path d="{svg_path(g)}" {_attrs(style)} fill-rule="evenodd"/>')
             if label:
-                labels.append(
-                    _label(g, label, layer.label_size, layer.label_colour, layer.label_weight)
-                )
+                pending.append((not layer.label_first, g, label, layer))
+    for _, g, label, layer in sorted(pending, key=lambda x: x[0]):  # stable: layer order
+        labels.append(
+            _label(g, label, layer.label_size, layer.label_colour, layer.label_weight, placed)
+        )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}mm" height="{h}mm" '
         f'viewBox="0 0 {w} {h}" font-family="Noto Sans CJK SC">'
