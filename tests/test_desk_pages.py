@@ -412,7 +412,9 @@ def test_case_through_the_desk(live: Live, browser: Any, size: str) -> None:
         leader.fill("#gg-d-grid", live.grid)
         leader.select_option("#gg-d-category", code)
         leader.select_option("#gg-d-status", "closed")
-        with leader.expect_response(lambda r: "/api/cases?" in r.url) as listed:
+        with leader.expect_response(
+            lambda r: "/api/cases?" in r.url and "grid=" in r.url
+        ) as listed:
             leader.click("#gg-d-filters button[type=submit]")
         for part in (f"grid={live.grid}", f"category={code}", "status=closed"):
             assert part in listed.value.url

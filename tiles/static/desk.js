@@ -203,8 +203,9 @@
     });
   }
 
+  var loads = 0;
   function load(append) {
-    var fetches;
+    var fetches, mine = ++loads; // an older answer arriving late must not overwrite a newer one
     if (!append) {
       state.parts = partsFor(state.queue).map(function (extra) { return { extra: extra, offset: 0, total: null }; });
       fetches = Promise.all(state.parts.map(fetchPart)).then(function (pages) {
@@ -215,6 +216,7 @@
       fetches = next ? fetchPart(next) : Promise.resolve([]);
     }
     return fetches.then(function (items) {
+      if (mine !== loads) { return state.items; }
       state.items = (append ? state.items : []).concat(items);
       state.items.sort(overdueFirst);
       state.total = state.parts.reduce(function (n, p) { return n + (p.total || 0); }, 0);
@@ -224,8 +226,14 @@
   }
 
   function counts() {
-    ["inbox", "overdue", "soon"].forEach(function (q) {
-      var url = q === "inbox" ? "/api/cases/inbox?limit=1" : "/api/cases/due?limit=1&kind=" + q;
+    var chips = document.querySelectorAll("#gg-d-statuses [data-status]");
+    var queues = ["inbox", "overdue", "soon"].concat(Array.prototype.map.call(chips, function (b) {
+      return "status-" + b.dataset.status;
+    }));
+    queues.forEach(function (q) {
+      var url = q === "inbox" ? "/api/cases/inbox?limit=1"
+        : q.indexOf("status-") === 0 ? "/api/cases?limit=1&status=" + encodeURIComponent(q.slice(7))
+        : "/api/cases/due?limit=1&kind=" + q;
       api(url).then(function (res) {
         var el = document.querySelector('[data-count="' + q + '"]');
         if (el) { el.textContent = res.data && res.data.total ? String(res.data.total) : ""; }
@@ -521,10 +529,11 @@
     var statuses = machine.statuses || [];
     statuses = statuses.map(function (s) { return typeof s === "string" ? s : s.status || s.code; });
     fillSelect($("gg-d-status"), statuses.map(function (s) { return [s, label("status", s)]; }));
-    var open = machine.open || statuses;
+    var openSet = machine.open || statuses;
+    var open = statuses.filter(function (st) { return openSet.indexOf(st) >= 0; }); // workflow order
     $("gg-d-statuses").innerHTML = open.map(function (s) {
       return '<button type="button" data-status="' + GG.esc(s) + '" aria-pressed="false" class="gg-d-chip gg-d-s-' +
-        GG.esc(s) + '">' + GG.esc(label("status", s)) + "</button>";
+        GG.esc(s) + '">' + GG.esc(label("status", s)) + ' <b data-count="status-' + GG.esc(s) + '"></b></button>';
     }).join("");
     var catOptions = cats.filter(function (c) { return c.active !== false; }).map(function (c) {
       return [c.code, (c.parent_code ? "　" : "") + c.name];
