@@ -16,8 +16,9 @@ One command:
    a grid (its grid worker) and a town leader and runs cases through the whole workflow
    over HTTP — create (grid worker, a point in its grid), accept, register, dispatch,
    start, handle, check_pass, evaluate, close, archive (each with ``If-Match`` from the
-   previous answer) — and after each case reads it back, the town leader's inbox and the
-   town's overdue list. Any answer other than 2xx, and any transport error, is an error.
+   previous answer) — and after each case reads it back; after every ``--lists-every``-th
+   case (default 5, i.e. once per ~45 transitions) the town leader's inbox and the town's
+   overdue list. Any answer other than 2xx, and any transport error, is an error.
 3. Quiet: the town's inbox and overdue list read one at a time (``--reps`` each).
 
 Prints requests/s, p50 and p95 per request kind and level, and each target with its
@@ -288,10 +289,13 @@ async def sign_in_all(
 
 
 async def case_loop(
-    client: httpx.AsyncClient, stats: Stats, team: Team, seed: int, until: float
-) -> None:
-    """Cases through the whole workflow, one after the other, until ``until``."""
+    client: httpx.AsyncClient, stats: Stats, team: Team, seed: int, until: float,
+    lists_every: int,
+) -> None:  # fmt: skip
+    """Cases through the whole workflow, one after the other, until ``until``; the town's
+    inbox and overdue list after every ``lists_every``-th case."""
     rng = random.Random(seed)
+    done = 0
     while time.monotonic() < until:
         lon, lat = rng.choice(team.points)
         body = {"category": rng.choice(CATEGORIES), "lon": lon, "lat": lat,
@@ -313,15 +317,17 @@ async def case_loop(
             etag = r.headers.get("etag", "")
         await _send(client, stats, "get case", "GET", f"/api/cases/{case_id}",
                     headers=team.grid_headers)  # fmt: skip
-        await _send(client, stats, "inbox (town)", "GET", "/api/cases/inbox?limit=50",
-                    headers=team.centre_headers)  # fmt: skip
-        await _send(client, stats, "overdue (town)", "GET",
-                    "/api/cases/due?kind=overdue&limit=50",
-                    headers=team.centre_headers)  # fmt: skip
+        done += 1
+        if done % lists_every == 0:
+            await _send(client, stats, "inbox (town)", "GET", "/api/cases/inbox?limit=50",
+                        headers=team.centre_headers)  # fmt: skip
+            await _send(client, stats, "overdue (town)", "GET",
+                        "/api/cases/due?kind=overdue&limit=50",
+                        headers=team.centre_headers)  # fmt: skip
 
 
 async def run_level(
-    port: int, all_teams: list[Team], n: int, seconds: float
+    port: int, all_teams: list[Team], n: int, seconds: float, lists_every: int
 ) -> tuple[Stats, float]:
     stats = Stats()
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
@@ -330,7 +336,10 @@ async def run_level(
         until = time.monotonic() + seconds
         t0 = time.perf_counter()
         await asyncio.gather(
-            *(case_loop(client, stats, all_teams[i % len(all_teams)], i, until) for i in range(n))
+            *(
+                case_loop(client, stats, all_teams[i % len(all_teams)], i, until, lists_every)
+                for i in range(n)
+            )
         )
         return stats, time.perf_counter() - t0
 
@@ -466,7 +475,7 @@ async def drive(url: str, port: int, args: argparse.Namespace) -> list[tuple[str
     random.Random(7).shuffle(all_teams)
     out = []
     for n in args.clients:
-        stats, seconds = await run_level(port, all_teams, n, args.seconds)
+        stats, seconds = await run_level(port, all_teams, n, args.seconds, args.lists_every)
         out.append((f"{n} clients", stats, seconds))
     out.append(("quiet", await quiet_lists(port, all_teams[0], args.reps), 0.0))
     out.append(("in process", in_process_lists(url, args.reps), 0.0))
@@ -529,6 +538,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0, help="load per level")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes")
     ap.add_argument("--reps", type=int, default=50, help="quiet reads of each list")
+    ap.add_argument("--lists-every", type=int, default=5, metavar="K",
+                    help="under load: the town lists after every K-th case")  # fmt: skip
     ap.add_argument("--reuse", action="store_true", help="keep the database built earlier")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="also run N cases in process with every SQL statement timed")  # fmt: skip
