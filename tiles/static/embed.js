@@ -13,7 +13,7 @@
   var t = gg.t;
   var q = new URLSearchParams(window.location.search);
   var layer = cfg.layer;
-  var allowed = cfg.origins || [window.location.origin];
+  var allowed = (cfg.origins || []).concat([window.location.origin]);
   var map = GG.createMap("map", { basemap: q.get("basemap") !== "0" });
   var BREAKS = [1, 3, 10, 30, 100, 300];
   var POINT = { key_units: "#6a3d9a", inspection_points: "#e66100" };
