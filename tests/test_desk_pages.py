@@ -145,6 +145,22 @@ class Visit:
     def __init__(self) -> None:
         self.requests: list[str] = []
         self.errors: list[str] = []
+        self.pending = 0  # requests under way
+
+    def settle(self, page: Any, quiet_ms: int = 300, timeout: float = 20.0) -> None:
+        """Wait until no request has been under way for ``quiet_ms`` (Playwright's
+        "networkidle" is a page-load state: once reached, waiting for it returns at once)."""
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < deadline:
+            if self.pending <= 0:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= quiet_ms / 1000:
+                    return
+            else:
+                quiet_since = None
+            page.wait_for_timeout(50)
+        raise TimeoutError(f"{self.pending} requests still under way")
 
 
 def open_page(
@@ -170,7 +186,12 @@ def open_page(
         ctx.add_cookies([{"name": "gg_session", "value": session, "url": url}])
     page = ctx.new_page()
     visit = Visit()
-    page.on("request", lambda r: visit.requests.append(r.url))
+    page.on(
+        "request",
+        lambda r: (visit.requests.append(r.url), setattr(visit, "pending", visit.pending + 1)),
+    )
+    page.on("requestfinished", lambda r: setattr(visit, "pending", visit.pending - 1))
+    page.on("requestfailed", lambda r: setattr(visit, "pending", visit.pending - 1))
     page.on("console", lambda m: visit.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: visit.errors.append(f"page error: {e}"))
     page.route(re.compile(r"^(?!https?://127\.0\.0\.1[:/]|data:|blob:).*"), lambda r: r.abort())
@@ -183,7 +204,7 @@ def open_page(
 
 def check_page(page: Any, shot: Path, *, expected_errors: re.Pattern[str] | None = None) -> None:
     """No horizontal overflow, no request outside 127.0.0.1, no console error; screenshot."""
-    page.wait_for_load_state("networkidle")
+    page.visit.settle(page)
     overflow = page.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )

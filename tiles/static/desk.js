@@ -37,7 +37,8 @@
     return isNaN(d.getTime()) ? iso : d.toLocaleString(LOCALE, { hour12: false, year: "numeric",
       month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
   }
-  function api(url, options) { return GG.fetchJSON(url, options); }
+  /* Answers change with every action: never from the browser cache. */
+  function api(url, options) { return GG.fetchJSON(url, L.extend({ cache: "no-store" }, options || {})); }
   function errorText(err) {
     if (err && err.status === 412) { return gg.t("desk.stale"); }
     if (err && err.status === 409 && err.data && err.data.code === "IllegalTransition") { return gg.t("desk.illegal"); }
@@ -225,7 +226,9 @@
     });
   }
 
+  var countRounds = 0;
   function counts() {
+    var round = ++countRounds; // only the latest round of counts is shown
     var chips = document.querySelectorAll("#gg-d-statuses [data-status]");
     var queues = ["inbox", "overdue", "soon"].concat(Array.prototype.map.call(chips, function (b) {
       return "status-" + b.dataset.status;
@@ -235,6 +238,7 @@
         : q.indexOf("status-") === 0 ? "/api/cases?limit=1&status=" + encodeURIComponent(q.slice(7))
         : "/api/cases/due?limit=1&kind=" + q;
       api(url).then(function (res) {
+        if (round !== countRounds) { return; }
         var el = document.querySelector('[data-count="' + q + '"]');
         if (el) { el.textContent = res.data && res.data.total ? String(res.data.total) : ""; }
       }).catch(function () { /* counts are a nicety */ });
