@@ -85,7 +85,10 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Add the guards, CORS and security headers to ``app`` (call once, in the factory)."""
     allowed = {*settings.cors_origins, *settings.trusted_origins}
     app.add_middleware(
-        RequestGuard, max_body_bytes=settings.max_body_bytes, allowed_origins=allowed
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        allowed_origins=allowed,
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -152,13 +155,23 @@ class RequestGuard:
         The wrapped ASGI application.
     max_body_bytes
         Largest body accepted.
+    max_upload_bytes
+        Largest ``multipart/form-data`` body accepted (file uploads).
     allowed_origins
         Origins besides the server's own whose unsafe requests are accepted.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, allowed_origins: Iterable[str]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        allowed_origins: Iterable[str],
+        max_upload_bytes: int | None = None,
+    ):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max(max_upload_bytes or 0, max_body_bytes)
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -210,8 +223,9 @@ class RequestGuard:
         if length is not None:
             if not length.isdigit():
                 raise RequestRejected(400, "InvalidInput", "Content-Length must be a number")
-            if int(length) > self.max_body_bytes:
-                raise self.too_large()
+            limit = self.body_limit(headers)
+            if int(length) > limit:
+                raise self.too_large(limit)
 
     def check_origin(self, headers: Headers) -> None:
         """Refuse an unsafe request sent from another site's page.
@@ -236,16 +250,22 @@ class RequestGuard:
             f"cross-site request refused: a page from {shown} may not change data here",
         )
 
-    def too_large(self) -> RequestRejected:
-        return RequestRejected(
-            413, "PayloadTooLarge", f"the request body exceeds {self.max_body_bytes} bytes"
-        )
+    def body_limit(self, headers: Headers) -> int:
+        """The body limit of a request: uploads (multipart) get the larger one."""
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "multipart/form-data":
+            return self.max_upload_bytes
+        return self.max_body_bytes
+
+    def too_large(self, limit: int) -> RequestRejected:
+        return RequestRejected(413, "PayloadTooLarge", f"the request body exceeds {limit} bytes")
 
     def _receive(self, scope: Scope, receive: Receive) -> Receive:
         content_type = Headers(scope=scope).get("content-type", "").split(";")[0].strip().lower()
         # no Content-Type: FastAPI may read the body as JSON (strict_content_type=False)
         is_json = content_type in ("", "application/json") or content_type.endswith("+json")
         is_form = content_type == "application/x-www-form-urlencoded"
+        limit = self.body_limit(Headers(scope=scope))
         received = 0
         kept: list[bytes] = []
 
@@ -256,8 +276,8 @@ class RequestGuard:
                 return message
             chunk: bytes = message.get("body", b"")
             received += len(chunk)
-            if received > self.max_body_bytes:
-                raise self.too_large()
+            if received > limit:
+                raise self.too_large(limit)
             if is_json or is_form:
                 kept.append(chunk)
                 if not message.get("more_body", False):

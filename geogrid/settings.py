@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Largest request body accepted (bytes, counted as received, chunked too); more: 413."""
 
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    """Largest ``multipart/form-data`` body (photos and files from phones, bytes); more: 413.
+    Every other body keeps ``max_body_bytes``; each upload route also caps its own files."""
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Origins (``https://portal.example``) whose scripts may call the API across origins
     (CORS) and send unsafe requests; comma-separated in the environment. Default: none."""

@@ -588,3 +588,48 @@ def test_cors_allows_only_configured_origins(api: Api) -> None:
         assert "access-control-allow-origin" not in evil.headers, url
         portal = c.get(url, headers={"Origin": PORTAL})
         assert portal.headers["access-control-allow-origin"] == PORTAL, url
+
+
+@pytest.mark.parametrize(
+    ("content_type", "size", "refused"),
+    [
+        ("application/json", 2000, True),  # over the body limit
+        ("multipart/form-data; boundary=x", 2000, False),  # an upload: over it, allowed
+        ("multipart/form-data; boundary=x", 5000, True),  # over the upload limit
+        ("application/x-www-form-urlencoded", 2000, True),
+    ],
+)
+def test_uploads_have_their_own_larger_limit(content_type: str, size: int, refused: bool) -> None:
+    """Photos from phones exceed the 1 MiB body limit: multipart bodies get the upload
+    limit, counted as they arrive like every other body (no Content-Length here)."""
+    import anyio
+
+    received: list[bytes] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        while True:
+            message = await receive()
+            received.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guard = RequestGuard(app, max_body_bytes=1024, max_upload_bytes=4096, allowed_origins=())
+    chunks = [b"a" * 500] * (size // 500)
+    statuses: list[int] = []
+
+    async def receive():  # type: ignore[no-untyped-def]
+        body = chunks.pop(0)
+        return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    headers = [(b"content-type", content_type.encode())]
+    scope = {"type": "http", "method": "POST", "path": "/upload", "query_string": b"",
+             "raw_path": b"/upload", "headers": headers}  # fmt: skip
+    anyio.run(guard, scope, receive, send)
+    assert statuses == [413 if refused else 200]
+    assert (sum(map(len, received)) == size) is not refused

@@ -348,14 +348,14 @@ def upload(
     file: Annotated[UploadFile, File(description="A photo (JPEG, PNG, WebP, GIF) or a PDF.")],
 ) -> StoredFilePublic:
     """Upload a photo or file; attach it by its ``sha256`` when reporting or acting."""
-    data = file.file.read(settings.max_body_bytes + 1)
+    data = file.file.read(settings.max_upload_bytes + 1)
     stored = service.upload_file(
         conn,
         principal=require(principal),
         home=settings.home,
         data=data,
         filename=file.filename or "",
-        max_bytes=settings.max_body_bytes,
+        max_bytes=settings.max_upload_bytes,
     )
     conn.commit()
     return StoredFilePublic(
