@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_pages import seed_overlays
+from tests.pages_support import seed_overlays
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
