@@ -834,7 +834,17 @@ def test_pages_send_a_user_who_must_change_the_password_to_the_change_page(
             "/account/password",
             data={"old_password": acc.password, "new_password": "weak", "csrf_token": csrf[1]},
         )
-        assert weak.status_code == 400 and "至少 10 个字符" in weak.text
+        assert weak.status_code == 400 and "至少需要 10 个字符" in weak.text
+        assert "characters" not in weak.text  # no English from the server on a Chinese page
+        browser.cookies.set("gg_lang", "en")
+        same = browser.post(
+            "/account/password",
+            data={"old_password": acc.password, "new_password": acc.password,
+                  "csrf_token": csrf[1]},
+        )  # fmt: skip
+        assert same.status_code == 400 and "must differ from the old one" in same.text
+        assert "新密码不能" not in same.text and 'lang="en"' in same.text
+        browser.cookies.delete("gg_lang")
         ok = browser.post(
             "/account/password",
             data={"old_password": acc.password, "new_password": "Planner-pages-2026",
@@ -941,3 +951,21 @@ def test_a_session_in_use_stays_alive(town: Town, make_account) -> None:  # type
         assert browser.get("/planner", follow_redirects=False).status_code == 200
         with town.engine.connect() as conn:
             assert conn.execute(text(sql), {"u": acc.username}).scalar_one() is True
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected", "absent"),
+    [("zh", "用户名或密码错误", "wrong user name"), ("en", "Wrong user name", "用户名或密码错误")],
+)
+def test_sign_in_page_speaks_the_page_language(
+    town: Town, make_account, lang: str, expected: str, absent: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A refused sign-in is told in the page's language, in one sentence for every cause."""
+    acc = make_account(town.url, "viewer", town.town)
+    with TestClient(town.client.app) as browser:
+        page = browser.get(f"/login?lang={lang}")
+        assert page.status_code == 200 and f'lang="{lang}"' in page.text
+        browser.cookies.set("gg_lang", lang)
+        for name, password in ((acc.username, "Wrong-pass-99"), ("nobody-here", "Wrong-pass-99")):
+            r = browser.post("/login", data={"username": name, "password": password})
+            assert r.status_code == 401 and expected in r.text and absent not in r.text

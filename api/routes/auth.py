@@ -21,6 +21,7 @@ from geogrid.access import audit, sessions, tokens, users
 from geogrid.access.policy import ROLE_NAMES, Principal
 from geogrid.errors import InvalidInput, Unauthenticated
 from tiles import pages as tp
+from tiles.i18n import pick_lang, t
 
 router = APIRouter(tags=["auth"])
 
@@ -204,12 +205,25 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _page(request: Request, template: str, title: str, **context: object) -> HTMLResponse:
+def _lang(request: Request) -> str:
+    """The page's language: ``?lang=``, then the visitor's remembered choice."""
+    return pick_lang(request.query_params.get("lang"), request.cookies.get("gg_lang"))
+
+
+def _page(request: Request, template: str, title_key: str, **context: object) -> HTMLResponse:
+    lang = _lang(request)
     config = tp.page_config(_settings(request), "auth")
     return HTMLResponse(
-        tp.render_page(template, config=config, title=title, **context),
+        tp.render_page(template, config=config, title=t(title_key, lang), lang=lang, **context),
         headers={"Cache-Control": "no-store"},
     )
+
+
+def _reasons(request: Request, exc: InvalidInput) -> str:
+    """The page's own words for a refused password change (never the server's English)."""
+    lang = _lang(request)
+    codes = exc.detail.get("reasons") or ["invalid"]
+    return " ".join(t(f"common.auth.reason.{code}", lang) for code in codes)
 
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -219,7 +233,7 @@ def login_page(
     next: str | None = None,
 ) -> HTMLResponse:
     """The sign-in page (登录)."""
-    return _page(request, "login.html", "登录 Sign in", next=_safe_next(next), error=None)
+    return _page(request, "login.html", "common.auth.title", next=_safe_next(next), error=None)
 
 
 @router.post("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -233,9 +247,10 @@ def login_form(
     """Check the form; on success set the session cookie and go on."""
     try:
         user = _signin(request, username, password)
-    except Unauthenticated as exc:
+    except Unauthenticated:  # one message for every refusal: it reveals nothing
+        refused = t("common.auth.refused", _lang(request))
         page = _page(
-            request, "login.html", "登录 Sign in", next=_safe_next(next), error=exc.message
+            request, "login.html", "common.auth.title", next=_safe_next(next), error=refused
         )
         page.status_code = 401
         return page
@@ -283,7 +298,7 @@ def password_page(
     return _page(
         request,
         "password.html",
-        "修改密码 Change password",
+        "common.auth.change_title",
         user=p,
         error=None,
         csrf=_csrf(request, p),
@@ -304,9 +319,9 @@ def password_form(
         page = _page(
             request,
             "password.html",
-            "修改密码 Change password",
+            "common.auth.change_title",
             user=p,
-            error=exc.message,
+            error=_reasons(request, exc),
             csrf=_csrf(request, p),
         )
         page.status_code = 400

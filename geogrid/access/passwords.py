@@ -60,6 +60,49 @@ def dummy_verify(password: str) -> None:
     verify_password(password, _DUMMY[0])
 
 
+#: The password rules: code → message (Chinese, then English). Pages translate the codes
+#: (``common.auth.reason.<code>`` in the message catalogue).
+RULES: dict[str, str] = {
+    "min_length": f"至少 {MIN_LENGTH} 个字符 (at least {MIN_LENGTH} characters)",
+    "max_length": "最多 128 个字符 (at most 128 characters)",
+    "classes": (
+        "需包含大写字母、小写字母、数字、符号中的至少三类 "
+        "(use three of: lower case, upper case, digits, symbols)"
+    ),
+    "contains_username": "不能包含用户名 (must not contain the user name)",
+    "too_common": "过于常见 (too common)",
+    "nul": "不能包含 NUL 字符 (no NUL characters)",
+}
+
+
+def password_rule_codes(password: str, *, username: str = "") -> list[str]:
+    """The codes of the rules ``password`` breaks (keys of :data:`RULES`).
+
+    >>> password_rule_codes("short")
+    ['min_length', 'classes']
+    >>> password_rule_codes("Gr1d-workers-2026")
+    []
+    """
+    codes = []
+    if len(password) < MIN_LENGTH:
+        codes.append("min_length")
+    if len(password) > 128:
+        codes.append("max_length")
+    classes = sum(
+        any(test(c) for c in password)
+        for test in (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
+    )
+    if classes < 3:
+        codes.append("classes")
+    if username and username.lower() in password.lower():
+        codes.append("contains_username")
+    if password.lower() in COMMON:
+        codes.append("too_common")
+    if "\x00" in password:
+        codes.append("nul")
+    return codes
+
+
 def password_problems(password: str, *, username: str = "") -> list[str]:
     """Why ``password`` is not acceptable (an empty list when it is).
 
@@ -70,34 +113,18 @@ def password_problems(password: str, *, username: str = "") -> list[str]:
     >>> password_problems("alice-Grid-2026", username="alice")
     ['不能包含用户名 (must not contain the user name)']
     """
-    problems = []
-    if len(password) < MIN_LENGTH:
-        problems.append(f"至少 {MIN_LENGTH} 个字符 (at least {MIN_LENGTH} characters)")
-    if len(password) > 128:
-        problems.append("最多 128 个字符 (at most 128 characters)")
-    classes = sum(
-        any(test(c) for c in password)
-        for test in (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
-    )
-    if classes < 3:
-        problems.append(
-            "需包含大写字母、小写字母、数字、符号中的至少三类 "
-            "(use three of: lower case, upper case, digits, symbols)"
-        )
-    if username and username.lower() in password.lower():
-        problems.append("不能包含用户名 (must not contain the user name)")
-    if password.lower() in COMMON:
-        problems.append("过于常见 (too common)")
-    if "\x00" in password:
-        problems.append("不能包含 NUL 字符 (no NUL characters)")
-    return problems
+    return [RULES[code] for code in password_rule_codes(password, username=username)]
 
 
 def check_password(password: str, *, username: str = "") -> None:
-    """Raise :class:`InvalidInput` listing every rule ``password`` breaks."""
-    problems = password_problems(password, username=username)
-    if problems:
-        raise InvalidInput("密码不符合要求 (password rules): " + "; ".join(problems))
+    """Raise :class:`InvalidInput` listing every rule ``password`` breaks (their codes in
+    ``detail["reasons"]``)."""
+    codes = password_rule_codes(password, username=username)
+    if codes:
+        raise InvalidInput(
+            "密码不符合要求 (password rules): " + "; ".join(RULES[c] for c in codes),
+            detail={"reasons": codes},
+        )
 
 
 def generate_password(length: int = 16) -> str:

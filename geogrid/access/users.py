@@ -205,9 +205,14 @@ def change_password(conn: Connection, *, user_id: int, old: str, new: str) -> No
         {"i": user_id},
     ).first()
     if row is None or not verify_password(old, row.password_hash):
-        raise InvalidInput("当前密码不正确 (the current password is wrong)")
+        raise InvalidInput(
+            "当前密码不正确 (the current password is wrong)", detail={"reasons": ["wrong_current"]}
+        )
     if old == new:
-        raise InvalidInput("新密码不能与旧密码相同 (the new password must differ from the old one)")
+        raise InvalidInput(
+            "新密码不能与旧密码相同 (the new password must differ from the old one)",
+            detail={"reasons": ["same_as_old"]},
+        )
     check_password(new, username=row.username)
     conn.execute(
         text(
