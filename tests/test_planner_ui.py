@@ -244,3 +244,87 @@ def test_draft_move_undo_diff_activate(
     assert outside == [], f"requests left 127.0.0.1: {outside}"
     assert errors == [], errors
     ctx.close()
+
+
+def test_grid_edits_staff_and_side_by_side(
+    server: Server, browser: Any, artifact_dir: Path
+) -> None:
+    """Rename, lock and re-run a village, put a staff member with a photo, compare side by
+    side, in English: every text from the catalogue, the table and history following."""
+    import io
+
+    from PIL import Image
+
+    e = server.engine
+    with e.connect() as conn:
+        active = conn.execute(text("SELECT id FROM plans WHERE status = 'active'")).scalar_one()
+    plans.create_plan(e, TOWN, name="edits", redraw_from=active, jobs=1)
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, service_workers="block")
+    ctx.add_cookies([{"name": "gg_session", "value": server.session, "url": server.base}])
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda x: errors.append(f"page error: {x}"))
+    page.goto(f"{server.base}/planner?lang=en", wait_until="load")
+    until(page, "document.body.dataset.ready === '1'")
+    assert page.inner_text("#gg-summary").startswith("Plan metrics")
+    code = page.locator("#gg-table tbody tr").first.get_attribute("data-code") or ""
+    village = code[:12]
+    page.locator("#gg-table tbody tr").first.click()
+    until(page, "c => ggPlanner.state.selected === c", code)
+    version = page.evaluate("ggPlanner.state.info.version")
+    page.fill("#gg-rename-input", "East grid")
+    page.click("#gg-rename button[type=submit]")
+    until(page, "v => ggPlanner.state.info.version === v + 1", version)
+    assert page.evaluate("c => ggPlanner.state.grids[c].name", code) == "East grid"
+    assert "Renamed grid" in page.inner_text("#gg-history-list li:first-child")
+    page.click("#gg-lock")
+    until(page, "c => ggPlanner.state.grids[c].locked", code)
+    assert page.inner_text("#gg-lock") == "Unlock"
+    n = page.evaluate(
+        "v => Object.values(ggPlanner.state.grids).filter(g => g.village_code === v).length",
+        village,
+    )
+    page.fill("#gg-rerun-grids", str(n + 1))
+    page.click("#gg-rerun button[type=submit]")
+    until(page, "document.getElementById('gg-edit-result').textContent.indexOf('…') < 0")
+    after = page.evaluate("ggPlanner.state.info.version")
+    assert after == version + 3, page.inner_text("#gg-edit-result")
+    mine = "v => Object.values(ggPlanner.state.grids).filter(g => g.village_code === v)"
+    grids = page.evaluate(mine + ".map(g => [g.code, g.locked])", village)
+    assert len(grids) == n + 1 and [code, True] in grids
+    assert "Re-partitioned" in page.inner_text("#gg-history-list li:first-child")
+    # staff with a photo (a planner may not assign staff: the refusal is shown in English)
+    buf = io.BytesIO()
+    Image.new("RGB", (30, 40), (10, 120, 200)).save(buf, "PNG")
+    page.select_option("#gg-staff-form select[name=role]", "guide")
+    page.fill("#gg-staff-form input[name=name]", "Li")
+    photo = {"name": "li.png", "mimeType": "image/png", "buffer": buf.getvalue()}
+    page.set_input_files("#gg-staff-form input[name=photo]", files=[photo])
+    assert page.inner_text("#gg-photo-name") == "li.png"
+    page.click("#gg-staff-form button[type=submit]")
+    until(page, "document.querySelector('#gg-staff-result.err:not([hidden])') !== null")
+    assert page.inner_text("#gg-staff-result") == "You are not allowed to do this."
+    # side by side: the active plan on a second map, drawn
+    page.check("input[name=gg-view][value=side]")
+    page.wait_for_selector(
+        "#map-active:not([hidden]) .leaflet-tooltip.gg-grid-label", state="attached"
+    )
+    box1, box2 = page.locator("#map").bounding_box(), page.locator("#map-active").bounding_box()
+    assert box1 and box2 and abs(box1["width"] - box2["width"]) < 4 and box2["x"] > box1["x"]
+    page.screenshot(path=str(artifact_dir / "planner-1440x900-5-side-by-side-en.png"))
+    # the page's own texts are English (names of villages, grids and plans are data)
+    chrome = page.evaluate(
+        "[...document.querySelectorAll('h2, dt, button, legend, th, .gg-legend')]"
+        ".map(e => e.innerText).join(' ')"
+    )
+    assert not re.search(r"[\u4e00-\u9fff]", chrome), chrome
+    # undo three times (re-run, lock, rename) with the keyboard
+    page.locator("#gg-table tbody tr").first.focus()
+    for _ in range(3):
+        v = page.evaluate("ggPlanner.state.info.version")
+        page.keyboard.press("Control+z")
+        until(page, "v => ggPlanner.state.info.version === v + 1", v, timeout=60)
+    assert page.evaluate("c => ggPlanner.state.grids[c].name", code) != "East grid"
+    assert errors == [e for e in errors if "status of 403" in e], errors
+    ctx.close()

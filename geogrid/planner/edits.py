@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, text
 
 from geogrid.errors import IllegalTransition, InvalidInput, NotFound
 from geogrid.planner.history import EditResult, apply_edit, lock_draft, snapshot
+from partition._geo import cover_union
 
 __all__ = ["MovePreview", "preview_move", "rename_grid", "rerun_village", "set_lock"]
 
@@ -279,12 +280,25 @@ def rerun_village(
                 detail={"reason": "grids_below_locked", "locked": len(locked)},
             )
         free_k = None if grids is None else grids - len(locked)
-        taken = shapely.union_all([shapely.from_wkb(bytes(r.wkb)) for r in locked])
         kept_groups = {u["group_no"] for r in locked for u in (r.units or [])}
-        rest = shapely.make_valid(village.geometry.iloc[0].difference(taken))
-        village = village.set_geometry([rest], crs=village.crs)
+        # the rest of the village is the union of the other grids' unit territories, and
+        # those are its groups' polygons: they tile it exactly (no slivers along the locks)
+        free = _free_units(engine, plan_id, village_code)
+        if not free:
+            raise InvalidInput(
+                f"every grid of village {village_code} is locked; unlock one to re-run it.",
+                detail={"reason": "grids_below_locked", "locked": len(locked)},
+            )
+        village = village.set_geometry([cover_union([g for _, g in free])], crs=village.crs)
+        by_group: dict[int, list[Any]] = {}
+        for gno, geom in free:
+            by_group.setdefault(int(gno), []).append(geom)
+        groups = gpd.GeoDataFrame(
+            {"village_code": [village_code] * len(by_group), "group_no": list(by_group)},
+            geometry=[cover_union(gs) for gs in by_group.values()],
+            crs=4326,
+        )
         hh = hh[~hh["group_no"].isin(kept_groups)]
-        groups = groups[~groups["group_no"].isin(kept_groups)]
     else:
         free_k = grids
     params = plans._params_from_json(info.params)
@@ -322,6 +336,24 @@ def rerun_village(
             conn, plan_id, kind="rerun", village_code=village_code, payload=payload,
             before=before, author=author,
         )  # fmt: skip
+
+
+def _free_units(engine: Engine, plan_id: int, village_code: str) -> list[tuple[int, Any]]:
+    """(group number, territory) of the units of a village's grids that are not locked."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT metrics->'units' FROM grids WHERE plan_id = :p AND level = 3 "
+                "AND village_code = :v AND NOT locked"
+            ),
+            {"p": plan_id, "v": village_code},
+        ).scalars()
+        return [
+            (int(u["group_no"]), shapely.from_wkb(bytes.fromhex(u["wkb"])))
+            for units in rows
+            for u in units or []
+            if u.get("group_no") is not None
+        ]
 
 
 def _renumber(plan: Any, village_code: str, taken: set[str]) -> Any:

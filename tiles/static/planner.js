@@ -71,7 +71,9 @@
     return name.indexOf(vn) === 0 && name.length > vn.length ? name.slice(vn.length) : name;
   }
 
-  function groupName(g) { return villageName(g.village_code) + (g.name || (g.group_no + "组")); }
+  function groupName(g) {
+    return g.name ? villageName(g.village_code) + g.name : t("planner.group_ref", { village: villageName(g.village_code), group: g.group_no });
+  }
 
   /** A grid by name: its own name in the draft, else the village and the grid number. */
   function gridLabel(code) {
@@ -345,7 +347,7 @@
       tr.dataset.code = r.p.code;
       if (r.p.code === state.selected) { tr.classList.add("gg-selected"); }
       var band = bandOf(r.p.households);
-      var cells = [r.p.code, r.v.name + (r.p.locked ? " 🔒" : ""), r.v.village, r.p.households,
+      var cells = [r.p.code, r.v.name + (r.p.locked ? t("planner.paren", { text: t("planner.band.locked") }) : ""), r.v.village, r.p.households,
                    (r.p.deviation > 0 ? "+" : "") + r.p.deviation, null, pct(r.v.bound), r.v.flags];
       cells.forEach(function (c, i) {
         var td = el("td", [3, 4, 6].indexOf(i) >= 0 ? "num" : "", c === null ? null : String(c));
@@ -387,7 +389,7 @@
     entries.forEach(function (e) {
       var li = el("li", e.undone ? "gg-undone" : "");
       li.value = e.seq;
-      li.appendChild(document.createTextNode(historyText(e) + (e.undone ? "（" + t("planner.history.undone") + "）" : "")));
+      li.appendChild(document.createTextNode(historyText(e) + (e.undone ? t("planner.paren", { text: t("planner.history.undone") }) : "")));
       if (e.author) { li.appendChild(el("span", "gg-by", " · " + e.author)); }
       list.appendChild(li);
     });
@@ -558,7 +560,7 @@
     state.features.forEach(function (f) {
       var q = f.properties;
       if (q.village_code !== p.village_code || q.code === p.code) { return; }
-      var o = el("option", "", shortName(q) + "（" + t("common.households", { n: q.households }) + "）");
+      var o = el("option", "", shortName(q) + t("planner.paren", { text: t("common.households", { n: q.households }) }));
       o.value = q.code;
       tsel.appendChild(o);
     });
