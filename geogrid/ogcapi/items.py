@@ -1,11 +1,28 @@
 """Pages of features and single features as GeoJSON: parameterised SQL over a collection.
 
 SQL identifiers come only from the collection definitions (:mod:`geogrid.features`);
-every request value is bound. The spatial filter is ``geom && box AND ST_Intersects``
-(GiST) with the box built in ``bbox-crs`` and transformed to the stored CRS; output
+every request value is bound. The spatial filter is ``ST_Intersects`` alone: PostGIS
+adds the index condition ``geom && box`` itself (GiST) and estimates its selectivity once;
+an explicit ``&&`` besides was counted twice, so the planner expected ~15x too few rows in
+a box and sorted every one of them for a page instead of walking the sort-key index. The
+box is built in ``bbox-crs`` and transformed to the stored CRS; output
 geometries are transformed to ``crs`` (integer SRIDs) and written in its axis order.
 A page is sought by keyset from a cursor when the request carries one (``next``/``prev``
 links always do), by ``OFFSET`` otherwise.
+
+``numberMatched`` is optional in OGC API – Features but must be exact when given. Counting
+every match of a broad filter reads every matching row (most of a filtered page's time on
+a large table), so the count is bounded: a first page that holds every match needs no
+count at all; otherwise ``count(*)`` over at most :data:`COUNT_BOUND` + 1 matching rows
+gives the exact number when there are at most :data:`COUNT_BOUND`, and ``numberMatched``
+is left out when there are more, or when the planner expects more (then the count is
+not run). It is never estimated: an estimate only decides whether to count.
+
+A page reads about ``limit`` rows (an index walk) and a bounded count at most the bound:
+work that parallel workers and JIT compilation only slow down (starting workers and
+compiling took longer than the query on bench/bench_ogc.py; the planner turns both on for
+filtered pages because it costs a filtered index walk as if it read the whole index), so
+both are off for the request's transaction (:data:`_SMALL_QUERIES`).
 """
 
 from __future__ import annotations
@@ -31,7 +48,15 @@ from geogrid.ogcapi.crs import STORAGE, Crs
 from geogrid.ogcapi.paging import encode_cursor, keyset_clause, order_by
 from geogrid.ogcapi.query import ItemsQuery
 
-__all__ = ["feature_sql", "get_feature", "items_page", "where_clauses"]
+__all__ = ["COUNT_BOUND", "feature_sql", "get_feature", "items_page", "where_clauses"]
+
+#: ``numberMatched`` is exact up to this many matches and absent beyond (bench/bench_ogc.py:
+#: an indexed count of this many rows costs less than a page; whole sample towns fit).
+COUNT_BOUND: Final = 10_000
+#: The count is not even tried when the planner expects more than this many times the
+#: bound (bench: a bounded count of a broad filter without an index is a partial
+#: sequential scan, up to 10x a page's time).
+ESTIMATE_SLACK: Final = 1
 
 #: Decimal digits of coordinates: 1e-7° ≈ 1 cm; 1 mm in a projected CRS.
 DIGITS_DEGREES: Final = 7
@@ -82,14 +107,11 @@ def where_clauses(coll: Collection, q: ItemsQuery) -> tuple[list[str], dict[str,
         x0, y0, x1, y1 = q.bbox
         env = _box(q.bbox_crs, ("bx0", "by0", "bx1", "by1"))
         if x0 <= x1 or not q.bbox_crs.geographic:
-            clauses.append(f"(t.geom && {env} AND ST_Intersects(t.geom, {env}))")
+            clauses.append(f"ST_Intersects(t.geom, {env})")
             binds.update(bx0=x0, by0=y0, bx1=x1, by1=y1)
         else:  # crossing the antimeridian: two boxes
             env2 = _box(q.bbox_crs, ("bx2", "by0", "bx3", "by1"))
-            clauses.append(
-                f"((t.geom && {env} AND ST_Intersects(t.geom, {env})) OR "
-                f"(t.geom && {env2} AND ST_Intersects(t.geom, {env2})))"
-            )
+            clauses.append(f"(ST_Intersects(t.geom, {env}) OR ST_Intersects(t.geom, {env2}))")
             binds.update(bx0=x0, by0=y0, bx1=180.0, by1=y1, bx2=-180.0, bx3=x1)
     if q.datetime is not None and coll.time is not None:
         col, tf = coll.time.sql, q.datetime
@@ -164,7 +186,8 @@ def _page_sql(coll: Collection, q: ItemsQuery, where_from: str, backward: bool) 
     by_alias = [(a, desc) for a, (_, desc) in zip(aliases, keys, strict=True)]
     return f"""
     -- one page: the sort keys are paged first (an index walk from the cursor, or OFFSET);
-    -- features are built for the page's rows only
+    -- features are built for the page's rows only, found by their (unique) keys: the
+    -- filters are not evaluated a second time
     WITH page AS (
         SELECT {selected}
         {where_from}
@@ -173,10 +196,35 @@ def _page_sql(coll: Collection, q: ItemsQuery, where_from: str, backward: bool) 
     )
     SELECT f, {", ".join(aliases)} FROM (
         SELECT ({feature_sql(coll, q.crs, q.properties)})::text AS f, {selected}
-        {and_where(where_from, [in_page])}
+        {and_where(coll.from_sql, [in_page])}
     ) q
     ORDER BY {order_by(by_alias)}
     """
+
+
+#: Transaction-local settings for page and bounded-count queries (see the module docstring).
+_SMALL_QUERIES: Final = (
+    "SELECT set_config('jit', 'off', true), "
+    "set_config('max_parallel_workers_per_gather', '0', true)"
+)
+
+
+def _bounded_count(
+    conn: Connection, coll: Collection, clauses: list[str], binds: dict[str, Any], bound: int
+) -> int | None:
+    """The number of matches when at most ``bound``, else None (never an estimate).
+
+    The planner's row estimate only decides whether to count: beyond ``ESTIMATE_SLACK``
+    times the bound the count is skipped (it would read ``bound`` + 1 rows to say
+    nothing). Otherwise ``count(*)`` reads at most ``bound`` + 1 matching rows.
+    """
+    where_from = and_where(coll.from_sql, clauses)
+    plan = conn.execute(text(f"EXPLAIN (FORMAT JSON) SELECT 1 {where_from}"), binds).scalar_one()
+    if float(plan[0]["Plan"]["Plan Rows"]) > ESTIMATE_SLACK * max(bound, 1):
+        return None
+    sql = f"SELECT count(*) FROM (SELECT 1 {where_from} LIMIT :cap) n"
+    n = int(conn.execute(text(sql), {**binds, "cap": bound + 1}).scalar_one())
+    return n if n <= bound else None
 
 
 def _url(base: str, params: Sequence[tuple[str, str]]) -> str:
@@ -192,6 +240,7 @@ def items_page(
     *,
     base: str,
     scope_prefix: str | None = None,
+    count_bound: int = COUNT_BOUND,
 ) -> bytes:
     """The GeoJSON FeatureCollection of one page, with paging links.
 
@@ -207,21 +256,21 @@ def items_page(
         The absolute URL of the API root, e.g. ``http://host/ogc``.
     scope_prefix
         Only rows whose grid (or village) code starts with this (a user's scope).
+    count_bound
+        ``numberMatched`` is given (exact) when at most this many features match and
+        the planner does not expect more, or when the page holds the last match.
 
     Returns
     -------
     bytes
-        UTF-8 JSON: ``type``, ``features``, ``numberMatched``, ``numberReturned``,
+        UTF-8 JSON: ``type``, ``features``, ``numberMatched`` (see ``count_bound``;
+        exact whenever present), ``numberReturned``,
         ``timeStamp``, ``links`` (``self``, ``alternate``, ``collection``, and ``next``
         / ``prev`` carrying a cursor when there are more or earlier features).
     """
     clauses, binds = where_clauses(coll, q)
     _scoped(conn, coll, clauses, binds, scope_prefix)
-    matched = int(
-        conn.execute(
-            text(f"SELECT count(*) {and_where(coll.from_sql, clauses)}"), binds
-        ).scalar_one()
-    )
+    conn.execute(text(_SMALL_QUERIES))
     backward = q.cursor is not None and q.cursor.backward
     page_clauses = list(clauses)
     page_binds = dict(binds)
@@ -240,11 +289,15 @@ def items_page(
     more = len(rows) > q.limit
     if more:
         rows = rows[1:] if backward else rows[:-1]
+    if q.cursor is None and not more and (rows or not q.offset):
+        matched: int | None = q.offset + len(rows)  # this page holds the last match
+    else:
+        matched = _bounded_count(conn, coll, clauses, binds, count_bound)
     links = _page_links(coll, q, base, rows, more=more, backward=backward)
     head = json.dumps(
         {
             "type": "FeatureCollection",
-            "numberMatched": matched,
+            **({} if matched is None else {"numberMatched": matched}),
             "numberReturned": len(rows),
             "timeStamp": now_rfc3339(),
             "links": links,
