@@ -255,6 +255,9 @@ def test_staff_with_photo(api: Api) -> None:
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     staff = c.get(f"/api/grids/{code}/staff").json()
     assert next(s for s in staff if s["staff_id"] == sid)["photo"] == "sha256:" + body["sha256"]
+    public = c.get(f"/public/photos/{sid}")  # the public grid page's staff card
+    assert public.status_code == 200 and public.headers["content-type"] == "image/png"
+    assert public.content == _png()
     bad = c.put(f"/api/staff/{sid}/photo", headers=api.leader,
                 files={"file": ("x.png", b"MZ not an image", "image/png")})  # fmt: skip
     assert bad.status_code == 400

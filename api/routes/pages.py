@@ -27,6 +27,7 @@ from api.schemas import DbId
 from geogrid.access import embed as embeds
 from geogrid.access.tokens import ALGORITHM, ISSUER
 from geogrid.errors import GeogridError, NotFound, Unauthenticated
+from geogrid.planner import photos
 from geogrid.settings import Settings
 from tiles import i18n
 from tiles import pages as tp
@@ -314,9 +315,14 @@ def public_at(
 def staff_photo(conn: ConnDep, ms: SettingsDep, staff_id: Annotated[DbId, Path()]) -> Response:
     """The staff member's photo, or a placeholder avatar when none is on file."""
     name, photo = tp.staff_photo_name(conn, staff_id)
-    if photo:
+    cache = {"Cache-Control": _ASSET_CACHE}
+    if photo and photo.startswith(photos.PHOTO_PREFIX):  # uploaded: in the file store
+        stored = photos.staff_photo_file(conn, ms.home, staff_id)
+        if stored is not None:
+            return FileResponse(stored, media_type=photos.photo_type(stored), headers=cache)
+    elif photo:  # a file name of GEOGRID_PHOTO_DIR
         try:
-            return FileResponse(tp.staff_photo(ms, photo), headers={"Cache-Control": _ASSET_CACHE})
+            return FileResponse(tp.staff_photo(ms, photo), headers=cache)
         except NotFound:
             pass  # a missing file falls back to the placeholder, like no photo at all
     return Response(tp.placeholder_photo(name), media_type="image/svg+xml")
