@@ -153,6 +153,10 @@ class Household(Base):
     group_id: Mapped[int | None] = mapped_column(ForeignKey("villager_groups.id"))
     address_raw: Mapped[str | None] = mapped_column(Text)
     address_norm: Mapped[str | None] = mapped_column(Text)
+    house_no: Mapped[str | None] = mapped_column(
+        Text,
+        Computed("substring(address_norm from '([0-9]+(?:[-附之][0-9]+)?)号$')", persisted=True),
+    )  # the door number alone, readable by the web role (contact cards; migration 0013)
     natural_village: Mapped[str | None] = mapped_column(Text)
     head_name: Mapped[str | None] = mapped_column(
         Text, info={"personal": True}, comment="personal data"
@@ -309,14 +313,19 @@ class Case(Base):
             "assignee_kind IS NULL OR assignee_kind IN ('centre', 'grid', 'village', 'department')",
             name="assignee_kind",
         ),
-        Index("ix_cases_open_due_at", "due_at", postgresql_where=text(_CASE_OPEN)),
+        Index(
+            "ix_cases_open_due_at",
+            "due_at",
+            postgresql_where=text(_CASE_OPEN),
+            postgresql_include=["grid_code", "village_code"],
+        ),
         Index(
             "ix_cases_open_assignee",
             "assignee_kind",
             "assignee_code",
             postgresql_where=text(_CASE_OPEN),
         ),
-        Index("ix_cases_status", "status"),
+        Index("ix_cases_status", "status", postgresql_where=text(f"NOT ({_CASE_OPEN})")),
         Index("ix_cases_current_grid_code", "current_grid_code"),
         Index(
             "ix_cases_open_queue",
@@ -332,6 +341,8 @@ class Case(Base):
                 "handled_by",
                 "due_at",
                 "pending_data",
+                "grid_code",
+                "village_code",
             ],
             postgresql_where=text(_CASE_OPEN),
         ),

@@ -269,6 +269,14 @@ def test_cards_carry_staff_and_house_number_only(town: Town, account_maker) -> N
     body = pdf_text(pdf)
     assert body.count("网格服务管理人员联系卡") == n
     assert body.count("门牌") == n
+    with town.engine.connect() as conn:  # the web role reads house_no, never the address
+        addresses = conn.execute(
+            text("SELECT address_norm FROM households WHERE grid_code = :g"), {"g": town.grid}
+        ).scalars()
+        numbers = [parse_address(a).house_number for a in addresses if a]
+    assert numbers and sorted(re.findall(r"门牌：[^\n]*?(\S+)号", body)) == sorted(
+        x for x in numbers if x
+    )
     for expected in (LEADER, LEADER_PHONE, OFFICER, OFFICER_PHONE, "网格长"):
         assert expected in body
     names, phones = _residents(town)

@@ -11,6 +11,10 @@
   plan ``version`` the edit produced, its author and time. Undo applies the ``before``
   snapshot of the last edit not undone as a new version; redo its ``after`` snapshot.
 
+* ``households.house_no``: the door number alone (``12``, ``12-1``, ``12附1``), generated
+  from the normalised address, which the web role may read (the address itself it may
+  not): household contact cards print it and nothing else about the household.
+
 Staff photos need no column: ``staff.photo`` holds ``sha256:<hex>`` for a photo kept in
 the content-addressed file store (:mod:`geogrid.files`).
 
@@ -34,6 +38,8 @@ depends_on: str | Sequence[str] | None = None
 
 WEB_ROLE = "geogrid_web"
 EDIT_KINDS = ("move", "rename", "lock", "unlock", "rerun", "undo", "redo")
+#: The door number at the end of a normalised address (``…3组12-1号`` → ``12-1``).
+HOUSE_NO = "substring(address_norm from '([0-9]+(?:[-附之][0-9]+)?)号$')"
 
 
 def upgrade() -> None:
@@ -65,8 +71,14 @@ def upgrade() -> None:
     )  # fmt: skip
     op.execute(f"GRANT SELECT, INSERT ON plan_edits TO {WEB_ROLE}")
     op.execute(f"GRANT USAGE, SELECT ON plan_edits_id_seq TO {WEB_ROLE}")
+    op.add_column(
+        "households",
+        sa.Column("house_no", sa.Text(), sa.Computed(HOUSE_NO, persisted=True), nullable=True),
+    )
+    op.execute(f"GRANT SELECT (house_no) ON households TO {WEB_ROLE}")
 
 
 def downgrade() -> None:
+    op.drop_column("households", "house_no")
     op.drop_table("plan_edits")
     op.drop_column("grids", "locked")
