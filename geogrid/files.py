@@ -38,6 +38,7 @@ __all__ = [
     "MAX_PIXELS",
     "THUMB_SIZE",
     "StoredFile",
+    "contained_file",
     "file_path",
     "sniff_type",
     "store_file",
@@ -263,3 +264,40 @@ def store_file(
         _write_atomic(file_path(home, sha, thumb=True), thumb)
     _write_atomic(file_path(home, sha), data)
     return StoredFile(sha, mime, len(data), width, height)
+
+
+def contained_file(root: Path, relative: str) -> Path | None:
+    """The regular file ``relative`` under ``root``, or ``None``: the one containment check.
+
+    Every file geogrid serves goes through here. ``relative`` must be a plain relative
+    POSIX path: no leading ``/`` (absolute), no empty segment (``//``), no ``.``/``..``
+    or hidden segment, no backslash and no NUL. The joined path is then resolved (symlinks
+    followed) and must still lie inside the resolved ``root``, so a symlink in the folder
+    pointing elsewhere is refused too.
+
+    Parameters
+    ----------
+    root
+        The folder files are served from.
+    relative
+        The requested path inside it (already percent-decoded).
+
+    Examples
+    --------
+    >>> here = Path(__file__).parent
+    >>> contained_file(here, "files.py").name
+    'files.py'
+    >>> [contained_file(here, p) for p in ("/etc/passwd", "../pyproject.toml", "a\\x00b")]
+    [None, None, None]
+    """
+    if not relative or "\x00" in relative or "\\" in relative:
+        return None
+    parts = relative.split("/")
+    if any(not p or p.startswith(".") for p in parts):
+        return None
+    try:
+        base = root.resolve(strict=True)
+        path = base.joinpath(*parts).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a bad name
+        return None
+    return path if path.is_relative_to(base) and path.is_file() else None

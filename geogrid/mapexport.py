@@ -166,7 +166,7 @@ def plan_label(conn: Connection, plan_id: int, catalogue: Mapping[str, str]) -> 
     NotFound
         When the plan does not exist.
     """
-    from tiles.i18n import fill
+    from geogrid.i18n import fill
 
     plan = conn.execute(
         text("SELECT name, status FROM plans WHERE id = :p"), {"p": plan_id}

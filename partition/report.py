@@ -14,7 +14,7 @@ links leafletjs.com).
 Language
 --------
 The page is Chinese by default (``lang="en"`` for English); its labels come from the
-shared message catalogue's ``print.report.*`` keys (``tiles/messages/print.json``, read
+shared message catalogue's ``print.report.*`` keys (``geogrid/messages/print.json``, read
 as a data file: this package imports no web code), or from ``messages`` when the caller
 passes the catalogue itself. Grids are named (``names``, else 村名第N网格), the map has a
 title, a legend of the band classes and a metric scale bar.
@@ -47,8 +47,8 @@ __all__ = [
 
 #: Band colours, the same on every page and map (CONTRACTS.md).
 BAND_COLOURS = {"within": "#2e7d32", "near": "#f9a825", "outside": "#c62828"}
-#: The message catalogue's folder (``tiles/messages``), read as data.
-MESSAGES_DIR = Path(__file__).resolve().parent.parent / "tiles" / "messages"
+#: The message catalogue's folder (``geogrid/messages``), read as data.
+MESSAGES_DIR = Path(__file__).resolve().parent.parent / "geogrid" / "messages"
 
 
 def band_class(households: int, lo: int, hi: int) -> str:
@@ -65,7 +65,7 @@ def band_class(households: int, lo: int, hi: int) -> str:
 
 
 def report_messages(lang: str = "zh") -> dict[str, str]:
-    """The report's labels in ``lang`` (``zh`` or ``en``) from ``tiles/messages/print.json``.
+    """The report's labels in ``lang`` (``zh`` or ``en``) from ``geogrid/messages/print.json``.
 
     >>> report_messages("en")["print.report.col.households"]
     'Households'

@@ -27,6 +27,7 @@ from api.security import RequestGuard, RequestRejected, basemap_sources, content
 from geogrid import store
 from geogrid.access import users
 from geogrid.access.scope import Scope
+from geogrid.planner import photos
 from geogrid.plans import PlanJobs
 from geogrid.settings import Settings
 from tiles import pages as tp
@@ -220,7 +221,7 @@ def test_staff_photo_symlink_is_not_followed(api: Api) -> None:
         assert resp.status_code == 200 and resp.headers["content-type"] == "image/svg+xml"
         assert SECRET not in resp.text and "root:" not in resp.text
     with pytest.raises(Exception, match="no such photo"):
-        tp.staff_photo(api.settings, "evil.png")
+        photos.staff_photo(api.settings, "evil.png")
 
 
 # -- no 500 on bad input -------------------------------------------------------------------
@@ -520,8 +521,12 @@ def test_openapi_lists_the_error_statuses_with_errorpublic(api: Api) -> None:
             assert expected <= set(responses), (method, path, sorted(responses))
             for status, response in responses.items():
                 if status[0] in "45":
-                    schema = response["content"]["application/json"]["schema"]
-                    assert _resolve(doc, schema["$ref"])["required"] == ["code", "description"]
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    schema = _resolve(doc, ref)
+                    if path.startswith("/open311/"):  # GeoReport v2 answers errors as arrays
+                        assert schema["type"] == "array", (method, path)
+                        schema = schema["items"]
+                    assert schema["required"] == ["code", "description"], (method, path)
 
 
 # -- browser security ----------------------------------------------------------------------

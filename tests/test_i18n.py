@@ -1,5 +1,5 @@
 """The message catalogue: every key in zh and en, one key per API error code, and the
-checks of :func:`tiles.i18n.load_catalogue` each refusing what it must."""
+checks of :func:`geogrid.i18n.load_catalogue` each refusing what it must."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from geogrid import i18n
 from geogrid.errors import ConfigurationError, GeogridError, InvalidInput
-from tiles import i18n
 
 
 def _all_subclasses(cls: type) -> set[type]:
@@ -45,7 +45,7 @@ def test_every_error_code_the_api_emits_has_a_message() -> None:
     codes |= set(re.findall(r'"code":\s*"([A-Z][A-Za-z]+)"', source))
     codes |= set(re.findall(r'(?:RequestRejected|error_response)\(\s*\d+,\s*"([A-Z]\w+)"', source))
     missing = sorted(c for c in codes if f"errors.{c}" not in i18n.catalogue())
-    assert not missing, f"add these to tiles/messages/errors.json: {missing}"
+    assert not missing, f"add these to geogrid/messages/errors.json: {missing}"
 
 
 def test_t_fills_placeholders_like_the_page_script() -> None:

@@ -17,20 +17,19 @@ This module imports no FastAPI: :mod:`api.routes.pages` serves what it renders.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import markupsafe
 from sqlalchemy import Connection, text
 
+from geogrid import i18n
 from geogrid.assets import find_node_modules
 from geogrid.errors import ConfigurationError, InvalidInput, NotFound
+from geogrid.files import contained_file
 from geogrid.settings import Settings
-from tiles import i18n
 from tiles.basemap import Tile, open_mbtiles
 
 __all__ = [
@@ -202,42 +201,6 @@ def missing_assets(settings: Settings | None = None) -> list[str]:
     return [f for f in REQUIRED_NPM_FILES if not (root / f).is_file()]
 
 
-def contained_file(root: Path, relative: str) -> Path | None:
-    """The regular file ``relative`` under ``root``, or ``None``: the one containment check.
-
-    Every file geogrid serves goes through here. ``relative`` must be a plain relative
-    POSIX path: no leading ``/`` (absolute), no empty segment (``//``), no ``.``/``..``
-    or hidden segment, no backslash and no NUL. The joined path is then resolved (symlinks
-    followed) and must still lie inside the resolved ``root``, so a symlink in the folder
-    pointing elsewhere is refused too.
-
-    Parameters
-    ----------
-    root
-        The folder files are served from.
-    relative
-        The requested path inside it (already percent-decoded).
-
-    Examples
-    --------
-    >>> contained_file(STATIC_DIR, "geogrid.css").name
-    'geogrid.css'
-    >>> [contained_file(STATIC_DIR, p) for p in ("/etc/passwd", "../pages.py", "a\\x00b")]
-    [None, None, None]
-    """
-    if not relative or "\x00" in relative or "\\" in relative:
-        return None
-    parts = relative.split("/")
-    if any(not p or p.startswith(".") for p in parts):
-        return None
-    try:
-        base = root.resolve(strict=True)
-        path = base.joinpath(*parts).resolve(strict=True)
-    except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a bad name
-        return None
-    return path if path.is_relative_to(base) and path.is_file() else None
-
-
 def npm_asset(package: str, path: str, settings: Settings | None = None) -> Path:
     """The file ``path`` of npm ``package``, restricted to the folders browsers need.
 
@@ -279,35 +242,6 @@ def basemap_tile(settings: Settings, z: int, x: int, y: int) -> Path:
     if tile is None:
         raise NotFound(f"no base-map tile {z}/{x}/{y}")
     return tile
-
-
-_PHOTO_NAME = re.compile(r"^[\w\-.]+\.(?:jpe?g|png|webp|gif)$", re.IGNORECASE)
-
-
-def staff_photo(settings: Settings, name: str) -> Path:
-    """A staff photo from ``GEOGRID_PHOTO_DIR`` (plain file names only)."""
-    found = None
-    if settings.photo_dir is not None and _PHOTO_NAME.fullmatch(name):
-        found = contained_file(settings.photo_dir, name)
-    if found is None:
-        raise NotFound("no such photo")
-    return found
-
-
-def placeholder_photo(name: str) -> str:
-    """An SVG avatar with the person's family name, for staff without a photo.
-
-    >>> "<svg" in placeholder_photo("张三")
-    True
-    """
-    initial = (name or "?")[0]
-    hue = sum(map(ord, name or "?")) % 360
-    return (
-        '<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96" viewBox="0 0 96 96">'
-        f'<rect width="96" height="96" rx="8" fill="hsl({hue},45%,55%)"/>'
-        '<text x="48" y="62" font-size="44" text-anchor="middle" fill="#fff" '
-        f'font-family="sans-serif">{markupsafe.escape(initial)}</text></svg>'
-    )
 
 
 # -- templates ---------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from api.schemas import ErrorPublic
 from geogrid.access import audit, sessions, tokens, users
 from geogrid.access.policy import ROLE_NAMES, Principal
 from geogrid.errors import InvalidInput, Unauthenticated
+from geogrid.i18n import pick_lang, t
 from tiles import pages as tp
-from tiles.i18n import pick_lang, t
 
 router = APIRouter(tags=["auth"])
 

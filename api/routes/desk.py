@@ -16,8 +16,8 @@ from api.auth import allow, principal_of
 from api.deps import ConnDep
 from api.routes.auth import csrf_for
 from api.routes.pages import LangDep, SettingsDep, _html, _who  # the pages' own helpers, shared
+from geogrid.i18n import t
 from tiles import pages as tp
-from tiles.i18n import t
 
 router = APIRouter(tags=["pages"])
 

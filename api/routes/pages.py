@@ -24,15 +24,15 @@ from api.auth import allow, check_layer, principal_of, secret_of
 from api.deps import ConnDep
 from api.routes.auth import csrf_for
 from api.schemas import DbId
+from geogrid import i18n
 from geogrid.access import embed as embeds
 from geogrid.access.tokens import ALGORITHM, ISSUER
 from geogrid.errors import GeogridError, NotFound, Unauthenticated
+from geogrid.i18n import pick_lang, t
 from geogrid.planner import photos
 from geogrid.settings import Settings
-from tiles import i18n
 from tiles import pages as tp
 from tiles import public as tpub
-from tiles.i18n import pick_lang, t
 
 router = APIRouter()
 
@@ -322,10 +322,10 @@ def staff_photo(conn: ConnDep, ms: SettingsDep, staff_id: Annotated[DbId, Path()
             return FileResponse(stored, media_type=photos.photo_type(stored), headers=cache)
     elif photo:  # a file name of GEOGRID_PHOTO_DIR
         try:
-            return FileResponse(tp.staff_photo(ms, photo), headers=cache)
+            return FileResponse(photos.staff_photo(ms, photo), headers=cache)
         except NotFound:
             pass  # a missing file falls back to the placeholder, like no photo at all
-    return Response(tp.placeholder_photo(name), media_type="image/svg+xml")
+    return Response(photos.placeholder_photo(name), media_type="image/svg+xml")
 
 
 @router.get(

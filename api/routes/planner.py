@@ -319,7 +319,7 @@ def export_plan(
 ) -> Response:
     """The plan's basic grids with names, counts, band, lock, groups, staff and flags in
     words: GeoPackage (layer ``grids``), CSV (UTF-8 with BOM) or Excel."""
-    from tiles.i18n import messages
+    from geogrid.i18n import messages
 
     _check_plan(conn, principal, "plan.read", plan_id)
     msgs = messages(lang)

@@ -3,8 +3,8 @@
 Every export has one row per basic grid: code, name, village name, households, population,
 deviation from the target, band class (within / near the edge / outside, the colours of
 the pages), lock, member groups, the staff at its posts and the flags in words. Texts come
-from the caller's message catalogue (``tiles.i18n.messages(lang)``; :mod:`geogrid` does not
-import :mod:`tiles`), so every export speaks the page's language.
+from the caller's message catalogue (``geogrid.i18n.messages(lang)``), so every export
+speaks the page's language.
 """
 
 from __future__ import annotations

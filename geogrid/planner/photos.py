@@ -8,18 +8,30 @@ folder (``GEOGRID_PHOTO_DIR``), which :mod:`tiles.pages` serves.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import markupsafe
 from sqlalchemy import Connection, Engine, text
 
 from geogrid.errors import InvalidInput, NotFound
-from geogrid.files import IMAGE_TYPES, StoredFile, file_path, sniff_type, store_file
+from geogrid.files import (
+    IMAGE_TYPES,
+    StoredFile,
+    contained_file,
+    file_path,
+    sniff_type,
+    store_file,
+)
+from geogrid.settings import Settings
 
 __all__ = [
     "MAX_PHOTO_BYTES",
     "PHOTO_PREFIX",
     "photo_type",
+    "placeholder_photo",
     "set_staff_photo",
+    "staff_photo",
     "staff_photo_file",
     "staff_town",
 ]
@@ -92,3 +104,32 @@ def photo_type(path: Path) -> str:
     """The image type of a stored photo, sniffed from its first bytes."""
     with path.open("rb") as f:
         return sniff_type(f.read(16)) or "application/octet-stream"
+
+
+_PHOTO_NAME = re.compile(r"^[\w\-.]+\.(?:jpe?g|png|webp|gif)$", re.IGNORECASE)
+
+
+def staff_photo(settings: Settings, name: str) -> Path:
+    """A staff photo from ``GEOGRID_PHOTO_DIR`` (plain file names only)."""
+    found = None
+    if settings.photo_dir is not None and _PHOTO_NAME.fullmatch(name):
+        found = contained_file(settings.photo_dir, name)
+    if found is None:
+        raise NotFound("no such photo")
+    return found
+
+
+def placeholder_photo(name: str) -> str:
+    """An SVG avatar with the person's family name, for staff without a photo.
+
+    >>> "<svg" in placeholder_photo("张三")
+    True
+    """
+    initial = (name or "?")[0]
+    hue = sum(map(ord, name or "?")) % 360
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96" viewBox="0 0 96 96">'
+        f'<rect width="96" height="96" rx="8" fill="hsl({hue},45%,55%)"/>'
+        '<text x="48" y="62" font-size="44" text-anchor="middle" fill="#fff" '
+        f'font-family="sans-serif">{markupsafe.escape(initial)}</text></svg>'
+    )

@@ -1,7 +1,7 @@
-"""Labels of printed matter, from the shared message catalogue (``tiles/messages/print.json``).
+"""Labels of printed matter, from the shared message catalogue (``geogrid/messages/print.json``).
 
 One small function, :func:`labels`, is all the printing code asks; it reads the catalogue
-through :mod:`tiles.i18n` (imported when called, so ``import geogrid`` stays light).
+through :mod:`geogrid.i18n` (imported when called, so ``import geogrid`` stays light).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def messages(lang: str) -> dict[str, str]:
     >>> messages("en")["print.legend"]
     'Legend'
     """
-    from tiles import i18n
+    from geogrid import i18n
 
     return i18n.messages(check_lang(lang))
 
@@ -55,7 +55,7 @@ def labels(lang: str) -> Labels:
     >>> t("role.leader"), labels("en")("role.leader")
     ('网格长', 'Grid leader')
     """
-    from tiles import i18n
+    from geogrid import i18n
 
     check_lang(lang)
     table = i18n.messages(lang)

@@ -115,7 +115,7 @@ def _photo_file(settings: Settings, photo: str) -> Path:
 
         thumb = file_path(settings.home, photo[7:], thumb=True)
         return thumb if thumb.is_file() else file_path(settings.home, photo[7:])
-    from tiles.pages import staff_photo
+    from geogrid.planner.photos import staff_photo
 
     return staff_photo(settings, photo)
 
@@ -124,7 +124,7 @@ def photo_uri(settings: Settings, name: str, photo: str | None) -> str:
     """A staff photo as a ``data:`` URI, or a placeholder avatar when none is on file."""
     from PIL import Image, UnidentifiedImageError
 
-    from tiles.pages import placeholder_photo
+    from geogrid.planner.photos import placeholder_photo
 
     if photo:
         try:

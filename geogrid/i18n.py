@@ -1,6 +1,6 @@
 """One message catalogue for every page, PDF and report, Chinese first with English.
 
-The catalogue is split by namespace into ``tiles/messages/<ns>.json`` files, each
+The catalogue is split by namespace into ``geogrid/messages/<ns>.json`` files, each
 ``{"<ns>.<key>": {"zh": "...", "en": "..."}}``; :func:`catalogue` merges them and checks
 that every key starts with its file's namespace, appears in one file only and has a
 non-empty text in every language of :data:`LANGS`. Placeholders are ``{name}``, replaced by
@@ -168,5 +168,5 @@ def t(key: str, lang: str = DEFAULT_LANG, **values: Any) -> str:
     _check_lang(lang)
     texts = catalogue().get(key)
     if texts is None:
-        raise KeyError(f"no message {key!r} in tiles/messages")
+        raise KeyError(f"no message {key!r} in geogrid/messages")
     return fill(texts[lang], values)
