@@ -317,7 +317,7 @@ class Case(Base):
             "ix_cases_open_due_at",
             "due_at",
             postgresql_where=text(_CASE_OPEN),
-            postgresql_include=["grid_code", "village_code"],
+            postgresql_include=["status", "grid_code", "village_code"],
         ),
         Index(
             "ix_cases_open_assignee",
@@ -327,6 +327,12 @@ class Case(Base):
         ),
         Index("ix_cases_status", "status", postgresql_where=text(f"NOT ({_CASE_OPEN})")),
         Index("ix_cases_current_grid_code", "current_grid_code"),
+        Index(
+            "ix_cases_open_geom",
+            "geom",
+            postgresql_using="gist",
+            postgresql_where=text(_CASE_OPEN),
+        ),
         Index(
             "ix_cases_open_queue",
             func.coalesce(literal_column("grid_code"), literal_column("village_code")).label("k"),
