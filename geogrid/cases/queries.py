@@ -9,7 +9,7 @@ starts with the prefix (index ``ix_cases_scope``). Nothing here returns personal
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -296,10 +296,19 @@ def due_counts(
 
 
 def setting(conn: Connection, key: str, default: float) -> float:
-    value = conn.execute(
-        text("SELECT value FROM case_settings WHERE key = :k"), {"k": key}
-    ).scalar_one_or_none()
-    return float(value) if isinstance(value, int | float) else default
+    return settings(conn, {key: default})[key]
+
+
+def settings(conn: Connection, defaults: Mapping[str, float]) -> dict[str, float]:
+    """Numbers of ``case_settings`` (one query), ``defaults`` where absent or not numbers."""
+    rows = conn.execute(
+        text("SELECT key, value FROM case_settings WHERE key = ANY(:k)"), {"k": list(defaults)}
+    ).all()
+    found = {r.key: r.value for r in rows}
+    return {
+        k: float(found[k]) if isinstance(found.get(k), int | float) else d
+        for k, d in defaults.items()
+    }
 
 
 def find_duplicates(
@@ -311,12 +320,14 @@ def find_duplicates(
     at: datetime | None = None,
     exclude: int | None = None,
     limit: int = 5,
+    resolved: bool = False,
 ) -> list[DuplicateHint]:
     """Open cases of the same category class within the configured radius and time window
-    (``case_settings``: ``duplicate_radius_m``, ``duplicate_window_hours``), nearest first."""
-    code, _ = resolve_category(conn, category)
-    radius = setting(conn, "duplicate_radius_m", 50.0)
-    window = setting(conn, "duplicate_window_hours", 72.0)
+    (``case_settings``: ``duplicate_radius_m``, ``duplicate_window_hours``), nearest first;
+    ``resolved``: ``category`` is a code already resolved (no dictionary query)."""
+    code = category if resolved else resolve_category(conn, category)[0]
+    tune = settings(conn, {"duplicate_radius_m": 50.0, "duplicate_window_hours": 72.0})
+    radius, window = tune["duplicate_radius_m"], tune["duplicate_window_hours"]
     rows = conn.execute(
         text(
             f"""

@@ -188,14 +188,23 @@ def _append(
     """Append the event after ``row`` and bring the row in step; the new state."""
     seq = int(row["version"]) + 1
     state = machine.apply({k: row[k] for k in machine.STATE_FIELDS}, seq, to_status, data)
+    assignments = ", ".join(
+        f"{k} = CAST(:{k} AS jsonb)" if k == "pending_data" else f"{k} = :{k}"
+        for k in machine.STATE_FIELDS
+    )
+    params = {k: state[k] for k in machine.STATE_FIELDS}
+    params["pending_data"] = _json(params["pending_data"]) if params["pending_data"] else None
+    # the event and the row in one round trip (one statement, one snapshot)
     conn.execute(
         text(
-            "INSERT INTO case_events (case_id, seq, action, from_status, to_status, at, "
-            "actor_id, actor, actor_role, note, public, attachments, data) VALUES (:id, :seq, "
-            ":action, :frm, :to, :at, :uid, :actor, :role, :note, :public, :att, "
-            "CAST(:data AS jsonb))"
+            "WITH event AS (INSERT INTO case_events (case_id, seq, action, from_status, "
+            "to_status, at, actor_id, actor, actor_role, note, public, attachments, data) "
+            "VALUES (:id, :seq, :action, :frm, :to, :at, :uid, :actor, :role, :note, :public, "
+            f":att, CAST(:data AS jsonb))) UPDATE cases SET {assignments}, updated_at = :at "
+            "WHERE id = :id"
         ),
         {
+            **params,
             "id": row["id"],
             "seq": seq,
             "action": action,
@@ -210,16 +219,6 @@ def _append(
             "att": attachments,
             "data": _json(data),
         },
-    )
-    assignments = ", ".join(
-        f"{k} = CAST(:{k} AS jsonb)" if k == "pending_data" else f"{k} = :{k}"
-        for k in machine.STATE_FIELDS
-    )
-    params = {k: state[k] for k in machine.STATE_FIELDS}
-    params["pending_data"] = _json(params["pending_data"]) if params["pending_data"] else None
-    conn.execute(
-        text(f"UPDATE cases SET {assignments}, updated_at = :at WHERE id = :id"),
-        {**params, "at": at, "id": row["id"]},
     )
     if attachments:
         conn.execute(
@@ -348,7 +347,9 @@ def create_case(
             ),
             {"c": case_id, "n": who.name, "p": who.phone, "u": who.user_id},
         )
-    duplicates = find_duplicates(conn, category=code, lon=x, lat=y, at=when, exclude=case_id)
+    duplicates = find_duplicates(
+        conn, category=code, lon=x, lat=y, at=when, exclude=case_id, resolved=True
+    )
     detail = _detail(conn, principal, case_id) if principal else _detail_unscoped(conn, case_id)
     return Created(detail, duplicates)
 
@@ -356,8 +357,9 @@ def create_case(
 def _lock(conn: Connection, principal: Principal, case_id: int) -> dict[str, Any]:
     row = conn.execute(
         text(
-            "SELECT c.*, c.source AS src FROM cases c WHERE c.id = :id AND "
-            "coalesce(c.grid_code, c.village_code) LIKE :p || '%' FOR UPDATE"
+            f"SELECT c.*, c.source AS src, {workflow.LIMITS_SQL} AS d_limits FROM cases c "
+            "WHERE c.id = :id AND coalesce(c.grid_code, c.village_code) LIKE :p || '%' "
+            "FOR UPDATE OF c"
         ),
         {"id": case_id, "p": principal.scope.prefix},
     ).first()
@@ -460,66 +462,76 @@ def transition(
 # --------------------------------------------------------------------------- reads
 
 
-def _events(conn: Connection, case_id: int) -> list[Event]:
-    rows = conn.execute(
-        text(
-            "SELECT seq, action, from_status, to_status, at, actor, actor_role, note, public, "
-            "attachments, data FROM case_events WHERE case_id = :id ORDER BY seq"
-        ),
-        {"id": case_id},
-    ).all()
+#: the summary with the reporter (first, unmerged), files and events of the case as JSON:
+#: a case's answer in one statement instead of four
+DETAIL_SQL: Final = SUMMARY_SQL.replace(
+    "\nFROM cases c\n",
+    """,
+       (SELECT json_build_array(r.name, r.phone) FROM case_reporters r
+         WHERE r.case_id = c.id AND r.merged_from IS NULL ORDER BY r.id LIMIT 1) AS d_reporter,
+       (SELECT json_agg(json_build_array(f.sha256, s.mime, s.size, s.width, s.height, f.seq)
+                        ORDER BY f.seq, f.sha256)
+          FROM case_files f JOIN stored_files s ON s.sha256 = f.sha256
+         WHERE f.case_id = c.id) AS d_files,
+       (SELECT json_agg(json_build_array(e.seq, e.action, e.from_status, e.to_status, e.at,
+                                         e.actor, e.actor_role, e.note, e.public,
+                                         e.attachments, e.data) ORDER BY e.seq)
+          FROM case_events e WHERE e.case_id = c.id) AS d_events
+FROM cases c
+""",
+)
+
+
+def _events(rows: list[list[Any]] | None) -> list[Event]:
     return [
-        Event(**{**r._mapping, "attachments": list(r.attachments), "data": dict(r.data)})
-        for r in rows
-    ]
+        Event(
+            seq=int(seq),
+            action=action,
+            from_status=from_status,
+            to_status=to_status,
+            at=datetime.fromisoformat(at),
+            actor=actor,
+            actor_role=actor_role,
+            note=note,
+            public=bool(public),
+            attachments=list(attachments or []),
+            data=dict(data or {}),
+        )
+        for seq, action, from_status, to_status, at, actor, actor_role, note, public,
+        attachments, data in rows or []
+    ]  # fmt: skip
 
 
-def _files(conn: Connection, case_id: int) -> list[Attachment]:
-    rows = conn.execute(
-        text(
-            "SELECT f.sha256, s.mime, s.size, s.width, s.height, f.seq FROM case_files f "
-            "JOIN stored_files s ON s.sha256 = f.sha256 WHERE f.case_id = :id "
-            "ORDER BY f.seq, f.sha256"
-        ),
-        {"id": case_id},
-    ).all()
+def _files(case_id: int, rows: list[list[Any]] | None) -> list[Attachment]:
     base = f"/api/cases/{case_id}/files"
     return [
         Attachment(
-            r.sha256,
-            r.mime,
-            int(r.size),
-            r.width,
-            r.height,
-            f"{base}/{r.sha256}",
-            f"{base}/{r.sha256}?thumb=1" if r.mime in files.IMAGE_TYPES else None,
-            int(r.seq),
+            sha256,
+            mime,
+            int(size),
+            width,
+            height,
+            f"{base}/{sha256}",
+            f"{base}/{sha256}?thumb=1" if mime in files.IMAGE_TYPES else None,
+            int(seq),
         )
-        for r in rows
+        for sha256, mime, size, width, height, seq in rows or []
     ]
 
 
-def _masked_reporter(conn: Connection, case_id: int) -> ReporterMasked | None:
-    row = conn.execute(
-        text(
-            "SELECT name, phone FROM case_reporters WHERE case_id = :id AND merged_from IS NULL "
-            "ORDER BY id LIMIT 1"
-        ),
-        {"id": case_id},
-    ).first()
-    return ReporterMasked(mask_name(row.name), mask_phone(row.phone)) if row else None
-
-
 def _assemble(conn: Connection, principal: Principal | None, row: Any) -> CaseDetail:
+    """A :class:`CaseDetail` from a row of :data:`DETAIL_SQL`."""
     base = summary(row)
+    m = row._mapping
     # the summary row holds every field the machine's checks read
-    allowed = workflow.allowed(conn, principal, dict(row._mapping)) if principal else []
+    allowed = workflow.allowed(conn, principal, dict(m)) if principal else []
+    who = m["d_reporter"]
     return CaseDetail(
         **base.__dict__,
-        reporter=_masked_reporter(conn, base.id),
-        events=_events(conn, base.id),
+        reporter=ReporterMasked(mask_name(who[0]), mask_phone(who[1])) if who else None,
+        events=_events(m["d_events"]),
         allowed_actions=allowed,
-        attachments=_files(conn, base.id),
+        attachments=_files(base.id, m["d_files"]),
         etag=make_etag(base.id, base.version),
     )
 
@@ -527,7 +539,7 @@ def _assemble(conn: Connection, principal: Principal | None, row: Any) -> CaseDe
 def _detail(conn: Connection, principal: Principal, case_id: int) -> CaseDetail:
     row = conn.execute(
         text(
-            f"{SUMMARY_SQL} WHERE c.id = :id AND "
+            f"{DETAIL_SQL} WHERE c.id = :id AND "
             "coalesce(c.grid_code, c.village_code) LIKE :p || '%'"
         ),
         {"id": case_id, "p": principal.scope.prefix},
@@ -538,7 +550,7 @@ def _detail(conn: Connection, principal: Principal, case_id: int) -> CaseDetail:
 
 
 def _detail_unscoped(conn: Connection, case_id: int) -> CaseDetail:
-    row = conn.execute(text(f"{SUMMARY_SQL} WHERE c.id = :id"), {"id": case_id}).one()
+    row = conn.execute(text(f"{DETAIL_SQL} WHERE c.id = :id"), {"id": case_id}).one()
     return _assemble(conn, None, row)
 
 

@@ -20,26 +20,46 @@ from geogrid.errors import InvalidInput
 __all__ = ["allowed", "applies", "body", "deadline", "effects", "may"]
 
 
+#: Every step's time limit of case ``c``'s category (a subclass's own, else its class's) as
+#: ``{step: [amount, unit]}`` (NULL: none), read with the locked row (no query per step).
+LIMITS_SQL: Final = """(SELECT json_object_agg(l.step, json_build_array(l.amount, l.unit))
+  FROM (SELECT DISTINCT ON (t.step) t.step, t.amount, t.unit FROM case_time_limits t
+         WHERE t.category_code IN (coalesce(nullif(c.category_code, ''), '09'),
+                                   left(coalesce(nullif(c.category_code, ''), '09'), 2))
+         ORDER BY t.step, length(t.category_code) DESC) l)"""
+
+
 def deadline(
-    conn: Connection, category_code: str | None, step: str | None, start: datetime
+    conn: Connection,
+    category_code: str | None,
+    step: str | None,
+    start: datetime,
+    limits: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``due_at``/``due_step``/``deadline_problem`` for a step started at ``start``."""
+    """``due_at``/``due_step``/``deadline_problem`` for a step started at ``start``;
+    ``limits`` (from :data:`LIMITS_SQL`) spares the query of the step's limit."""
     out: dict[str, Any] = {"due_at": None, "due_step": step, "deadline_problem": None}
     if step is None:
         return out
-    code = category_code or "09"
-    limit = conn.execute(
-        text(
-            "SELECT amount, unit FROM case_time_limits WHERE step = :s "
-            "AND category_code IN (CAST(:c AS text), left(CAST(:c AS text), 2)) "
-            "ORDER BY length(category_code) DESC LIMIT 1"
-        ),
-        {"s": step, "c": code},
-    ).first()
-    if limit is None:
+    amount: Any
+    unit: Any
+    if limits is not None:
+        amount, unit = limits.get(step) or (None, None)
+    else:
+        code = category_code or "09"
+        found = conn.execute(
+            text(
+                "SELECT amount, unit FROM case_time_limits WHERE step = :s "
+                "AND category_code IN (CAST(:c AS text), left(CAST(:c AS text), 2)) "
+                "ORDER BY length(category_code) DESC LIMIT 1"
+            ),
+            {"s": step, "c": code},
+        ).first()
+        amount, unit = (found.amount, found.unit) if found else (None, None)
+    if amount is None:
         return out
     try:
-        out["due_at"] = add_working_time(conn, start, int(limit.amount), limit.unit).isoformat()
+        out["due_at"] = add_working_time(conn, start, int(amount), unit).isoformat()
     except CalendarUnknown as exc:
         out["deadline_problem"] = exc.message
     return out
@@ -165,7 +185,8 @@ def effects(
     if target in machine.CLOSED_STATUSES or target == "suspended":
         s.update(due_at=None, due_step=None, deadline_problem=None)
     elif target != row["status"] and (step != row["due_step"] or restart):
-        s.update(deadline(conn, row["category_code"], step, now))
+        limits = (row["d_limits"] or {}) if "d_limits" in row else None
+        s.update(deadline(conn, row["category_code"], step, now, limits))
     return target, {"set": s, **extra}
 
 
