@@ -321,6 +321,22 @@ def test_first_responsibility_stays_until_a_transfer_is_acknowledged(desk: Desk)
     _replayed(desk, case.id)
 
 
+def test_closing_a_case_drops_a_pending_transfer(desk: Desk) -> None:
+    """Found by the stateful test: a case voided while a transfer waited kept waiting for
+    it (and sat in the target's inbox) although nobody can act on a closed case."""
+    case = _report(desk).case
+    case = _act(desk, "worker", case.id, "accept")
+    vleader = desk.principals["vleader"]
+    case = _act(desk, "worker", case.id, "transfer", to_user=vleader.user_id)
+    assert case.pending == "transfer"
+    case = _act(desk, "leader", case.id, "void", note="不予立案")
+    assert case.status == "voided" and case.pending is None
+    with desk.engine.connect() as conn:
+        waiting, _ = service.inbox(conn, principal=vleader, limit=500)
+    assert case.id not in {c.id for c in waiting}
+    _replayed(desk, case.id)
+
+
 def test_checks_are_not_made_by_who_handled(desk: Desk) -> None:
     case = _report(desk).case
     for who, action in [
@@ -717,6 +733,7 @@ def test_no_sequence_of_calls_breaks_the_machine(desk: Desk) -> None:
         Bundle,
         RuleBasedStateMachine,
         invariant,
+        precondition,
         rule,
         run_state_machine_as_test,
     )
@@ -743,6 +760,9 @@ def test_no_sequence_of_calls_breaks_the_machine(desk: Desk) -> None:
                 ).scalar_one()
             return int(n), int(v)
 
+        # a few cases walked far rather than many cases one step each: the walk must reach
+        # deep statuses (checked below), not just report and accept
+        @precondition(lambda self: len(self.ids) < 3)
         @rule(
             target=cases,
             who=st.sampled_from(["worker", "leader", "resident"]),
@@ -892,7 +912,7 @@ def test_no_sequence_of_calls_breaks_the_machine(desk: Desk) -> None:
 
     settings_ = settings(
         max_examples=12,
-        stateful_step_count=25,
+        stateful_step_count=60,
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )

@@ -184,6 +184,8 @@ def effects(
     restart = "rework" in t.effects or "resume" in t.effects or t.action == "return"
     if target in machine.CLOSED_STATUSES or target == "suspended":
         s.update(due_at=None, due_step=None, deadline_problem=None)
+    if target in machine.CLOSED_STATUSES:  # a closed case waits for nobody (a transfer, say)
+        s.update(pending=None, pending_data=None)
     elif target != row["status"] and (step != row["due_step"] or restart):
         limits = (row["d_limits"] or {}) if "d_limits" in row else None
         s.update(deadline(conn, row["category_code"], step, now, limits))
