@@ -151,8 +151,11 @@ def _check_name(filename: str) -> None:
 
 def _check_image(data: bytes, mime: str) -> tuple[int, int, bytes]:
     """Decode an image fully; its size and a JPEG thumbnail."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+    # a library may have switched truncated-image loading on for the whole process
+    # (WeasyPrint does, at import): geogrid never accepts a truncated image
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -147,3 +147,14 @@ def test_sniffing_knows_each_type() -> None:
     assert sniff_type(_image("WEBP")) == "image/webp"
     assert sniff_type(b"RIFF\x00\x00\x00\x00WAVE") is None
     assert sniff_type(b"") is None
+
+
+def test_a_truncated_image_is_refused_after_weasyprint_was_imported(tmp_path: Path) -> None:
+    """WeasyPrint switches Pillow's truncated-image loading on for the whole process."""
+    import weasyprint  # noqa: F401
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # as WeasyPrint leaves it
+    with pytest.raises(InvalidInput, match="not a readable image/jpeg"):
+        store_file(tmp_path, _truncated_jpeg(), filename="a.jpg", allowed=IMAGE_TYPES, max_bytes=MB)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False

@@ -141,6 +141,10 @@ def photo_uri(settings: Settings, name: str, photo: str | None) -> str:
 def render_pdf(html: str) -> bytes:
     """Render ``html`` to PDF bytes, fetching nothing but ``data:`` URIs."""
     import weasyprint
+    from PIL import ImageFile
 
+    # importing WeasyPrint makes Pillow load truncated images silently, for the whole
+    # process; the file store refuses them (geogrid.files), so geogrid keeps it off
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     fetcher = weasyprint.URLFetcher(allowed_protocols={"data"})
     return bytes(weasyprint.HTML(string=html, url_fetcher=fetcher).write_pdf())
