@@ -74,8 +74,23 @@ class RequestRejected(HTTPException):
         self.code = code
 
 
-def error_response(status: int, code: str, description: str, **headers: str) -> JSONResponse:
-    """An error answer in the documented shape."""
+#: Paths whose clients expect GeoReport v2 error arrays (Open311), even from the guards.
+GEOREPORT_PREFIX = "/open311/"
+#: GeoReport ``rule`` names of the guards' refusals (pages translate rules).
+_GEOREPORT_RULES = {"PayloadTooLarge": "body_too_large"}
+
+
+def error_response(
+    status: int, code: str, description: str, *, path: str = "", **headers: str
+) -> JSONResponse:
+    """An error answer in the documented shape (a GeoReport error array under /open311/)."""
+    if path.startswith(GEOREPORT_PREFIX):
+        rule = _GEOREPORT_RULES.get(code, "request_refused")
+        return JSONResponse(
+            [{"code": status, "description": description, "rule": rule}],
+            status_code=status,
+            headers=headers,
+        )
     return JSONResponse(
         {"code": code, "description": description}, status_code=status, headers=headers
     )
@@ -192,7 +207,10 @@ class RequestGuard:
             if started:
                 raise
             code = getattr(exc, "code", "HTTPError")
-            await error_response(exc.status_code, code, str(exc.detail))(scope, receive, send)
+            response = error_response(
+                exc.status_code, code, str(exc.detail), path=scope.get("path", "")
+            )
+            await response(scope, receive, send)
         except Exception as exc:
             ref = uuid.uuid4().hex[:12]
             log.error(
@@ -202,7 +220,10 @@ class RequestGuard:
             if started:
                 raise
             response = error_response(
-                500, "InternalError", f"an unexpected error occurred (reference {ref})"
+                500,
+                "InternalError",
+                f"an unexpected error occurred (reference {ref})",
+                path=scope.get("path", ""),
             )
             await response(scope, receive, send)
 

@@ -673,3 +673,20 @@ def test_rate_limit_per_client(world: World) -> None:
     with world.engine.connect() as conn:
         keys = conn.execute(text("SELECT key FROM open311_rate")).scalars().all()
     assert keys and not any("198.51" in k for k in keys)  # addresses are not stored
+
+
+def test_the_request_guards_answer_open311_clients_in_georeport_arrays(world: World) -> None:
+    """A NUL in the URL or an oversized body is refused before any route runs: still as a
+    GeoReport error array on /open311, in geogrid's own shape elsewhere."""
+    c = world.client
+    nul = c.get("/open311/v2/requests/1.json?token=a%00b")
+    assert nul.status_code == 400
+    refused = {"code": 400, "description": "NUL bytes are not allowed in a URL"}
+    assert nul.json() == [{**refused, "rule": "request_refused"}]
+    big = c.post(
+        "/open311/v2/requests.json",
+        content=b"x" * (world.app.state.settings.max_body_bytes + 1),
+        headers={"Content-Type": "application/json"},
+    )
+    assert big.status_code == 413 and big.json()[0]["rule"] == "body_too_large"
+    assert c.get("/api/plans?x=%00").json()["code"] == "InvalidInput"

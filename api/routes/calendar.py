@@ -40,10 +40,21 @@ class DayPublic(BaseModel):
     source: str = "admin"
 
 
+#: A local time of day, HH:MM (JSON Schema's ``format: time`` would demand a zone offset).
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
 class PeriodPublic(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    start: dt.time = Field(description="local time, e.g. 08:30")
-    end: dt.time
+    start: str = Field(pattern=HHMM, description="local time, HH:MM, e.g. 08:30")
+    end: str = Field(pattern=HHMM, description="local time, HH:MM, e.g. 12:00")
+
+    @classmethod
+    def of(cls, start: dt.time, end: dt.time) -> PeriodPublic:
+        return cls(start=start.strftime("%H:%M"), end=end.strftime("%H:%M"))
+
+    def times(self) -> tuple[dt.time, dt.time]:
+        return dt.time.fromisoformat(self.start), dt.time.fromisoformat(self.end)
 
 
 class YearPublic(BaseModel):
@@ -104,7 +115,7 @@ class Deadline(BaseModel):
 def _public(view: cal.YearView) -> CalendarPublic:
     return CalendarPublic(
         year=view.year, known=view.known, source=view.source, timezone=view.timezone,
-        office_hours=[PeriodPublic(start=s, end=e) for s, e in view.office_hours],
+        office_hours=[PeriodPublic.of(s, e) for s, e in view.office_hours],
         days=[DayPublic(date=d.day, kind=d.kind, name=d.name, source=d.source)
               for d in view.days],
         years=[YearPublic(**vars(y)) for y in view.years], version=view.version,
@@ -177,7 +188,7 @@ def put_office_hours(
 ) -> CalendarPublic:
     """Replace the office hours (and optionally the time zone) working hours count in."""
     with engine.begin() as conn:
-        cal.set_office_hours(conn, [(p.start, p.end) for p in body.periods], body.timezone)
+        cal.set_office_hours(conn, [p.times() for p in body.periods], body.timezone)
         audited(request, conn, principal, action="calendar.hours.set", target_type="calendar",
                 detail={"periods": [f"{p.start}-{p.end}" for p in body.periods],
                         "timezone": body.timezone})  # fmt: skip
