@@ -276,9 +276,7 @@ def test_declare_a_year_then_deadlines_reach_it(fresh: World, make_account: Any)
     assert r.json()["deadline"] == f"{first}T17:30:00+08:00"
     r = c.put("/api/calendar/office-hours", headers=h,
               json={"periods": [{"start": "09:00", "end": "17:00"}]})  # fmt: skip
-    assert r.status_code == 200 and r.json()["office_hours"] == [
-        {"start": "09:00", "end": "17:00"}
-    ]
+    assert r.status_code == 200 and r.json()["office_hours"] == [{"start": "09:00", "end": "17:00"}]
     r = c.get("/api/calendar/deadline", params=q, headers=h)
     assert r.json()["deadline"] == f"{first}T17:00:00+08:00"
     with fresh.engine.connect() as conn:
