@@ -329,28 +329,13 @@ class CardHousehold:
     house_number: str | None
 
 
-def _readable_columns(conn: Connection) -> set[str]:
-    # the columns that exist (information_schema.columns) and that the role may SELECT
-    return set(
-        conn.execute(
-            text(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_name = 'households' AND column_name IN ('house_no', 'address_norm') "
-                "AND has_column_privilege('households', column_name, 'SELECT')"
-            )
-        ).scalars()
-    )
-
-
 def card_households(
     conn: Connection, grid_code: str, *, scope_prefix: str = "", lang: str = "zh"
 ) -> list[CardHousehold]:
     """The households of a basic grid of the active plan, for contact cards.
 
-    Only the villager group, natural village and house number are read. The house number
-    comes from a ``house_no`` column where the role may read one, else (the owner: the
-    command line) from the normalised address, parsed here and dropped; a role that may
-    read neither gets cards with a blank house number to fill in by hand.
+    Only the villager group, natural village and house number (``households.house_no``,
+    generated from the address and readable by the web role; migration 0013) are read.
 
     Parameters
     ----------
@@ -359,33 +344,20 @@ def card_households(
     scope_prefix
         The reader's scope prefix (``""``: everywhere), bound into the query.
     """
-    from geogrid.ingest.address import parse_address
-
-    cols = _readable_columns(conn)
-    house = (
-        "h.house_no"
-        if "house_no" in cols
-        else ("h.address_norm" if "address_norm" in cols else "NULL::text")
-    )
     rows = conn.execute(
         text(
-            f"SELECT vg.group_no, vg.name, h.natural_village, {house} AS house "
+            "SELECT vg.group_no, vg.name, h.natural_village, h.house_no AS house "
             "FROM households h LEFT JOIN villager_groups vg ON vg.id = h.group_id "
             "WHERE h.grid_code = :g AND h.scope_key LIKE :scope_prefix || '%' "
             "ORDER BY vg.group_no NULLS LAST, h.id"
         ),
         {"g": grid_code, "scope_prefix": scope_prefix},
     ).all()
-    out = []
-    for r in rows:
-        number = r.house
-        if number is not None and house == "h.address_norm":
-            number = parse_address(number).house_number
-        out.append(
-            CardHousehold(
-                group_label(r.group_no, r.name, lang) if r.group_no is not None else None,
-                r.natural_village,
-                str(number) if number else None,
-            )
+    return [
+        CardHousehold(
+            group_label(r.group_no, r.name, lang) if r.group_no is not None else None,
+            r.natural_village,
+            r.house or None,
         )
-    return out
+        for r in rows
+    ]
