@@ -315,16 +315,11 @@ def public_at(
 def staff_photo(conn: ConnDep, ms: SettingsDep, staff_id: Annotated[DbId, Path()]) -> Response:
     """The staff member's photo, or a placeholder avatar when none is on file."""
     name, photo = tp.staff_photo_name(conn, staff_id)
-    cache = {"Cache-Control": _ASSET_CACHE}
-    if photo and photo.startswith(photos.PHOTO_PREFIX):  # uploaded: in the file store
-        stored = photos.staff_photo_file(conn, ms.home, staff_id)
-        if stored is not None:
-            return FileResponse(stored, media_type=photos.photo_type(stored), headers=cache)
-    elif photo:  # a file name of GEOGRID_PHOTO_DIR
-        try:
-            return FileResponse(photos.staff_photo(ms, photo), headers=cache)
-        except NotFound:
-            pass  # a missing file falls back to the placeholder, like no photo at all
+    path = photos.photo_path(ms, photo)  # a missing file gets the placeholder, like no photo
+    if path is not None:
+        return FileResponse(
+            path, media_type=photos.photo_type(path), headers={"Cache-Control": _ASSET_CACHE}
+        )
     return Response(photos.placeholder_photo(name), media_type="image/svg+xml")
 
 

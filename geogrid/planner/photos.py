@@ -28,6 +28,7 @@ from geogrid.settings import Settings
 __all__ = [
     "MAX_PHOTO_BYTES",
     "PHOTO_PREFIX",
+    "photo_path",
     "photo_type",
     "placeholder_photo",
     "set_staff_photo",
@@ -93,11 +94,30 @@ def staff_photo_file(
     _, photo = _staff_town(conn, staff_id)
     if not photo or not photo.startswith(PHOTO_PREFIX):
         return None
+    return _stored(home, photo, thumb=thumb)
+
+
+def _stored(home: Path, photo: str, *, thumb: bool) -> Path | None:
     try:
         path = file_path(home, photo[len(PHOTO_PREFIX) :], thumb=thumb)
     except (NotFound, InvalidInput):
         return None
     return path if path.is_file() else None
+
+
+def photo_path(settings: Settings, photo: str | None, *, thumb: bool = False) -> Path | None:
+    """The file of a ``staff.photo`` value, ``None`` when there is none: ``sha256:<hex>`` in
+    the file store (its thumbnail with ``thumb`` when there is one), else a plain file name
+    of ``GEOGRID_PHOTO_DIR``."""
+    if not photo:
+        return None
+    if photo.startswith(PHOTO_PREFIX):
+        small = _stored(settings.home, photo, thumb=True) if thumb else None
+        return small or _stored(settings.home, photo, thumb=False)
+    try:
+        return staff_photo(settings, photo)
+    except NotFound:
+        return None
 
 
 def photo_type(path: Path) -> str:

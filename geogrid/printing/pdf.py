@@ -107,28 +107,16 @@ def qr_png(url: str) -> bytes:
 _MIMES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 
 
-def _photo_file(settings: Settings, photo: str) -> Path:
-    """The file of ``staff.photo``: ``sha256:<hex>`` in the file store (its thumbnail when
-    there is one), else a plain name under ``GEOGRID_PHOTO_DIR`` as the public pages take it."""
-    if photo.startswith("sha256:"):
-        from geogrid.files import file_path
-
-        thumb = file_path(settings.home, photo[7:], thumb=True)
-        return thumb if thumb.is_file() else file_path(settings.home, photo[7:])
-    from geogrid.planner.photos import staff_photo
-
-    return staff_photo(settings, photo)
-
-
 def photo_uri(settings: Settings, name: str, photo: str | None) -> str:
     """A staff photo as a ``data:`` URI, or a placeholder avatar when none is on file."""
     from PIL import Image, UnidentifiedImageError
 
-    from geogrid.planner.photos import placeholder_photo
+    from geogrid.planner.photos import photo_path, placeholder_photo
 
-    if photo:
+    path = photo_path(settings, photo, thumb=True)
+    if path is not None:
         try:
-            data = _photo_file(settings, photo).read_bytes()
+            data = path.read_bytes()
             with Image.open(io.BytesIO(data)) as img:  # the type from the bytes, not the name
                 mime = Image.MIME.get(img.format or "", "")
             if mime in _MIMES:
