@@ -22,6 +22,8 @@ TABLES = {
     "audit_log_default", "household_members", "special_population", "special_followups",
     # open311 (0016)
     "open311_requests", "open311_attributes", "open311_rate",
+    # field app sync (0019)
+    "client_records",
     # working calendar (0015)
     "calendar_settings", "calendar_office_hours", "calendar_years", "calendar_days",
     # planner (0013)
