@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, text
 
 from geogrid.errors import IllegalTransition, InvalidInput, NotFound
 from geogrid.planner.history import EditResult, apply_edit, lock_draft, snapshot
+from geogrid.plans.common import _json, _params_from_json
 from partition._geo import cover_union
 
 __all__ = ["MovePreview", "preview_move", "rename_grid", "rerun_village", "set_lock"]
@@ -301,7 +302,7 @@ def rerun_village(
         hh = hh[~hh["group_no"].isin(kept_groups)]
     else:
         free_k = grids
-    params = plans._params_from_json(info.params)
+    params = _params_from_json(info.params)
     plan = partition_plan(
         hh, village, groups if len(groups) else None, params=params,
         cadres={village_code: free_k} if free_k else None, jobs=1,
@@ -396,7 +397,7 @@ def _refresh_metrics(
         conn.execute(
             text("UPDATE plans SET metrics = jsonb_set(metrics, '{villages}', CAST(:v AS jsonb)) "
                  "WHERE id = :p"),
-            {"v": plans._json(villages), "p": plan_id},
+            {"v": _json(villages), "p": plan_id},
         )  # fmt: skip
     report = quality_report(plans.load_plan(conn, plan_id))
     metrics = conn.execute(
@@ -416,7 +417,7 @@ def _refresh_metrics(
     metrics |= {"totals": totals, "villages": villages}
     conn.execute(
         text("UPDATE plans SET metrics = CAST(:m AS jsonb) WHERE id = :p"),
-        {"m": plans._json(metrics), "p": plan_id},
+        {"m": _json(metrics), "p": plan_id},
     )
     row = next(v for v in villages if v["code"] == village_code)
     conn.execute(
@@ -428,9 +429,9 @@ def _refresh_metrics(
             "              WHERE g.plan_id = :p AND g.level = 3 AND g.village_code = :c) "
             "WHERE v.plan_id = :p AND v.level = 2 AND v.code = :c"
         ),
-        {"m": plans._json(row), "p": plan_id, "c": village_code},
+        {"m": _json(row), "p": plan_id, "c": village_code},
     )
     conn.execute(
         text("UPDATE grids SET metrics = CAST(:m AS jsonb) WHERE plan_id = :p AND level = 1"),
-        {"m": plans._json({"totals": totals}), "p": plan_id},
+        {"m": _json({"totals": totals}), "p": plan_id},
     )
