@@ -1,0 +1,1 @@
+"""Running geogrid for years: backups and restore, upgrades, checks, metrics, several workers."""
