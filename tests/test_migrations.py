@@ -24,6 +24,8 @@ TABLES = {
     "open311_requests", "open311_attributes", "open311_rate",
     # field app sync (0019)
     "client_records",
+    # background plan jobs (0022)
+    "plan_jobs",
     # working calendar (0015)
     "calendar_settings", "calendar_office_hours", "calendar_years", "calendar_days",
     # planner (0013)
