@@ -21,6 +21,7 @@ from api.routes import desk as desk_routes
 from api.routes import open311 as open311_routes
 from api.routes import printing as printing_routes
 from geogrid import __version__, store
+from geogrid.ogcapi.warm import install_transform_warmup
 from geogrid.plans import PlanJobs
 from geogrid.settings import Settings
 from tiles.service import TileService
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.engine = store.make_serving_engine(
             url, pool_size=POOL_SIZE, role=settings.web_role or None
         )
+        # lasting pooled connections load the CGCS2000 transform when opened (OGC API)
+        install_transform_warmup(app.state.engine)
         app.state.tiles = TileService(app.state.engine)
         try:
             await anyio.to_thread.run_sync(app.state.tiles.warm, WARM_CONNECTIONS)

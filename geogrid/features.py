@@ -163,6 +163,10 @@ _OVERDUE = (
 )
 _GROUP_HOUSEHOLDS = "(SELECT count(*) FROM households h WHERE h.group_id = t.id)"
 _VILLAGE_HOUSEHOLDS = "(SELECT count(*) FROM households h WHERE h.village_code = t.code)"
+_GROUPS_WITHOUT_TERRITORY = (
+    "(SELECT string_agg(g.group_no::text, ',' ORDER BY g.group_no) FROM villager_groups g "
+    "WHERE g.village_code = t.code AND g.geom IS NULL)"
+)
 
 #: The served collections. Every property listed here is public; personal fields
 #: (head of household, phone, register number) are not and never may be.
@@ -197,14 +201,27 @@ COLLECTIONS: Final[dict[str, Collection]] = {
                 _str("name", q=True),
                 _str("town_code", "t.parent_code", q=True),
                 _int("households", _VILLAGE_HOUSEHOLDS, d="number of registered households"),
+                _str(
+                    "groups_without_territory",
+                    _GROUPS_WITHOUT_TERRITORY,
+                    d="group numbers of the village's villager groups that have no territory "
+                    "yet (comma-separated; they are not in the groups collection)",
+                ),
             ),
             layer="villages",
         ),
         Collection(
             id="groups",
             title="Villager groups (村民小组)",
-            description="Villager-group territories; households as a count only.",
-            from_sql="FROM villager_groups t",
+            description=(
+                "Villager-group territories (supplied or derived); households as a count "
+                "only. A group with no territory yet is not a feature here: the villages "
+                "collection lists it (groups_without_territory)."
+            ),
+            # a feature is a territory: GeoJSON could carry a group without one as
+            # "geometry": null (RFC 7946 3.2), but the OGC API - Features 1.0 schema
+            # (featureGeoJSON.yaml) forbids it and GIS clients draw polygon layers
+            from_sql="FROM villager_groups t WHERE t.geom IS NOT NULL",
             fid="t.village_code || '-' || t.group_no",
             order=("t.village_code", "t.group_no"),
             geometry_type="MultiPolygon",

@@ -356,6 +356,8 @@ class Case(Base):
         Index("ix_cases_reported_at", "reported_at"),
         Index("ix_cases_category_reported_at", "category", "reported_at"),
         Index("ix_cases_grid_code", "grid_code"),
+        # OGC items filtered by village (and time): their bounded counts (migration 0020)
+        Index("ix_cases_village_code_reported_at", "village_code", "reported_at"),
         # cases outside every village and grid: asked for by scope checks (migration 0012)
         Index(
             "ix_cases_unplaced",

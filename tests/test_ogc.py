@@ -25,7 +25,7 @@ GEOJSON = "application/geo+json"
 PERSONAL = ("head_name", "phone", "register_no", "address_raw", "address_norm")
 PUBLIC = {
     "towns": {"code", "name", "county_code"},
-    "villages": {"code", "name", "town_code", "households"},
+    "villages": {"code", "name", "town_code", "households", "groups_without_territory"},
     "groups": {"village_code", "group_no", "name", "territory_source", "households"},
     "grids": {"code", "name", "village_code", "town_code", "plan_id", "households", "population"},
     "cases": {
@@ -65,7 +65,8 @@ PUBLIC = {
 COUNT_SQL = {
     "towns": "SELECT count(*) FROM admin_areas WHERE level = 'town'",
     "villages": "SELECT count(*) FROM admin_areas WHERE level = 'village'",
-    "groups": "SELECT count(*) FROM villager_groups",
+    # a feature is a territory: groups without one are listed by their village
+    "groups": "SELECT count(*) FROM villager_groups WHERE geom IS NOT NULL",
     "grids": "SELECT count(*) FROM grids g JOIN plans p ON p.id = g.plan_id "
     "WHERE p.status = 'active' AND g.level = 3",
     "cases": "SELECT count(*) FROM cases",
@@ -299,6 +300,41 @@ def test_property_filters(served: Served) -> None:
     assert {f["id"] for f in grids["features"]} == {code + "001", code + "002"}
 
 
+def test_groups_are_territories_and_villages_list_the_rest(served: Served) -> None:
+    """A villager group with no territory yet is no feature of ``groups`` (no null or
+    made-up geometry); its village lists it, so nothing is hidden."""
+    groups = _get(served, "/ogc/collections/groups/items", limit=MAX_LIMIT)
+    assert groups["features"] and all(f["geometry"] for f in groups["features"])
+    assert {f["id"] for f in groups["features"]} == set(
+        served.column(
+            "SELECT village_code || '-' || group_no FROM villager_groups WHERE geom IS NOT NULL"
+        )
+    )
+    missing = served.column(
+        "SELECT village_code || '-' || group_no FROM villager_groups WHERE geom IS NULL"
+    )
+    assert missing  # the sample town has groups named by households only
+    village, number = missing[0].split("-")
+    r = served.client.get(f"/ogc/collections/groups/items/{missing[0]}")
+    assert r.status_code == 404 and r.json()["code"] == "NotFound"
+    villages = _get(served, "/ogc/collections/villages/items", limit=MAX_LIMIT)["features"]
+    listed = {
+        f"{f['id']}-{n}"
+        for f in villages
+        for n in (f["properties"]["groups_without_territory"] or "").split(",")
+        if n
+    }
+    assert listed == set(missing)
+    only = _get(
+        served,
+        "/ogc/collections/villages/items",
+        filter="groups_without_territory IS NOT NULL",
+        limit=MAX_LIMIT,
+    )
+    assert {f["id"] for f in only["features"]} == {m.split("-")[0] for m in missing}
+    assert village in {f["id"] for f in only["features"]} and number
+
+
 def test_feature_by_id_in_crs84(served: Served) -> None:
     with served.engine.connect() as conn:
         x, y = conn.execute(
@@ -390,7 +426,8 @@ def test_no_personal_field_in_any_collection(served: Served) -> None:
         assert not any(word in one for word in PERSONAL)
     groups = _get(served, "/ogc/collections/groups/items", limit=MAX_LIMIT)["features"]
     assert sum(f["properties"]["households"] for f in groups) == served.count(
-        "SELECT count(*) FROM households WHERE group_id IS NOT NULL"
+        "SELECT count(*) FROM households h JOIN villager_groups g ON g.id = h.group_id "
+        "WHERE g.geom IS NOT NULL"
     )
 
 

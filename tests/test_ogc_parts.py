@@ -370,6 +370,22 @@ BAD_FILTERS = [
     ({"filter": "{not json", "filter-lang": "cql2-json"}, "not JSON"),
     ({"filter": '{"op": "=", "args": [{"property": "x"}]}', "filter-lang": "cql2-json"}, "filter"),
     ({"filter": "x" * 20_001}, "longer than"),
+    # coordinates outside a geographic filter-crs (metres read as degrees): one per form
+    ({"filter": "S_INTERSECTS(geometry, BBOX(1000000, 1000000, 2000000, 2000000))"}, "outside"),
+    ({"filter": "S_INTERSECTS(geometry, POINT(114 91))"}, "outside the range"),
+    (
+        {"filter": "S_INTERSECTS(geometry, POINT(114.3 30.5))", "filter-crs": "EPSG:4490"},
+        "latitude, longitude",
+    ),
+    ({"filter": "S_WITHIN(geometry, GEOMETRYCOLLECTION(POINT(1 2), POINT(181 2)))"}, "outside"),
+    (
+        {
+            "filter": '{"op": "s_intersects", "args": [{"property": "geometry"}, '
+            '{"bbox": [-200, 30, 114, 31]}]}',
+            "filter-lang": "cql2-json",
+        },
+        "outside",
+    ),
 ]
 
 

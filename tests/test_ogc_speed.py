@@ -125,3 +125,47 @@ def test_served_pages_count_exactly_under_the_default_bound(served: Served) -> N
         nxt = next((x for x in first["links"] if x["rel"] == "next"), None)
         if nxt is not None:
             assert follow(served, nxt["href"])["numberMatched"] == true, cql
+
+
+def _first_transform_ms(engine: Any, point: int) -> float:
+    """The time of a fresh pooled connection's first CGCS2000 transform (a point it has
+    not transformed before), after the connection is open."""
+    import time
+
+    from sqlalchemy import text
+
+    engine.dispose()  # the next connection is a new backend
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+        start = time.perf_counter()
+        conn.execute(
+            text("SELECT ST_AsText(ST_Transform(ST_SetSRID(ST_MakePoint(:x, 30), 4326), 4490))"),
+            {"x": 110 + point / 10},
+        )
+        return (time.perf_counter() - start) * 1000
+
+
+def test_pooled_connections_open_with_the_cgcs2000_transform_loaded(served: Served) -> None:
+    """A backend's first EPSG:4326 → 4490 transform loads PROJ's operation (~0.2 s); the
+    serving engine's lasting connections pay it when the pool opens them, so a request's
+    first CGCS2000 page does not (overflow connections are left cold)."""
+    from geogrid import store
+    from geogrid.ogcapi.warm import install_transform_warmup
+
+    cold = store.make_serving_engine(served.url, pool_size=1, max_overflow=0)
+    warm = store.make_serving_engine(served.url, pool_size=1, max_overflow=1)
+    install_transform_warmup(warm)
+    try:
+        before = sorted(_first_transform_ms(cold, i) for i in range(3))[1]
+        after = sorted(_first_transform_ms(warm, i) for i in range(3))[1]
+        assert after * 4 < before, (before, after)
+        with warm.connect():  # the lasting connection is busy: the next one overflows
+            assert warm.pool.overflow() == 0  # type: ignore[attr-defined]
+            with warm.connect() as extra:
+                assert warm.pool.overflow() == 1  # type: ignore[attr-defined]
+                from sqlalchemy import text
+
+                extra.execute(text("SELECT 1"))
+    finally:
+        cold.dispose()
+        warm.dispose()

@@ -215,13 +215,35 @@ class _Compiler:
         if isinstance(node, values.Envelope):
             return self.envelope(node.x1, node.y1, node.x2, node.y2)
         if isinstance(node, values.Geometry):
+            for part in node.geometry.get("geometries") or [node.geometry]:
+                self.in_range(part.get("coordinates", []))
             sql = f"ST_SetSRID(ST_GeomFromGeoJSON({self.bind(json.dumps(node.geometry))}), "
             return self.to_storage(sql + f"{self.crs.srid})")
         raise _bad(f"expected a geometry, got {_show(node)}")
 
     def envelope(self, x0: float, y0: float, x1: float, y1: float) -> str:
+        self.in_range([[x0, y0], [x1, y1]])
         box = ", ".join(self.bind(float(v)) for v in (x0, y0, x1, y1))
         return self.to_storage(f"ST_MakeEnvelope({box}, {self.crs.srid})")
+
+    def in_range(self, coords: Any) -> None:
+        """Refuse a literal's coordinates outside a geographic ``filter-crs``'s range
+        (longitude ±180°, latitude ±90°, in the CRS's axis order): a box of metres read
+        as degrees must be a 400, not a silent match of nothing (Part 3, filter-crs)."""
+        if not self.crs.geographic:
+            return
+        if isinstance(coords, list | tuple) and coords and _number(coords[0]):
+            lon, lat = (coords[1], coords[0]) if self.crs.flip else (coords[0], coords[1])
+            if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+                order = "latitude, longitude" if self.crs.flip else "longitude, latitude"
+                raise _bad(
+                    f"coordinates ({coords[0]}, {coords[1]}) are outside the range of "
+                    f"{self.crs.uri} ({order} in degrees); name a projected CRS in filter-crs"
+                )
+            return
+        if isinstance(coords, list | tuple):
+            for part in coords:
+                self.in_range(part)
 
     def to_storage(self, sql: str) -> str:
         if self.crs.flip:
