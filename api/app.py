@@ -20,6 +20,7 @@ from api.routes import cases as case_routes
 from api.routes import desk as desk_routes
 from api.routes import open311 as open311_routes
 from api.routes import printing as printing_routes
+from api.routes import visits as visit_routes
 from geogrid import __version__, store
 from geogrid.ogcapi.warm import install_transform_warmup
 from geogrid.plans import PlanJobs
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(open311_routes.router)  # /open311/v2: Open311 GeoReport v2
     app.include_router(desk_routes.router)  # /desk, /complain, /complain/status
     app.include_router(case_routes.router)  # /api/cases: the case workflow
+    app.include_router(visit_routes.router)  # /api/visits: visit logs, plan, coverage
+    app.include_router(visit_routes.followups_router)  # /api/followups: special follow-ups
 
     @app.get("/health", tags=["meta"], dependencies=[Depends(auth.allow("public.read"))])
     def health(conn: ConnDep) -> dict[str, str]:

@@ -559,6 +559,7 @@ from geogrid.access import models as _access_models  # noqa: E402, F401
 from geogrid.cases import models as _case_models  # noqa: E402, F401
 from geogrid.cases import open311_models as _open311_models  # noqa: E402, F401
 from geogrid.fieldwork import sync_models as _field_sync_models  # noqa: E402, F401
+from geogrid.fieldwork import visit_models as _visit_models  # noqa: E402, F401
 from geogrid.ops import jobs_store as _ops_jobs_store  # noqa: E402, F401
 from geogrid.people import models as _people_models  # noqa: E402, F401
 from geogrid.planner import models as _planner_models  # noqa: E402, F401

@@ -26,6 +26,8 @@ TABLES = {
     "client_records",
     # background plan jobs (0022)
     "plan_jobs",
+    # visits, visit plan, follow-up intervals (0018)
+    "visit_tags", "visits", "visit_photos", "visit_rules", "followup_rules",
     # working calendar (0015)
     "calendar_settings", "calendar_office_hours", "calendar_years", "calendar_days",
     # planner (0013)

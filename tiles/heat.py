@@ -173,26 +173,45 @@ def bins_sql(z: int, window: Window, *, tile_params: bool) -> tuple[str, dict[st
     raise ValueError(f"no heat bins at zoom {z} (0–{MAX_ZOOM})")
 
 
-def live_bins_sql(z: int, case_filter: str) -> tuple[str, dict[str, Any]]:
-    """A ``bins (bin_x, bin_y, n)`` CTE for one tile counted from the cases themselves.
+def live_bins_sql(
+    z: int, case_filter: str, *, tile_params: bool = True
+) -> tuple[str, dict[str, Any]]:
+    """A ``bins (bin_x, bin_y, n)`` CTE counted from the cases themselves.
 
     For filters the pyramid does not keep (workflow status, overdue): ``case_filter`` is an
-    SQL condition on ``cases c``; the ``bounds`` CTE of :mod:`tiles.layers` must precede.
-    Open cases are few, so counting them live stays cheap; a filter matching most of a
-    large store costs what on-the-fly aggregation costs (FIELD-NOTES).
+    SQL condition on ``cases c``. With ``tile_params`` the bins of one tile (``:x``/``:y``;
+    the ``bounds`` CTE of :mod:`tiles.layers` must precede), else the bin ranges
+    ``:bx0..:bx1``, ``:by0..:by1`` of the GeoJSON API: the same bins the pyramid answers
+    with, so a filtered and an unfiltered answer cover the same ground. Open cases are few,
+    so counting them live stays cheap; a filter matching most of a large store costs what
+    on-the-fly aggregation costs (FIELD-NOTES). The pyramid itself is never touched.
     """
     level = level_of(z)
     size = 2 * HALF / 2**level
+    if tile_params:
+        area = "bounds b"
+        where = f"c.geom && b.area AND k.bin_x >> {BIN_SHIFT} = :x AND k.bin_y >> {BIN_SHIFT} = :y"
+    else:
+        # the bins' Web-Mercator rectangle in the table's SRID (index-friendly), then the
+        # exact bin ranges
+        area = f"""(SELECT ST_Transform(ST_MakeEnvelope(
+                    CAST(:bx0 AS float8) * {size!r} - {HALF},
+                    {HALF} - (CAST(:by1 AS float8) + 1) * {size!r},
+                    (CAST(:bx1 AS float8) + 1) * {size!r} - {HALF},
+                    {HALF} - CAST(:by0 AS float8) * {size!r}, 3857), 4326) AS area) b"""
+        where = (
+            "c.geom && b.area AND k.bin_x BETWEEN :bx0 AND :bx1 AND k.bin_y BETWEEN :by0 AND :by1"
+        )
     return (
         f"""
-    -- live counts: the tile's cases matching the filter, binned as the pyramid bins them
+    -- live counts: the cases matching the filter, binned as the pyramid bins them
     bins AS (
         SELECT k.bin_x, k.bin_y, count(*)::int AS n
-        FROM cases c, bounds b, LATERAL (SELECT ST_Transform(c.geom, 3857) AS m) p,
+        FROM cases c, {area}, LATERAL (SELECT ST_Transform(c.geom, 3857) AS m) p,
              LATERAL (SELECT floor((ST_X(p.m) + {HALF}) / {size!r})::int AS bin_x,
                              floor(({HALF} - ST_Y(p.m)) / {size!r})::int AS bin_y) k
-        WHERE c.geom && b.area AND {case_filter}
-          AND k.bin_x >> {BIN_SHIFT} = :x AND k.bin_y >> {BIN_SHIFT} = :y  -- this tile's bins
+        WHERE {where}  -- the tile's (or the bbox's) bins
+          AND {case_filter}
         GROUP BY 1, 2
     )""",
         {"level": level},
@@ -246,13 +265,24 @@ def bin_range(bbox: tuple[float, float, float, float], level: int) -> tuple[int,
 MAX_GEOJSON_BINS = 64 * 256
 
 
+#: An SQL condition on ``cases c`` and its bound values (see :func:`tiles.layers.case_filter`).
+CaseFilter = tuple[str, dict[str, Any]]
+
+
 def heat_geojson(
-    conn: Connection, *, bbox: tuple[float, float, float, float], z: int, window: Window
+    conn: Connection,
+    *,
+    bbox: tuple[float, float, float, float],
+    z: int,
+    window: Window,
+    case_filter: CaseFilter | None = None,
 ) -> str:
     """Heat bins of zoom ``z`` inside ``bbox`` as a GeoJSON FeatureCollection (text).
 
     Each feature is a bin square (WGS84) with ``n`` (cases in the window) and its
-    ``level``/``bin_x``/``bin_y``; empty bins are left out.
+    ``level``/``bin_x``/``bin_y``; empty bins are left out. Counts come from the pyramid,
+    or, with ``case_filter`` (status, overdue: what the pyramid does not keep), from the
+    matching cases counted live into the same bins (``window`` is then part of the filter).
 
     Raises
     ------
@@ -273,7 +303,11 @@ def heat_geojson(
             "use a smaller bbox or a lower z",
             detail={"bins": count},
         )
-    bins, values = bins_sql(z, window, tile_params=False)
+    if case_filter is None:
+        bins, values = bins_sql(z, window, tile_params=False)
+    else:
+        bins, values = live_bins_sql(z, case_filter[0], tile_params=False)
+        values.update(case_filter[1])
     values.update(bx0=bx0, bx1=bx1, by0=by0, by1=by1)
     sql = f"""
     -- heat bins of a bbox as GeoJSON
@@ -293,8 +327,21 @@ def heat_geojson(
     return str(conn.execute(text(sql), values).scalar_one())
 
 
-def category_totals(conn: Connection, window: Window) -> dict[str, int]:
-    """Cases per category in ``window`` (from the coarsest pyramid level: 2 reads a row)."""
+def category_totals(
+    conn: Connection, window: Window, case_filter: CaseFilter | None = None
+) -> dict[str, int]:
+    """Cases per category in ``window`` (from the coarsest pyramid level: 2 reads a row),
+    or, with ``case_filter``, the matching cases counted live."""
+    if case_filter is not None:
+        rows = conn.execute(
+            text(f"""
+            -- per-category totals of the cases matching a status/overdue filter
+            SELECT c.category, count(*)::int FROM cases c WHERE {case_filter[0]}
+            GROUP BY c.category ORDER BY c.category
+            """),
+            case_filter[1],
+        ).all()
+        return {str(c): int(n) for c, n in rows if n}
     bins, values = bins_sql(0, window, tile_params=False)
     cat = "AND h.category = ANY(:categories)" if window.categories is not None else ""
     sql = f"""
@@ -312,7 +359,12 @@ def category_totals(conn: Connection, window: Window) -> dict[str, int]:
 
 
 def cases_by_grid(
-    conn: Connection, window: Window, *, plan: int | None = None, geometry: bool = True
+    conn: Connection,
+    window: Window,
+    *,
+    plan: int | None = None,
+    geometry: bool = True,
+    case_filter: CaseFilter | None = None,
 ) -> str:
     """Level-3 grids of the active plans (or of ``plan``) with their case counts.
 
@@ -326,8 +378,12 @@ def cases_by_grid(
     (:func:`geogrid.overlays.assign_grids`), so a county-wide year is one pass over the
     window's cases (~0.1 s for 1,000,000), not a point-in-polygon test per case (~3 s).
     A draft (``plan``) has no codes on the cases: it is counted point in polygon.
+    ``case_filter`` (status, overdue; it includes ``window``) narrows the cases counted.
     """
     cat = "AND c.category = ANY(:categories)" if window.categories is not None else ""
+    where = f"c.reported_at >= :t0 AND c.reported_at < :t1 {cat}"
+    if case_filter is not None:
+        where = case_filter[0]
     feature = f"""json_build_object(
             'type', 'Feature',
             'id', g.code,
@@ -342,7 +398,7 @@ def cases_by_grid(
     -- case counts per basic grid of the active plans, from the grid code every case carries
     WITH counted AS (
         SELECT c.grid_code, count(*)::int AS n FROM cases c
-        WHERE c.grid_code IS NOT NULL AND c.reported_at >= :t0 AND c.reported_at < :t1 {cat}
+        WHERE c.grid_code IS NOT NULL AND {where}
         GROUP BY c.grid_code
     )
     SELECT json_build_object(
@@ -363,14 +419,15 @@ def cases_by_grid(
     FROM grids g
     CROSS JOIN LATERAL (
         SELECT count(*)::int AS n FROM cases c
-        WHERE c.geom && g.geom AND ST_Intersects(g.geom, c.geom)
-          AND c.reported_at >= :t0 AND c.reported_at < :t1 {cat}
+        WHERE c.geom && g.geom AND ST_Intersects(g.geom, c.geom) AND {where}
     ) k
     WHERE g.level = 3 AND g.plan_id = :plan_id
     """
     values: dict[str, Any] = {"t0": window.t0, "t1": window.t1, "plan_id": plan}
     if window.categories is not None:
         values["categories"] = list(window.categories)
+    if case_filter is not None:
+        values.update(case_filter[1])
     return str(conn.execute(text(sql), values).scalar_one())
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tiles import heat
-from tiles.params import TIMEZONE, TileParams
+from tiles.params import TIMEZONE, TZ, TileParams
 
 EXTENT = 4096
 BUFFER = 64
@@ -254,7 +254,10 @@ KEY_UNITS = f"""
 WITH {BOUNDS}
 SELECT ST_AsMVT(t, 'key_units', 4096, 'geom') FROM (
     SELECT k.unit_no, k.name, k.unit_type, k.risk_level, k.village_code, k.grid_code,
-           {POINT.format(g="k.geom")} AS geom
+           {POINT.format(g="k.geom")} AS geom,
+           -- filings past their due date on :today (the managers are never in a layer)
+           (SELECT count(*) FROM key_unit_dues d
+            WHERE d.unit_id = k.id AND d.due_date < :today)::int AS overdue_filings
     FROM key_units k, bounds b
     WHERE k.geom && b.area
 ) t WHERE t.geom IS NOT NULL
@@ -265,7 +268,11 @@ INSPECTION_POINTS = f"""
 WITH {BOUNDS}
 SELECT ST_AsMVT(t, 'inspection_points', 4096, 'geom') FROM (
     SELECT p.point_no, p.name, p.schedule, to_char(p.last_inspected, 'YYYY-MM-DD')
-           AS last_inspected, p.village_code, p.grid_code, {POINT.format(g="p.geom")} AS geom
+           AS last_inspected, p.village_code, p.grid_code, {POINT.format(g="p.geom")} AS geom,
+           to_char(p.next_due, 'YYYY-MM-DD') AS next_due,
+           -- due state on :today (geogrid.fieldwork.inspections: due = within 7 days)
+           CASE WHEN p.next_due IS NULL THEN 'unknown' WHEN p.next_due < :today THEN 'overdue'
+                WHEN p.next_due <= :today + 7 THEN 'due' ELSE 'ok' END AS due_state
     FROM inspection_points p, bounds b
     WHERE p.geom && b.area
 ) t WHERE t.geom IS NOT NULL
@@ -322,7 +329,21 @@ class Layer:
                 parts.append(params.states.key(now))
             if self.name == "cases":  # points say whether they are overdue at that time
                 parts.append(f"at={params.states.at(now).isoformat()}")
+        if "day" in self.uses:  # due states change at local midnight
+            parts.append(f"day={local_day()}")
         return ";".join(parts)
+
+
+def local_day() -> dt.date:
+    """Today in the tiles' time zone (the day due states are judged on)."""
+    return dt.datetime.now(TZ).date()
+
+
+def _dated(sql: str) -> Callable[[int, TileParams], Query]:
+    def build(z: int, params: TileParams) -> Query:
+        return sql, {"today": local_day()}
+
+    return build
 
 
 def _static(sql: str) -> Callable[[int, TileParams], Query]:
@@ -346,14 +367,27 @@ def _window_values(params: TileParams) -> dict[str, Any]:
     return values
 
 
+def case_filter(params: TileParams) -> tuple[str, dict[str, Any]]:
+    """The SQL condition on ``cases c`` of ``params`` (window, categories, scope, status,
+    overdue) and its bound values: one definition for tiles, heat GeoJSON and statistics.
+
+    >>> from tiles.params import CaseStates
+    >>> sql, values = case_filter(TileParams(states=CaseStates.parse("closed", None)))
+    >>> "c.status = ANY(:statuses)" in sql, values["statuses"]
+    (True, ['closed'])
+    """
+    states, state_values = _states_sql(params)
+    category = _CATEGORY[params.window.categories is not None]
+    return f"{_CASE_FILTER} {category} {states}", {**_window_values(params), **state_values}
+
+
 def _bins(z: int, params: TileParams) -> tuple[str, dict[str, Any]]:
     """The tile's bins: from the pyramid, or counted live under a status/overdue filter."""
     if not params.states.active:
         return heat.bins_sql(z, params.window, tile_params=True)
-    states, state_values = _states_sql(params)
-    category = _CATEGORY[params.window.categories is not None]
-    bins, values = heat.live_bins_sql(z, f"{_CASE_FILTER} {category} {states}")
-    return bins, {**values, **_window_values(params), **state_values}
+    where, where_values = case_filter(params)
+    bins, values = heat.live_bins_sql(z, where)
+    return bins, {**values, **where_values}
 
 
 def _cases(z: int, params: TileParams) -> Query:
@@ -407,12 +441,13 @@ LAYERS: dict[str, Layer] = {
               needs_heat=lambda z: z <= CASE_BINS_MAXZOOM),
         Layer("key_units", "Key units (重点单位)", ("key_units",),
               {"unit_no": _S, "name": _S, "unit_type": _S, "risk_level": _N,
-               "village_code": _S, "grid_code": _S},
-              _static(KEY_UNITS)),
-        Layer("inspection_points", "Fire inspection points", ("inspection_points",),
+               "village_code": _S, "grid_code": _S, "overdue_filings": _N},
+              _dated(KEY_UNITS), uses=frozenset({"day"})),
+        Layer("inspection_points", "Fire inspection points (due_state: overdue, due, ok, "
+              "unknown)", ("inspection_points",),
               {"point_no": _S, "name": _S, "schedule": _S, "last_inspected": _S,
-               "village_code": _S, "grid_code": _S},
-              _static(INSPECTION_POINTS)),
+               "village_code": _S, "grid_code": _S, "next_due": _S, "due_state": _S},
+              _dated(INSPECTION_POINTS), uses=frozenset({"day"})),
         Layer("heat", "Case heat map: counts per bin (?from=&to=&category=&status=&overdue=)",
               ("heat", "cases"),
               {"n": _N}, _heat, maxzoom=heat.MAX_ZOOM, uses=frozenset({"window", "states"}),

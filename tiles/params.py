@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from geogrid.cases.machine import STATUSES
 from geogrid.errors import InvalidInput
 
 #: Local civil time in which case days are counted (China has one time zone).
@@ -89,12 +90,8 @@ def _date(value: str, name: str) -> dt.date:
         ) from None
 
 
-#: Workflow statuses a case filter may name (geogrid.cases.machine.STATUSES).
-CASE_STATUSES = (
-    "reported", "accepted", "rejected", "verified", "registered", "voided", "dispatched",
-    "in_progress", "suspended", "handled", "checked", "evaluated", "closed", "archived",
-    "merged",
-)  # fmt: skip
+#: Workflow statuses a case filter may name: the state machine's, in workflow order.
+CASE_STATUSES: tuple[str, ...] = tuple(STATUSES)
 #: Overdue filters are evaluated at a time rounded to this many seconds (cache key, SQL).
 OVERDUE_BUCKET = 300
 
@@ -115,7 +112,17 @@ class CaseStates:
 
     @classmethod
     def parse(cls, status: str | None, overdue: str | None) -> CaseStates:
-        """Validate ``status`` (comma-separated) and ``overdue`` (``true``/``false``)."""
+        """Validate ``status`` (comma-separated) and ``overdue`` (``true``/``false``).
+
+        The one parser of these filters: the tiles, ``/api/heat`` and
+        ``/api/stats/cases-by-grid`` all take them through here.
+
+        Raises
+        ------
+        geogrid.errors.InvalidInput
+            A status the state machine does not have, or an ``overdue`` that is not
+            ``true``/``false``/``1``/``0``.
+        """
         statuses: tuple[str, ...] | None = None
         if status is not None and status.strip():
             statuses = tuple(sorted({s.strip() for s in status.split(",") if s.strip()}))

@@ -14,6 +14,7 @@ Heat-backed tiles first bring the pyramid up to date when cases changed (see
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -25,8 +26,8 @@ from sqlalchemy import Connection, Engine, text
 from geogrid.errors import InvalidInput, NotFound
 from tiles import heat
 from tiles.cache import CachedTile, Snapshot, TileCache, VersionWatcher, compress, make_etag
-from tiles.layers import LAYERS, Layer, tile_query, valid_tile
-from tiles.params import TileParams, Window
+from tiles.layers import LAYERS, Layer, case_filter, tile_query, valid_tile
+from tiles.params import CaseStates, TileParams, Window
 
 #: Zooms whose queries differ in shape (pyramid bands, street zoom), run by :meth:`warm`.
 WARM_ZOOMS = (8, 13, 15, 16, 22)
@@ -248,33 +249,62 @@ class TileService:
         self.cache.put(key, tile)
         return tile
 
+    @staticmethod
+    def _filtered(window: Window, states: CaseStates) -> tuple[heat.CaseFilter | None, str]:
+        """The live case filter of a status/overdue request (``None``: the pyramid answers)
+        and its cache-key text (the overdue filter names its time bucket)."""
+        if not states.active:
+            return None, ""
+        where = case_filter(TileParams(window=window, states=states))
+        return where, states.key(dt.datetime.now(dt.UTC))
+
     def heat_geojson(
-        self, *, bbox: tuple[float, float, float, float], z: int, window: Window
+        self,
+        *,
+        bbox: tuple[float, float, float, float],
+        z: int,
+        window: Window,
+        states: CaseStates = CaseStates(),
     ) -> CachedTile:
-        """Heat bins of a bbox as GeoJSON (see :func:`tiles.heat.heat_geojson`), cached."""
+        """Heat bins of a bbox as GeoJSON (see :func:`tiles.heat.heat_geojson`), cached;
+        ``states`` (status, overdue) are counted live, as the heat tiles count them."""
         snap = self.ensure_heat()
-        key = ("#api-heat", (("heat", snap.versions.get("heat", 0)),), z, 0, 0,
-               f"{bbox}|{window.key()}")  # fmt: skip
+        where, filtered = self._filtered(window, states)
+        layers = ("heat", "cases") if where else ("heat",)
+        vs = tuple((n, snap.versions.get(n, 0)) for n in layers)
+        key = ("#api-heat", vs, z, 0, 0, f"{bbox}|{window.key()}|{filtered}")
         return self._cached_json(
-            key, lambda conn: heat.heat_geojson(conn, bbox=bbox, z=z, window=window)
+            key,
+            lambda conn: heat.heat_geojson(conn, bbox=bbox, z=z, window=window, case_filter=where),
         )
 
     def cases_by_grid(
-        self, *, window: Window, plan: int | None = None, geometry: bool = True
+        self,
+        *,
+        window: Window,
+        plan: int | None = None,
+        geometry: bool = True,
+        states: CaseStates = CaseStates(),
     ) -> CachedTile:
-        """Grids with case counts plus per-category ``totals`` (GeoJSON), cached."""
+        """Grids with case counts plus per-category ``totals`` (GeoJSON), cached; ``states``
+        (status, overdue) narrow the cases counted (live, as the heat tiles count them)."""
         snap = self.ensure_heat()
+        where, filtered = self._filtered(window, states)
         vs = tuple((n, snap.versions.get(n, 0)) for n in ("cases", "grids", "heat"))
         key = ("#api-cases-by-grid", vs, 0, 0, 0,
-               f"plan={plan}|{window.key()}|geometry={geometry}")  # fmt: skip
+               f"plan={plan}|{window.key()}|geometry={geometry}|{filtered}")  # fmt: skip
 
         def make(conn: Connection) -> str:
-            fc = heat.cases_by_grid(conn, window, plan=plan, geometry=geometry)
+            fc = heat.cases_by_grid(conn, window, plan=plan, geometry=geometry, case_filter=where)
             extra = {
-                "totals": heat.category_totals(conn, window),
+                "totals": heat.category_totals(conn, window, where),
                 "window": {
                     "from": window.start.isoformat(), "to": window.end.isoformat(),
                     "categories": list(window.categories) if window.categories else None,
+                },
+                "filter": {
+                    "status": list(states.statuses) if states.statuses else None,
+                    "overdue": states.overdue,
                 },
             }  # fmt: skip
             # spliced, not parsed and re-serialised: 5 MB of grid polygons round-tripped

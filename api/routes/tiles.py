@@ -39,6 +39,13 @@ PlanQ = Annotated[
     int | None,
     Query(ge=1, le=2**31 - 1, description="plan id (grids layer; default: active plans)"),
 ]
+#: The case-state filters of the cases and heat tiles, /api/heat and the grid statistics:
+#: one spelling, one parser (tiles.params.CaseStates.parse).
+StatusQ = Annotated[
+    str | None,
+    Query(max_length=300, description="cases/heat: comma-separated workflow statuses"),
+]
+OverdueQ = Annotated[str | None, Query(max_length=5, description="cases/heat: true or false")]
 TileZ = Annotated[int, Path(ge=0, le=30)]
 TileXY = Annotated[int, Path(ge=0, le=2**30 - 1)]
 
@@ -100,12 +107,8 @@ async def tile(
     start: FromQ = None,
     end: ToQ = None,
     category: CategoryQ = None,
-    status: Annotated[
-        str | None, Query(max_length=300, description="cases/heat: comma-separated statuses")
-    ] = None,
-    overdue: Annotated[
-        str | None, Query(max_length=5, description="cases/heat: true or false")
-    ] = None,
+    status: StatusQ = None,
+    overdue: OverdueQ = None,
 ) -> Response:
     """A Mapbox vector tile of ``layer`` (see ``/tiles/{layer}.json`` for its fields)."""
     svc = _service(request)
@@ -145,11 +148,15 @@ def heat_geojson(
     start: FromQ = None,
     end: ToQ = None,
     category: CategoryQ = None,
+    status: StatusQ = None,
+    overdue: OverdueQ = None,
 ) -> Response:
-    """Case counts per heat bin inside ``bbox`` as GeoJSON (squares with ``n``)."""
+    """Case counts per heat bin inside ``bbox`` as GeoJSON (squares with ``n``);
+    ``status``/``overdue`` filter the cases as they filter the heat tiles."""
     check_layer(request, creds, "heat")
     window = Window.parse(start, end, category)
-    item = _service(request).heat_geojson(bbox=parse_bbox(bbox), z=z, window=window)
+    states = CaseStates.parse(status, overdue)
+    item = _service(request).heat_geojson(bbox=parse_bbox(bbox), z=z, window=window, states=states)
     return _respond(request, item, "application/geo+json")
 
 
@@ -165,9 +172,15 @@ def cases_by_grid(
     geometry: Annotated[
         bool, Query(description="false: every geometry null (counts for grids already drawn)")
     ] = True,
+    status: StatusQ = None,
+    overdue: OverdueQ = None,
 ) -> Response:
-    """Basic grids of the active plan with case counts, plus per-category ``totals``."""
+    """Basic grids of the active plan with case counts, plus per-category ``totals``;
+    ``status``/``overdue`` filter the cases counted (as in the heat tiles)."""
     check_layer(request, creds, "heat")
     window = Window.parse(start, end, category)
-    item = _service(request).cases_by_grid(window=window, plan=plan, geometry=geometry)
+    states = CaseStates.parse(status, overdue)
+    item = _service(request).cases_by_grid(
+        window=window, plan=plan, geometry=geometry, states=states
+    )
     return _respond(request, item, "application/geo+json")

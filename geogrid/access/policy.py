@@ -214,6 +214,22 @@ POLICY: dict[str, Action] = {
         _rule((Role.sysadmin,), "any"),
         audited=True,
     ),
+    "visit.read": Action(
+        "Visit logs (民情日志, people met masked), visit coverage and the never-visited and "
+        "due lists within scope",
+        _rule(_CASE_ROLES, "covers"),
+        audited=True,
+    ),
+    "visit.write": Action(
+        "Record visits within scope and edit one's own",
+        _rule((Role.village_leader, Role.grid_worker), "covers"),
+        audited=True,
+    ),
+    "visit.admin": Action(
+        "The visit plan's rules (an area in scope) and the follow-up intervals (all areas)",
+        {**_rule((Role.town_leader,), "covers"), **_rule((Role.sysadmin,), "any")},
+        audited=True,
+    ),
 }
 
 

@@ -1,0 +1,554 @@
+"""The visit plan and visit coverage: the formulas, written once here.
+
+**Period.** A report covers the days ``from``–``to`` (inclusive): a month ``2026-07``, a
+quarter ``2026-Q3``, a half-year ``2026-H2``, a year ``2026`` or any two dates.
+
+**Plan.** ``visit_rules`` (admin-editable) give every household a plan period of ``k``
+months (1, 2, 3, 4, 6 or 12): the ``household`` rule with the longest area prefix matching
+the household's grid (or village); a household with a special-population member takes the
+shorter of that and the matching ``special`` rule. Plan windows are aligned to the
+calendar year: window ``w`` of a household is the months ``w·k … w·k+k−1`` counted from
+January of year 0 (for ``k = 3``: the quarters). A household must be visited at least once
+in every window. Who may not see special-population records (no ``special`` permission)
+is shown every household on its ``household`` rule: a stricter period would tell them who
+is special.
+
+**Per grid** (``area`` = the household's current grid, or its village when no plan is
+active), for households ``H`` of the area inside the caller's scope:
+
+* ``households`` = \\|H\\|;
+* ``visited`` = households of H with at least one visit dated in the period;
+* ``coverage`` = ``visited ÷ households`` (``null`` when ``households`` is 0);
+* ``never_visited`` = ``households − visited`` (not visited in the period);
+* ``due`` = Σ over H of the plan windows whose *last day* falls in the period
+  (a monthly household in a quarter: 3; a quarterly household in a quarter: 1; in one
+  month of a quarter: 1 only in the quarter's last month, else 0);
+* ``done`` = those of the due windows with at least one visit dated inside the window
+  (the window may begin before the period: a visit in January makes the Q1 window of a
+  March report done);
+* ``plan_rate`` = ``done ÷ due`` (``null`` when ``due`` is 0).
+
+**Per worker** (grid workers and village leaders whose scope lies in the caller's, and
+anyone who recorded a visit in the period): ``visits`` and ``households_visited`` count
+what the worker recorded in the period (inside the caller's scope); ``households``,
+``visited``, ``due``, ``done`` and the two rates are the per-grid figures summed over the
+areas inside the worker's own scope — the plan is per household, so a visit by anyone
+counts for the households a worker is responsible for.
+
+**Due now**: households whose current window (the one holding today) has no visit yet,
+``due_by`` = the window's last day. **Never visited**: households with no visit in the
+period, or with no visit at all (``ever``).
+"""
+
+from __future__ import annotations
+
+import calendar as _calendar
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection, text
+
+from geogrid.access import audit
+from geogrid.access.policy import Principal
+from geogrid.errors import Forbidden, InvalidInput, NotFound
+from geogrid.fieldwork.visits import area_prefix, today
+
+__all__ = [
+    "AreaCoverage",
+    "DueHousehold",
+    "NeverVisited",
+    "Period",
+    "Rule",
+    "WorkerCoverage",
+    "by_area",
+    "by_worker",
+    "delete_rule",
+    "due_households",
+    "list_rules",
+    "never_visited",
+    "set_rule",
+]
+
+PERIODS = (1, 2, 3, 4, 6, 12)
+KINDS = ("household", "special")
+MAX_LIMIT = 500
+#: Longest report period (a few years: the plan windows of a longer one are not useful).
+MAX_DAYS = 3 * 366
+
+
+@dataclass(frozen=True)
+class Period:
+    """Report days ``start``–``end`` (inclusive).
+
+    >>> Period.parse("2026-Q3")
+    Period(start=datetime.date(2026, 7, 1), end=datetime.date(2026, 9, 30))
+    >>> Period.parse("2026-02").end, Period.parse("2024-H1").end, Period.parse("2025").start
+    (datetime.date(2026, 2, 28), datetime.date(2024, 6, 30), datetime.date(2025, 1, 1))
+    """
+
+    start: dt.date
+    end: dt.date
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise InvalidInput("the period ends before it starts")
+        if (self.end - self.start).days >= MAX_DAYS:
+            raise InvalidInput(f"a period is at most {MAX_DAYS} days")
+
+    @classmethod
+    def parse(cls, text_: str) -> Period:
+        """``YYYY``, ``YYYY-MM``, ``YYYY-Qn`` or ``YYYY-Hn``."""
+        s = text_.strip().upper()
+        m = re.fullmatch(r"(\d{4})(?:-(?:(\d{2})|Q([1-4])|H([12])))?", s)
+        if not m:
+            raise InvalidInput(f"period {text_[:20]!r}: use 2026, 2026-07, 2026-Q3 or 2026-H2")
+        year = int(m.group(1))
+        if year < 2000:
+            raise InvalidInput("a period starts in 2000 or later")
+        if m.group(2):
+            first = last = int(m.group(2))
+            if not 1 <= first <= 12:
+                raise InvalidInput(f"period {text_[:20]!r}: no such month")
+        elif m.group(3):
+            first = 3 * int(m.group(3)) - 2
+            last = first + 2
+        elif m.group(4):
+            first = 6 * int(m.group(4)) - 5
+            last = first + 5
+        else:
+            first, last = 1, 12
+        end = dt.date(year, last, _calendar.monthrange(year, last)[1])
+        return cls(dt.date(year, first, 1), end)
+
+    @classmethod
+    def current_quarter(cls, day: dt.date | None = None) -> Period:
+        """The quarter holding ``day`` (default: today in Beijing)."""
+        d = day or today()
+        return cls.parse(f"{d.year}-Q{(d.month - 1) // 3 + 1}")
+
+    @property
+    def months(self) -> tuple[int, int]:
+        """(first, last) month indices (``year·12 + month − 1``) whose windows may be due:
+        a window is due when its last month lies in this range (the last month counts only
+        when the period reaches its last day)."""
+        mf = self.start.year * 12 + self.start.month - 1
+        mt = self.end.year * 12 + self.end.month - 1
+        if self.end.day != _calendar.monthrange(self.end.year, self.end.month)[1]:
+            mt -= 1
+        return mf, mt
+
+    @property
+    def lookback(self) -> dt.date:
+        """The first day a visit can fall in a due window (11 months before the period)."""
+        mf = self.start.year * 12 + self.start.month - 1 - 11
+        return dt.date(mf // 12, mf % 12 + 1, 1)
+
+
+class AreaCoverage(BaseModel):
+    """Coverage of one grid (or village without a grid) in the period: numbers only."""
+
+    area_code: str
+    households: int
+    visited: int
+    never_visited: int
+    coverage: float | None = Field(description="visited ÷ households")
+    due: int = Field(description="plan windows ending in the period")
+    done: int = Field(description="due windows with at least one visit")
+    plan_rate: float | None = Field(description="done ÷ due")
+
+
+class WorkerCoverage(BaseModel):
+    """What one worker recorded, and the plan figures of the households in their scope."""
+
+    worker_id: int | None
+    worker_name: str
+    scope: str
+    visits: int
+    households_visited: int
+    households: int
+    visited: int
+    coverage: float | None
+    due: int
+    done: int
+    plan_rate: float | None
+
+
+class NeverVisited(BaseModel):
+    """A household with no visit in the period (or none at all)."""
+
+    household_id: int
+    register_no: str
+    house_no: str | None
+    village_code: str
+    area_code: str
+    last_visited_on: dt.date | None
+
+
+class DueHousehold(BaseModel):
+    """A household whose current plan window has no visit yet."""
+
+    household_id: int
+    register_no: str
+    house_no: str | None
+    village_code: str
+    area_code: str
+    period_months: int
+    due_by: dt.date
+    last_visited_on: dt.date | None
+
+
+class Rule(BaseModel):
+    """One visit-plan rule."""
+
+    id: int
+    area_code: str = Field(description="'' everywhere, else a town, village or grid code")
+    kind: Literal["household", "special"]
+    period_months: int
+    updated_by: str | None
+    updated_at: dt.datetime
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def _scope_area(principal: Principal, area: str | None) -> str:
+    """The prefix to report on: ``area`` when inside the scope, else the scope's."""
+    if not area:
+        return principal.scope.prefix
+    prefix = area_prefix(area)
+    if not prefix.startswith(principal.scope.prefix):
+        raise Forbidden(f"{area} is outside your scope ({principal.scope})")
+    return prefix
+
+
+def _special_sql(principal: Principal) -> str:
+    """Households with a special-population member, for callers who may know them."""
+    if "special" not in principal.permissions:
+        return "SELECT NULL::bigint AS household_id WHERE false"
+    return (
+        "SELECT DISTINCT m.household_id FROM special_population s "
+        "JOIN household_members m ON m.id = s.member_id"
+    )
+
+
+def _plan_ctes(principal: Principal) -> str:
+    """``areas`` (with their household and special rule periods) and ``hh`` (households
+    in the prefix, with their plan period ``k``)."""
+    return f"""
+    areas AS (
+        SELECT a.area,
+               (SELECT r.period_months FROM visit_rules r WHERE r.kind = 'household'
+                  AND a.area LIKE r.prefix || '%' ORDER BY length(r.prefix) DESC LIMIT 1) AS kh,
+               (SELECT r.period_months FROM visit_rules r WHERE r.kind = 'special'
+                  AND a.area LIKE r.prefix || '%' ORDER BY length(r.prefix) DESC LIMIT 1) AS ks
+        FROM (SELECT DISTINCT h.scope_key AS area FROM households h
+              WHERE h.scope_key LIKE :prefix || '%') a
+    ),
+    special AS ({_special_sql(principal)}),
+    hh AS (
+        SELECT h.id, h.scope_key AS area,
+               CASE WHEN sp.household_id IS NULL THEN coalesce(a.kh, 3)
+                    ELSE least(coalesce(a.kh, 3), coalesce(a.ks, a.kh, 3)) END AS k
+        FROM households h JOIN areas a ON a.area = h.scope_key
+        LEFT JOIN special sp ON sp.household_id = h.id
+        WHERE h.scope_key LIKE :prefix || '%'
+    )"""
+
+
+#: Month index of a visit (year·12 + month − 1).
+_MONTH = "(extract(year FROM v.visited_on)::int * 12 + extract(month FROM v.visited_on)::int - 1)"
+
+
+def _area_rows(conn: Connection, principal: Principal, prefix: str, period: Period) -> list[Any]:
+    mf, mt = period.months
+    sql = f"""
+    WITH {_plan_ctes(principal)},
+    vv AS (
+        SELECT v.household_id, bool_or(v.visited_on >= :d0) AS in_period,
+               array_agg(DISTINCT {_MONTH}) AS months
+        FROM visits v
+        WHERE v.household_id IS NOT NULL AND v.visited_on BETWEEN :lo AND :d1
+        GROUP BY v.household_id
+    ),
+    per_h AS (
+        SELECT hh.area, hh.k, coalesce(vv.in_period, false) AS visited,
+               (SELECT count(DISTINCT m / hh.k) FROM unnest(vv.months) m
+                 WHERE (m / hh.k + 1) * hh.k - 1 BETWEEN :mf AND :mt) AS done,
+               greatest(0, (:mt + 1) / hh.k - (:mf + hh.k) / hh.k + 1) AS due
+        FROM hh LEFT JOIN vv ON vv.household_id = hh.id
+    )
+    SELECT area, count(*)::int AS households, count(*) FILTER (WHERE visited)::int AS visited,
+           sum(due)::int AS due, coalesce(sum(done), 0)::int AS done
+    FROM per_h GROUP BY area ORDER BY area
+    """
+    return list(
+        conn.execute(
+            text(sql),
+            {"prefix": prefix, "d0": period.start, "d1": period.end, "lo": period.lookback,
+             "mf": mf, "mt": mt},
+        ).all()
+    )  # fmt: skip
+
+
+def _area(row: Any) -> AreaCoverage:
+    return AreaCoverage(
+        area_code=row.area, households=row.households, visited=row.visited,
+        never_visited=row.households - row.visited,
+        coverage=_ratio(row.visited, row.households), due=row.due, done=row.done,
+        plan_rate=_ratio(row.done, row.due),
+    )  # fmt: skip
+
+
+def by_area(
+    conn: Connection, *, principal: Principal, period: Period, area: str | None = None
+) -> list[AreaCoverage]:
+    """Coverage per grid (or village without grid) inside the scope (and ``area``), by
+    the formulas of this module. Numbers only: nothing personal, so not audited."""
+    prefix = _scope_area(principal, area)
+    return [_area(r) for r in _area_rows(conn, principal, prefix, period)]
+
+
+def by_worker(
+    conn: Connection, *, principal: Principal, period: Period, area: str | None = None
+) -> list[WorkerCoverage]:
+    """Coverage per worker (see the module's formulas), ordered by worker name."""
+    prefix = _scope_area(principal, area)
+    areas = [_area(r) for r in _area_rows(conn, principal, prefix, period)]
+    rows = conn.execute(
+        text(
+            """
+            WITH done AS (
+                SELECT v.worker_id, min(v.worker_name) AS worker_name, count(*)::int AS visits,
+                       count(DISTINCT v.household_id)::int AS households_visited
+                FROM visits v JOIN households h ON h.id = v.household_id
+                WHERE v.visited_on BETWEEN :d0 AND :d1 AND h.scope_key LIKE :prefix || '%'
+                GROUP BY v.worker_id
+            ),
+            staff AS (
+                SELECT u.id, u.username, u.scope_kind, u.scope_code,
+                       CASE u.scope_kind WHEN 'all' THEN '' WHEN 'town' THEN left(u.scope_code, 9)
+                            ELSE u.scope_code END AS prefix
+                FROM users u
+                WHERE (NOT u.disabled AND u.role IN ('grid_worker', 'village_leader'))
+                   OR u.id IN (SELECT worker_id FROM done)
+            )
+            SELECT coalesce(s.id, d.worker_id) AS worker_id,
+                   coalesce(s.username, d.worker_name) AS worker_name,
+                   coalesce(s.scope_code, '') AS scope, coalesce(s.prefix, '~') AS prefix,
+                   coalesce(d.visits, 0) AS visits,
+                   coalesce(d.households_visited, 0) AS households_visited
+            FROM staff s FULL JOIN done d ON d.worker_id = s.id
+            WHERE d.worker_id IS NOT NULL OR d.visits IS NOT NULL
+               OR s.prefix LIKE :prefix || '%'
+            ORDER BY 2, 1
+            """
+        ),
+        {"prefix": prefix, "d0": period.start, "d1": period.end},
+    ).all()
+    out = []
+    for r in rows:
+        mine = [a for a in areas if a.area_code.startswith(r.prefix)]
+        households = sum(a.households for a in mine)
+        visited = sum(a.visited for a in mine)
+        due = sum(a.due for a in mine)
+        done = sum(a.done for a in mine)
+        out.append(
+            WorkerCoverage(
+                worker_id=r.worker_id,
+                worker_name=r.worker_name,
+                scope=r.scope or "all",
+                visits=r.visits,
+                households_visited=r.households_visited,
+                households=households,
+                visited=visited,
+                coverage=_ratio(visited, households),
+                due=due,
+                done=done,
+                plan_rate=_ratio(done, due),
+            )
+        )
+    return out
+
+
+def _page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
+    if offset < 0:
+        raise InvalidInput("offset must not be negative")
+
+
+def never_visited(
+    conn: Connection,
+    *,
+    principal: Principal,
+    period: Period | None,
+    area: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    ip: str | None = None,
+) -> tuple[list[NeverVisited], int]:
+    """Households in scope with no visit in ``period`` (``None``: no visit ever), by area
+    and register number, with the total; audited (register numbers identify households)."""
+    _page(limit, offset)
+    prefix = _scope_area(principal, area)
+    params: dict[str, Any] = {"prefix": prefix, "lim": limit, "off": offset}
+    window = ""
+    if period is not None:
+        window = "AND v.visited_on BETWEEN :d0 AND :d1"
+        params.update(d0=period.start, d1=period.end)
+    where = (
+        f"h.scope_key LIKE :prefix || '%' AND NOT EXISTS (SELECT 1 FROM visits v "
+        f"WHERE v.household_id = h.id {window})"
+    )
+    total = conn.execute(
+        text(f"SELECT count(*) FROM households h WHERE {where}"), params
+    ).scalar_one()
+    rows = conn.execute(
+        text(
+            f"""
+            SELECT h.id AS household_id, h.register_no, h.house_no, h.village_code,
+                   h.scope_key AS area_code,
+                   (SELECT max(v.visited_on) FROM visits v WHERE v.household_id = h.id)
+                   AS last_visited_on
+            FROM households h WHERE {where}
+            ORDER BY h.scope_key, h.register_no, h.id LIMIT :lim OFFSET :off
+            """
+        ),
+        params,
+    ).all()
+    items = [NeverVisited(**r._mapping) for r in rows]
+    audit.record(
+        conn, actor=principal, action="visit.read", target_type="household",
+        target_ids=[str(i.household_id) for i in items], ip=ip,
+        detail={"list": "never_visited", "ever": period is None, "total": int(total)},
+    )  # fmt: skip
+    return items, int(total)
+
+
+def due_households(
+    conn: Connection,
+    *,
+    principal: Principal,
+    area: str | None = None,
+    day: dt.date | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    ip: str | None = None,
+) -> tuple[list[DueHousehold], int]:
+    """Households whose plan window holding ``day`` (default today) has no visit yet,
+    soonest ``due_by`` first; audited."""
+    _page(limit, offset)
+    prefix = _scope_area(principal, area)
+    d = day or today()
+    m = d.year * 12 + d.month - 1
+    sql = f"""
+    WITH {_plan_ctes(principal)},
+    cur AS (
+        SELECT hh.id, hh.area, hh.k, (:m / hh.k) * hh.k AS m0 FROM hh
+    ),
+    due AS (
+        SELECT cur.*, make_date(cur.m0 / 12, cur.m0 % 12 + 1, 1) AS starts,
+               (make_date((cur.m0 + cur.k) / 12, (cur.m0 + cur.k) % 12 + 1, 1) - 1) AS due_by
+        FROM cur
+    ),
+    open AS (
+        SELECT due.* FROM due WHERE NOT EXISTS (
+            SELECT 1 FROM visits v WHERE v.household_id = due.id
+              AND v.visited_on >= due.starts AND v.visited_on <= :day)
+    )
+    """
+    total = conn.execute(
+        text(f"{sql} SELECT count(*) FROM open"), {"prefix": prefix, "m": m, "day": d}
+    ).scalar_one()
+    rows = conn.execute(
+        text(
+            f"""{sql}
+            SELECT o.id AS household_id, h.register_no, h.house_no, h.village_code,
+                   o.area AS area_code, o.k AS period_months, o.due_by,
+                   (SELECT max(v.visited_on) FROM visits v WHERE v.household_id = o.id)
+                   AS last_visited_on
+            FROM open o JOIN households h ON h.id = o.id
+            ORDER BY o.due_by, o.area, h.register_no, o.id LIMIT :lim OFFSET :off
+            """
+        ),
+        {"prefix": prefix, "m": m, "day": d, "lim": limit, "off": offset},
+    ).all()
+    items = [DueHousehold(**r._mapping) for r in rows]
+    audit.record(
+        conn, actor=principal, action="visit.read", target_type="household",
+        target_ids=[str(i.household_id) for i in items], ip=ip,
+        detail={"list": "due", "total": int(total)},
+    )  # fmt: skip
+    return items, int(total)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+_RULE_COLUMNS = "SELECT id, prefix, kind, period_months, updated_by, updated_at FROM visit_rules"
+
+
+def _rule(row: Any) -> Rule:
+    code = row.prefix + "000" if len(row.prefix) == 9 else row.prefix
+    return Rule(
+        id=row.id, area_code=code, kind=row.kind, period_months=row.period_months,
+        updated_by=row.updated_by, updated_at=row.updated_at,
+    )  # fmt: skip
+
+
+def list_rules(conn: Connection) -> list[Rule]:
+    """Every visit-plan rule (general first)."""
+    rows = conn.execute(text(f"{_RULE_COLUMNS} ORDER BY length(prefix), prefix, kind")).all()
+    return [_rule(r) for r in rows]
+
+
+def _check_rule_area(principal: Principal, area_code: str) -> str:
+    prefix = area_prefix(area_code)
+    if not prefix.startswith(principal.scope.prefix):
+        raise Forbidden(f"{area_code or 'everywhere'} is outside your scope ({principal.scope})")
+    return prefix
+
+
+def set_rule(
+    conn: Connection, *, principal: Principal, area_code: str, kind: str, period_months: int
+) -> Rule:
+    """Create or change the rule of ``kind`` for an area (``''``: everywhere) in scope.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown kind, a period other than 1, 2, 3, 4, 6 or 12 months, a bad area code.
+    Forbidden
+        The area lies outside the caller's scope.
+    """
+    if kind not in KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(KINDS)}")
+    if isinstance(period_months, bool) or period_months not in PERIODS:
+        raise InvalidInput(f"period_months must be one of {', '.join(map(str, PERIODS))}")
+    prefix = _check_rule_area(principal, area_code)
+    row = conn.execute(
+        text(
+            "INSERT INTO visit_rules (prefix, kind, period_months, updated_by) "
+            "VALUES (:p, :k, :m, :u) ON CONFLICT (prefix, kind) DO UPDATE SET "
+            "period_months = EXCLUDED.period_months, updated_by = EXCLUDED.updated_by, "
+            "updated_at = now() RETURNING id, prefix, kind, period_months, updated_by, updated_at"
+        ),
+        {"p": prefix, "k": kind, "m": period_months, "u": principal.username},
+    ).one()
+    return _rule(row)
+
+
+def delete_rule(conn: Connection, *, principal: Principal, rule_id: int) -> None:
+    """Remove an area's rule (its households fall back to a more general one); the general
+    rules (everywhere) stay."""
+    row = conn.execute(text(f"{_RULE_COLUMNS} WHERE id = :i"), {"i": rule_id}).one_or_none()
+    if row is None:
+        raise NotFound(f"no visit rule {rule_id}")
+    if row.prefix == "":
+        raise InvalidInput("the general rules (everywhere) can be changed, not removed")
+    _check_rule_area(principal, _rule(row).area_code)
+    conn.execute(text("DELETE FROM visit_rules WHERE id = :i"), {"i": rule_id})
