@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -33,6 +33,7 @@ from geogrid.fieldwork import coverage, followups, visits
 from geogrid.people import service as people
 from geogrid.plans import StaleVersion
 
+T = TypeVar("T")
 router = APIRouter(prefix="/api/visits", tags=["visits"])
 followups_router = APIRouter(prefix="/api/followups", tags=["followups"])
 
@@ -66,22 +67,10 @@ class VisitCreateRequest(visits.VisitCreate):
     client_id: uuid.UUID | None = None
 
 
-class VisitPage(BaseModel):
-    items: list[visits.Visit]
-    total: int
-    limit: int
-    offset: int
+class Page(BaseModel, Generic[T]):
+    """One page of a list, with the total count."""
 
-
-class NeverPage(BaseModel):
-    items: list[coverage.NeverVisited]
-    total: int
-    limit: int
-    offset: int
-
-
-class DuePage(BaseModel):
-    items: list[coverage.DueHousehold]
+    items: list[T]
     total: int
     limit: int
     offset: int
@@ -120,13 +109,6 @@ class FollowupRequest(followups.FollowupCreate):
     """A follow-up; ``client_id`` makes sending it twice safe."""
 
     client_id: uuid.UUID | None = None
-
-
-class FollowupDuePage(BaseModel):
-    items: list[followups.DueRecord]
-    total: int
-    limit: int
-    offset: int
 
 
 class RecordSchedule(BaseModel):
@@ -182,7 +164,7 @@ def create_visit(
     return _with_etag(conn, response, made)
 
 
-@router.get("", response_model=VisitPage)
+@router.get("", response_model=Page[visits.Visit])
 def list_visits(
     request: Request,
     principal: ReadDep,
@@ -196,7 +178,7 @@ def list_visits(
     follow_up: bool | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> VisitPage:
+) -> Page[visits.Visit]:
     """Visits in your scope, newest first (people met masked)."""
     items, total = visits.list_visits(
         conn, principal=require(principal), household_id=household_id, key_unit_id=key_unit_id,
@@ -204,7 +186,7 @@ def list_visits(
         follow_up=follow_up, limit=limit, offset=offset, ip=client_ip(request),
     )  # fmt: skip
     conn.commit()
-    return VisitPage(items=items, total=total, limit=limit, offset=offset)
+    return Page[visits.Visit](items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/tags", response_model=list[Tag])
@@ -275,7 +257,7 @@ def coverage_by_worker(
     return WorkerReport(period_from=p.start, period_to=p.end, items=items)
 
 
-@router.get("/coverage/never", response_model=NeverPage)
+@router.get("/coverage/never", response_model=Page[coverage.NeverVisited])
 def never_visited(
     request: Request,
     principal: ReadDep,
@@ -287,7 +269,7 @@ def never_visited(
     area: Area = None,
     limit: Limit = 100,
     offset: Offset = 0,
-) -> NeverPage:
+) -> Page[coverage.NeverVisited]:
     """Households in your scope never visited in the period (``ever=true``: never at all)."""
     p = None if ever else _period(period, date_from, date_to)
     items, total = coverage.never_visited(
@@ -295,10 +277,10 @@ def never_visited(
         ip=client_ip(request),
     )  # fmt: skip
     conn.commit()
-    return NeverPage(items=items, total=total, limit=limit, offset=offset)
+    return Page[coverage.NeverVisited](items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/coverage/due", response_model=DuePage)
+@router.get("/coverage/due", response_model=Page[coverage.DueHousehold])
 def due_now(
     request: Request,
     principal: ReadDep,
@@ -306,14 +288,14 @@ def due_now(
     area: Area = None,
     limit: Limit = 100,
     offset: Offset = 0,
-) -> DuePage:
+) -> Page[coverage.DueHousehold]:
     """Households whose current plan window has no visit yet, soonest due first."""
     items, total = coverage.due_households(
         conn, principal=require(principal), area=area, limit=limit, offset=offset,
         ip=client_ip(request),
     )  # fmt: skip
     conn.commit()
-    return DuePage(items=items, total=total, limit=limit, offset=offset)
+    return Page[coverage.DueHousehold](items=items, total=total, limit=limit, offset=offset)
 
 
 #: Colour classes of the coverage layer (lower bound of coverage, colour, meaning).
@@ -460,7 +442,7 @@ def record_followup(
     return made
 
 
-@followups_router.get("/due", response_model=FollowupDuePage)
+@followups_router.get("/due", response_model=Page[followups.DueRecord])
 def due_followups(
     request: Request,
     principal: SpecialReadDep,
@@ -469,14 +451,14 @@ def due_followups(
     within_days: Annotated[int, Query(ge=0, le=366)] = 0,
     limit: Limit = 100,
     offset: Offset = 0,
-) -> FollowupDuePage:
+) -> Page[followups.DueRecord]:
     """Records due within ``within_days`` (0: due today or overdue), never followed first."""
     items, total = followups.due_records(
         conn, principal=require(principal), area=area, within_days=within_days, limit=limit,
         offset=offset, ip=client_ip(request),
     )  # fmt: skip
     conn.commit()
-    return FollowupDuePage(items=items, total=total, limit=limit, offset=offset)
+    return Page[followups.DueRecord](items=items, total=total, limit=limit, offset=offset)
 
 
 @followups_router.get("/records/{record_id}", response_model=RecordSchedule)

@@ -54,7 +54,7 @@ from sqlalchemy import Connection, text
 from geogrid.access import audit
 from geogrid.access.policy import Principal
 from geogrid.errors import Forbidden, InvalidInput, NotFound
-from geogrid.fieldwork.visits import area_prefix, today
+from geogrid.fieldwork.visits import area_prefix, check_page, today
 
 __all__ = [
     "AreaCoverage",
@@ -374,13 +374,6 @@ def by_worker(
     return out
 
 
-def _page(limit: int, offset: int) -> None:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
-    if offset < 0:
-        raise InvalidInput("offset must not be negative")
-
-
 def never_visited(
     conn: Connection,
     *,
@@ -393,7 +386,7 @@ def never_visited(
 ) -> tuple[list[NeverVisited], int]:
     """Households in scope with no visit in ``period`` (``None``: no visit ever), by area
     and register number, with the total; audited (register numbers identify households)."""
-    _page(limit, offset)
+    check_page(limit, offset, MAX_LIMIT)
     prefix = _scope_area(principal, area)
     params: dict[str, Any] = {"prefix": prefix, "lim": limit, "off": offset}
     window = ""
@@ -441,7 +434,7 @@ def due_households(
 ) -> tuple[list[DueHousehold], int]:
     """Households whose plan window holding ``day`` (default today) has no visit yet,
     soonest ``due_by`` first; audited."""
-    _page(limit, offset)
+    check_page(limit, offset, MAX_LIMIT)
     prefix = _scope_area(principal, area)
     d = day or today()
     m = d.year * 12 + d.month - 1

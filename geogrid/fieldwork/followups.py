@@ -30,7 +30,7 @@ from geogrid.access.policy import Principal
 from geogrid.cases.calendar import add_working_time
 from geogrid.errors import Forbidden, InvalidInput, NotFound
 from geogrid.fieldwork.idempotency import once
-from geogrid.fieldwork.visits import area_prefix, today
+from geogrid.fieldwork.visits import area_prefix, check_page, today
 from geogrid.people import service as people
 from geogrid.people.mask import mask_name
 from geogrid.people.models import RISK_LEVELS
@@ -239,10 +239,7 @@ def due_records(
     Audited (``special.read``) with the ids returned.
     """
     _need_special(principal)
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
-    if offset < 0:
-        raise InvalidInput("offset must not be negative")
+    check_page(limit, offset, MAX_LIMIT)
     if within_days is not None and not 0 <= within_days <= 366:
         raise InvalidInput("within_days must be between 0 and 366")
     prefix = principal.scope.prefix

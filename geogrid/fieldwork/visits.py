@@ -39,6 +39,7 @@ __all__ = [
     "VisitCreate",
     "VisitSaved",
     "VisitUpdate",
+    "check_page",
     "get_visit",
     "list_visits",
     "make_etag",
@@ -156,6 +157,14 @@ def parse_etag(etag: str, visit_id: int) -> int | None:
     """
     m = re.fullmatch(rf'(?:W/)?"visit-{visit_id}-(\d{{1,9}})"', etag.strip())
     return int(m.group(1)) if m else None
+
+
+def check_page(limit: int, offset: int, most: int = MAX_LIMIT) -> None:
+    """Refuse a page size outside 1…``most`` or a negative offset."""
+    if not 1 <= limit <= most:
+        raise InvalidInput(f"limit must be between 1 and {most}")
+    if offset < 0:
+        raise InvalidInput("offset must not be negative")
 
 
 def _visit(row: Any) -> Visit:
@@ -324,10 +333,7 @@ def list_visits(
 
     ``area`` narrows to a grid, village or town prefix inside the scope.
     """
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}")
-    if offset < 0:
-        raise InvalidInput("offset must not be negative")
+    check_page(limit, offset)
     if date_from and date_to and date_to < date_from:
         raise InvalidInput("to is before from")
     where = [SCOPE]
