@@ -162,6 +162,15 @@ _OVERDUE = (
     "'in_progress', 'handled', 'checked', 'evaluated') AND t.due_at < now(), false)::int"
 )
 _GROUP_HOUSEHOLDS = "(SELECT count(*) FROM households h WHERE h.group_id = t.id)"
+#: Key units and inspection points: due dates judged on the local day (geogrid.fieldwork).
+_TODAY = "(now() AT TIME ZONE 'Asia/Shanghai')::date"
+_OVERDUE_FILINGS = (
+    f"(SELECT count(*) FROM key_unit_dues d WHERE d.unit_id = t.id AND d.due_date < {_TODAY})::int"
+)
+_DUE_STATE = (
+    f"CASE WHEN t.next_due IS NULL THEN 'unknown' WHEN t.next_due < {_TODAY} THEN 'overdue' "
+    f"WHEN t.next_due <= {_TODAY} + 7 THEN 'due' ELSE 'ok' END"
+)
 _VILLAGE_HOUSEHOLDS = "(SELECT count(*) FROM households h WHERE h.village_code = t.code)"
 _GROUPS_WITHOUT_TERRITORY = (
     "(SELECT string_agg(g.group_no::text, ',' ORDER BY g.group_no) FROM villager_groups g "
@@ -298,6 +307,7 @@ COLLECTIONS: Final[dict[str, Collection]] = {
                 _str("address"),
                 _str("village_code", q=True),
                 _str("grid_code", q=True),
+                _int("overdue_filings", _OVERDUE_FILINGS, d="filings past their due date"),
             ),
             layer="key_units",
         ),
@@ -320,6 +330,8 @@ COLLECTIONS: Final[dict[str, Collection]] = {
                 ),
                 _str("village_code", q=True),
                 _str("grid_code", q=True),
+                Property("next_due", "t.next_due", "date", False, "next inspection due"),
+                _str("due_state", _DUE_STATE, d="overdue, due (within 7 days), ok or unknown"),
             ),
             time=_LAST_INSPECTED,
             layer="inspection_points",

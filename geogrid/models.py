@@ -414,6 +414,9 @@ class KeyUnit(Base):
         UniqueConstraint("unit_no"),
         CheckConstraint("risk_level BETWEEN 1 AND 3", name="risk_level"),
         Index("ix_key_units_geom", "geom", postgresql_using="gist"),
+        Index(
+            "ix_key_units_scope_key", "scope_key", postgresql_ops={"scope_key": "text_pattern_ops"}
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -427,6 +430,12 @@ class KeyUnit(Base):
     grid_code: Mapped[str | None] = mapped_column(String(15))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+    # the register (migration 0017; filings and contacts: geogrid.fieldwork.units)
+    registered_on: Mapped[date] = mapped_column(Date, server_default=text("CURRENT_DATE"))
+    version: Mapped[int] = mapped_column(Integer, server_default="0")
+    scope_key: Mapped[str | None] = mapped_column(
+        Text, Computed("coalesce(grid_code, village_code)", persisted=True)
+    )
 
 
 INSPECTION_SCHEDULES = ("weekly", "monthly", "quarterly", "halfyearly", "yearly")
@@ -440,6 +449,12 @@ class InspectionPoint(Base):
         UniqueConstraint("point_no"),
         CheckConstraint(_in("schedule", INSPECTION_SCHEDULES), name="schedule"),
         Index("ix_inspection_points_geom", "geom", postgresql_using="gist"),
+        Index("ix_inspection_points_next_due", "next_due"),
+        Index(
+            "ix_inspection_points_scope_key",
+            "scope_key",
+            postgresql_ops={"scope_key": "text_pattern_ops"},
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -453,6 +468,20 @@ class InspectionPoint(Base):
     grid_code: Mapped[str | None] = mapped_column(String(15))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+    # due state, template and version (migration 0017; geogrid.fieldwork.inspections)
+    template_code: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("inspection_templates.code")
+    )
+    next_due: Mapped[date | None] = mapped_column(Date)
+    due_problem: Mapped[str | None] = mapped_column(Text)
+    due_cal: Mapped[int | None] = mapped_column(BigInteger)
+    due_basis: Mapped[date | None] = mapped_column(Date)
+    due_schedule: Mapped[str | None] = mapped_column(String(12))
+    registered_on: Mapped[date] = mapped_column(Date, server_default=text("CURRENT_DATE"))
+    version: Mapped[int] = mapped_column(Integer, server_default="0")
+    scope_key: Mapped[str | None] = mapped_column(
+        Text, Computed("coalesce(grid_code, village_code)", persisted=True)
+    )
 
 
 class Staff(Base):
@@ -559,6 +588,7 @@ from geogrid.access import models as _access_models  # noqa: E402, F401
 from geogrid.cases import models as _case_models  # noqa: E402, F401
 from geogrid.cases import open311_models as _open311_models  # noqa: E402, F401
 from geogrid.fieldwork import sync_models as _field_sync_models  # noqa: E402, F401
+from geogrid.fieldwork import unit_models as _unit_models  # noqa: E402, F401
 from geogrid.fieldwork import visit_models as _visit_models  # noqa: E402, F401
 from geogrid.ops import jobs_store as _ops_jobs_store  # noqa: E402, F401
 from geogrid.people import models as _people_models  # noqa: E402, F401

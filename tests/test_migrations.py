@@ -22,6 +22,9 @@ TABLES = {
     "audit_log_default", "household_members", "special_population", "special_followups",
     # open311 (0016)
     "open311_requests", "open311_attributes", "open311_rate",
+    # key units and fire inspections (0017)
+    "key_unit_types", "key_unit_contacts", "key_unit_filings", "key_unit_dues",
+    "inspection_templates", "inspection_records", "inspection_case_links",
     # field app sync (0019)
     "client_records",
     # background plan jobs (0022)

@@ -50,6 +50,7 @@ PUBLIC = {
         "address",
         "village_code",
         "grid_code",
+        "overdue_filings",
     },
     "inspection_points": {
         "point_no",
@@ -59,6 +60,8 @@ PUBLIC = {
         "key_unit_no",
         "village_code",
         "grid_code",
+        "next_due",
+        "due_state",
     },
 }
 #: SQL counting each collection's features (independent of geogrid.features).

@@ -214,6 +214,36 @@ POLICY: dict[str, Action] = {
         _rule((Role.sysadmin,), "any"),
         audited=True,
     ),
+    # key units (户籍化) and fire inspections (issue 13, geogrid.fieldwork)
+    "unit.read": Action(
+        "Key units in scope with their managers (masked), filings and due dates",
+        _rule(_CASE_ROLES, "covers"),
+        audited=True,
+    ),
+    "unit.write": Action(
+        "Register and edit key units, their filings and inspection points in scope",
+        _rule(_CASE_ROLES, "covers"),
+        audited=True,
+    ),
+    "unit.unmask": Action(
+        "See a key unit's managers' full names and phones",
+        _rule(_CASE_ROLES, "covers"),
+        permission="unmask",
+        audited=True,
+    ),
+    "inspection.read": Action(
+        "Fire inspection points, due and overdue lists, records, completion rates in scope",
+        _rule(_CASE_ROLES, "covers"),
+    ),
+    "inspection.record": Action(
+        "Record a fire inspection in scope (a failed item reports a fire-hazard case)",
+        _rule(_CASE_ROLES, "covers"),
+    ),
+    "inspection.admin": Action(
+        "Edit the fire-inspection checklist templates",
+        {**_rule((Role.town_leader,), "covers"), **_rule((Role.sysadmin,), "any")},
+        audited=True,
+    ),
     "visit.read": Action(
         "Visit logs (民情日志, people met masked), visit coverage and the never-visited and "
         "due lists within scope",

@@ -164,6 +164,31 @@
     }).then(function (ok) { GG.busy(countsEl, false); return ok; });
   }
 
+  // Fire inspection points by due state and key units flagged when a filing is overdue
+  // (layers without personal data): two toggles in the layer control, off at first.
+  var DUE_COLOURS = { overdue: "#c62828", due: "#ef6c00", ok: "#2e7d32", unknown: "#757575" };
+  replace("inspections", GG.vectorTiles("/tiles/inspection_points/{z}/{x}/{y}.mvt", {
+    vectorTileLayerStyles: anyLayer(function (p) {
+      return { radius: 5, fill: true, fillColor: DUE_COLOURS[p.due_state] || DUE_COLOURS.unknown,
+               fillOpacity: 0.95, color: "#fff", weight: 1 };
+    }), interactive: false
+  }), t("leader.layer.inspections"));
+  replace("units", GG.vectorTiles("/tiles/key_units/{z}/{x}/{y}.mvt", {
+    vectorTileLayerStyles: anyLayer(function (p) {
+      var late = p.overdue_filings > 0;
+      return { radius: 6, fill: true, fillColor: late ? DUE_COLOURS.overdue : "#1565c0",
+               fillOpacity: 0.9, color: late ? "#000" : "#fff", weight: late ? 2 : 1 };
+    }), interactive: false
+  }), t("leader.layer.units"));
+  map.removeLayer(layers.inspections);
+  map.removeLayer(layers.units);
+  legends.set("inspections", {
+    title: t("leader.legend.inspections"),
+    items: ["overdue", "due", "ok", "unknown"].map(function (k) {
+      return { colour: DUE_COLOURS[k], label: t("leader.due." + k), shape: "dot" };
+    })
+  }, layers.inspections);
+
   refresh().then(function (ok) { document.body.dataset.ready = ok ? "1" : "error"; });
 
   document.getElementById("gg-filters").addEventListener("submit", function (e) {
