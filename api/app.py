@@ -19,6 +19,7 @@ from api.routes import calendar as calendar_routes
 from api.routes import cases as case_routes
 from api.routes import desk as desk_routes
 from api.routes import inspections as inspection_routes
+from api.routes import metrics as metrics_routes
 from api.routes import open311 as open311_routes
 from api.routes import printing as printing_routes
 from api.routes import units as unit_routes
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     security.install(app, settings)
     auth.install(app)
     pages.install(app)  # page errors as panels in the page's language
+    metrics_routes.install(app, settings)  # /metrics, request ids, access log (outermost)
     for module in (auth_routes, admin, plans, people, ogc, tiles, pages, calendar_routes):
         app.include_router(module.router)
     app.include_router(printing_routes.router)  # /print: posters and contact cards

@@ -7,10 +7,11 @@ needed (the CLI does it once per command, tests build their own) and pass it on.
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, IPvAnyNetwork, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -67,8 +68,27 @@ class Settings(BaseSettings):
     """Where ``geogrid serve`` listens."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
-    """Log level of the ``geogrid`` command and of ``geogrid serve`` (``INFO`` adds
-    uvicorn's access log: paths and query strings, never request bodies)."""
+    """Log level of the ``geogrid`` command and of ``geogrid serve`` (``INFO`` adds one
+    access line per request: method, route template, status, duration and request id;
+    never the raw path, query string or body)."""
+
+    log_format: Literal["text", "json"] = "text"
+    """``geogrid serve``'s log lines: ``text``, or ``json`` (one JSON object per line: time,
+    level, logger, message, request_id, route, status, duration_ms)."""
+
+    metrics_allow: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=lambda: [IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")]  # type: ignore[arg-type]
+    )
+    """Addresses (CIDR, comma-separated) allowed to read ``/metrics``; others get 403.
+    Default: this machine only. Behind a reverse proxy every client has the proxy's
+    address: allow the Prometheus server's address, not the proxy's."""
+
+    @field_validator("metrics_allow", mode="before")
+    @classmethod
+    def _network_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v for v in value.replace(" ", ",").split(",") if v]
+        return value
 
     # -- map pages -------------------------------------------------------------------
 

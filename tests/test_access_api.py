@@ -309,6 +309,7 @@ EXTERNAL_MATRICES = (
     "/api/people", "/api/special", "/api/calendar",
     "/api/cases",  # tests/test_cases_access.py
     "/open311", "/desk", "/complain",  # tests/test_open311_access.py
+    "/metrics",  # by address, not role: tests/test_ops_metrics.py
     "/api/key-units", "/api/inspections",  # tests/test_units_access.py
     "/api/visits", "/api/followups",  # tests/test_visits_api.py
 )  # fmt: skip

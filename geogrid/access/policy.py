@@ -92,6 +92,12 @@ POLICY: dict[str, Action] = {
         _rule((ANONYMOUS, *_ALL_ROLES), "any"),
     ),
     "auth.signin": Action("Sign in, refresh a token", _rule((ANONYMOUS, *_ALL_ROLES), "any")),
+    "ops.metrics": Action(
+        "Prometheus metrics (/metrics): request counts and latencies per route template, the "
+        "database pool, cache hits, job queue; nothing personal. Served only to the addresses "
+        "in GEOGRID_METRICS_ALLOW (default: this machine), whoever signs in",
+        _rule((ANONYMOUS, *_ALL_ROLES), "any"),
+    ),
     "auth.self": Action(
         "One's own account: who am I, change password, sign out", _rule(_ALL_ROLES, "any")
     ),

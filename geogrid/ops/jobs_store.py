@@ -56,6 +56,7 @@ __all__ = [
     "heartbeat",
     "insert",
     "is_alive",
+    "pid_alive",
     "progress",
     "recover",
     "start",
@@ -133,6 +134,21 @@ def worker_name(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid}:{_start_time(pid) or '-'}"
 
 
+def pid_alive(pid: int) -> bool:
+    """Does process ``pid`` run (on this host)?
+
+    >>> pid_alive(os.getpid())
+    True
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
 def is_alive(worker: str) -> bool | None:
     """Does ``worker`` still run? ``None`` when it ran on another host (unknown here).
 
@@ -151,15 +167,7 @@ def is_alive(worker: str) -> bool | None:
         return False
     now = _start_time(pid)
     if now is None:  # no such process (or no /proc: ask the kernel)
-        if not Path("/proc/self/stat").exists():
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return False
-            except PermissionError:
-                return True
-            return True
-        return False
+        return False if Path("/proc/self/stat").exists() else pid_alive(pid)
     return start in ("-", now)
 
 

@@ -1,0 +1,155 @@
+"""``/metrics`` (Prometheus text format) and the request middleware feeding it and the logs.
+
+:func:`install` adds :class:`Observe`, the outermost middleware: per request it takes the
+request id (a UUID ``X-Request-ID`` from the client or a new one; echoed in the
+response's ``X-Request-ID``), counts the answer by route template and status class,
+times it, and writes one access line (INFO; see :mod:`geogrid.ops.logs`). It costs a few
+microseconds (``bench/bench_workers.py --middleware`` measures it).
+
+``/metrics`` answers only clients whose address is in ``GEOGRID_METRICS_ALLOW`` (default:
+this machine); everyone else gets 403 in the usual error shape. Signing in changes
+nothing: Prometheus scrapes anonymously, the address is the rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from ipaddress import IPv6Address, ip_address
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import allow
+from api.deps import ConnDep
+from api.schemas import ErrorPublic
+from geogrid.errors import Forbidden
+from geogrid.ops import jobs_store
+from geogrid.ops.logs import ACCESS_LOGGER, REQUEST_ID, request_id
+from geogrid.ops.metrics import CONTENT_TYPE, Metrics
+from geogrid.settings import Settings
+
+router = APIRouter(tags=["meta"])
+
+_access = logging.getLogger(ACCESS_LOGGER)
+_HEADER = b"x-request-id"
+
+
+class Observe:
+    """Request ids, metrics and the access line (a pure ASGI middleware: no body copies).
+
+    Parameters
+    ----------
+    app
+        The wrapped application.
+    metrics
+        Where requests are counted.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                send = self._on_startup(scope, send)
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        incoming = None
+        for key, value in scope["headers"]:
+            if key == _HEADER:
+                incoming = value
+                break
+        rid = request_id(incoming)
+        header = (_HEADER, rid.encode("ascii"))
+        token = REQUEST_ID.set(rid)
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.observe(route, method, status, seconds)
+            tiles = getattr(scope["app"].state, "tiles", None) if "app" in scope else None
+            if tiles is not None:
+                self.metrics.observe_tile_cache(tiles.cache.hits, tiles.cache.misses)
+            if _access.isEnabledFor(logging.INFO):
+                ms = round(seconds * 1000, 2)
+                _access.info(
+                    "%s %s %d %.2f ms", method, route, status, ms,
+                    extra={"route": route, "method": method, "status": status, "duration_ms": ms},
+                )  # fmt: skip
+            REQUEST_ID.reset(token)
+
+    def _on_startup(self, scope: Scope, send: Send) -> Send:
+        """Follow the database pool once the app's lifespan has opened it."""
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                engine = getattr(scope["app"].state, "engine", None) if "app" in scope else None
+                if engine is not None:
+                    self.metrics.instrument_engine(engine)
+            await send(message)
+
+        return watch
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Add :class:`Observe` (outermost: call after every other middleware) and the route."""
+    metrics = app.state.metrics = Metrics()
+    app.add_middleware(Observe, metrics=metrics)
+    app.include_router(router)
+
+
+def allowed(settings: Settings, host: str | None) -> bool:
+    """Is a client at ``host`` in ``GEOGRID_METRICS_ALLOW``?
+
+    >>> s = Settings(home="/tmp/gg", metrics_allow="10.0.0.0/8")
+    >>> allowed(s, "10.1.2.3"), allowed(s, "127.0.0.1"), allowed(s, "testclient")
+    (True, False, False)
+    """
+    if not host:
+        return False
+    try:
+        address = ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in net for net in settings.metrics_allow)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(allow("ops.metrics"))],
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+              "description": "Prometheus text exposition format 0.0.4."},
+        403: {"model": ErrorPublic,
+              "description": "The client's address is not in GEOGRID_METRICS_ALLOW."},
+    },
+)  # fmt: skip
+def metrics(request: Request, conn: ConnDep) -> Response:
+    """Prometheus metrics: requests and latency per route template and status class, the
+    database pool, tile cache hits and misses, background plan jobs by status. Only for
+    the addresses in ``GEOGRID_METRICS_ALLOW`` (default: this machine)."""
+    settings: Settings = request.app.state.settings
+    client = request.client.host if request.client else None
+    if not allowed(settings, client):
+        raise Forbidden("metrics are served to the addresses in GEOGRID_METRICS_ALLOW only")
+    metrics: Metrics = request.app.state.metrics
+    body = metrics.render(jobs_store.counts(conn))
+    return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
