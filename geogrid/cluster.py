@@ -428,6 +428,22 @@ class PrivateCluster:
             pg_version=version,
         )
 
+    # -- for geogrid.ops.wal (WAL archiving, point-in-time recovery) ----------------------
+    def run_as_server(
+        self, args: list[str], *, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a PostgreSQL program as the account the server runs as."""
+        return self._run(args, check=check, timeout=timeout)
+
+    def give_to_server(self, path: Path) -> None:
+        """Make ``path`` and everything under it belong to the server's account."""
+        if self._server_account() is None:
+            return
+        self._chown(path)
+        for dirpath, dirnames, filenames in os.walk(path):
+            for name in dirnames + filenames:
+                self._chown(Path(dirpath) / name)
+
     def url(self) -> str:
         state = self.load_state()
         if state is None or not self.initialised:

@@ -171,3 +171,20 @@ class Settings(BaseSettings):
     web_role: str | None = "geogrid_web"
     """PostgreSQL role the web server runs as (owns no table; subject to row-level security).
     Empty when ``GEOGRID_DATABASE_URL`` already signs in as such a role."""
+
+    # -- operations: backups and WAL archiving -----------------------------------------
+
+    backup_key: str | None = None
+    """Key that encrypts ``geogrid db backup`` archives: base64 of 32 random bytes (make one
+    with ``geogrid db backup-key``). Keep a copy away from the server: without it no
+    encrypted archive can be restored. Takes precedence over ``backup_key_file``."""
+
+    backup_key_file: Path | None = None
+    """A file (mode 0600) holding the backup key as base64, instead of ``backup_key``."""
+
+    backup_dir: Path | None = None
+    """Where ``geogrid db backup`` writes archives; default ``GEOGRID_HOME/backups``."""
+
+    wal_dir: Path | None = None
+    """Where the private cluster archives its WAL and base backups for point-in-time
+    recovery (``geogrid db wal enable``); default ``GEOGRID_HOME/wal``."""

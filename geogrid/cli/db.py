@@ -118,4 +118,7 @@ def downgrade(revision: str = typer.Argument(..., help="Target revision ('base':
 
 
 def register(app: typer.Typer) -> None:
+    from geogrid.cli import dbops  # backup, restore, upgrade, check, wal
+
+    dbops.register(db_app)
     app.add_typer(db_app, name="db")
