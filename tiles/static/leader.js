@@ -189,6 +189,39 @@
     })
   }, layers.inspections);
 
+  // Visit coverage per grid (民情走访覆盖率, this quarter; numbers only): a toggle, off at
+  // first, fetched when switched on. Colours and classes come with the data (its legend).
+  var COVERAGE_LABELS = ["c90", "c60", "c30", "c0", "none"];
+  var coverageGroup = L.layerGroup();
+  replace("coverage", coverageGroup, t("leader.layer.coverage"));
+  map.removeLayer(coverageGroup);
+  map.on("layeradd", function (e) {
+    if (e.layer !== coverageGroup || coverageGroup.getLayers().length) { return; }
+    GG.fetchJSON("/api/visits/coverage/layer").then(function (res) {
+      var fc = res.data;
+      coverageGroup.addLayer(GG.geojson(fc, {
+        style: function (f) {
+          return { color: GG.GRID_STROKE, weight: 1, fillColor: f.properties.colour, fillOpacity: 0.6 };
+        },
+        onEachFeature: function (f, l) {
+          var p = f.properties;
+          l.bindTooltip(GG.esc(t("leader.coverage.tooltip", {
+            name: p.name || p.code, visited: p.visited, households: p.households,
+            share: p.coverage === null ? "—" : Math.round(p.coverage * 100) + "%"
+          })), { sticky: true });
+        }
+      }));
+      legends.set("coverage", {
+        title: t("leader.legend.coverage"),
+        items: fc.legend.map(function (item, i) {
+          return { colour: item.colour, label: t("leader.coverage." + COVERAGE_LABELS[i]) };
+        })
+      }, coverageGroup);
+    }).catch(function (err) {
+      GG.status(t("common.load_failed", { reason: err.message }), "error");
+    });
+  });
+
   refresh().then(function (ok) { document.body.dataset.ready = ok ? "1" : "error"; });
 
   document.getElementById("gg-filters").addEventListener("submit", function (e) {
