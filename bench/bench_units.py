@@ -279,6 +279,8 @@ def main() -> None:
             principal = Principal(0, "bench", Role.town_leader, scope)
             for name, fn in service_cases(serving, principal).items():
                 rows.append((who, name, timed(fn, args.reps)))
+        ok = report(rows)
+        rows = []
         cases, close = http_cases(url)
         try:
             for name, fn in cases.items():
@@ -288,7 +290,7 @@ def main() -> None:
         serving.dispose()
     finally:
         cluster.stop()
-    ok = report(rows)
+    ok = report(rows) and ok
     sys.exit(0 if ok else 1)
 
 

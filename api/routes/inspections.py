@@ -15,7 +15,15 @@ from pydantic import Field
 from sqlalchemy import Connection
 
 from api.auth import ScopedConnDep, allow, client_ip, require
-from api.routes.units import PRECONDITION, AsOf, IfMatch, expected_version, precondition_required
+from api.routes.units import (
+    CONFLICT,
+    PRECONDITION,
+    AsOf,
+    IfMatch,
+    expected_version,
+    precondition_required,
+)
+from api.schemas import ErrorPublic
 from geogrid.access.policy import Principal
 from geogrid.errors import Forbidden
 from geogrid.fieldwork import checklists, inspection_records, inspections
@@ -65,7 +73,7 @@ def list_points(
     return found
 
 
-@router.post("/points", response_model=inspections.PointPublic, status_code=201)
+@router.post("/points", response_model=inspections.PointPublic, status_code=201, responses=CONFLICT)
 def create_point(
     request: Request, body: inspections.PointCreate, response: Response, principal: WriteDep,
     conn: ScopedConnDep,
@@ -194,7 +202,16 @@ def save_template(
     return saved
 
 
-@router.post("/records", response_model=inspection_records.RecordPublic, status_code=201)
+@router.post(
+    "/records",
+    response_model=inspection_records.RecordPublic,
+    status_code=201,
+    responses={
+        **CONFLICT,
+        200: {"model": inspection_records.RecordPublic, "description": "A repeated client_id."},
+        404: {"model": ErrorPublic, "description": "No such inspection point in your scope."},
+    },
+)
 def record(
     request: Request, body: InspectionSend, response: Response, principal: RecordDep,
     conn: ScopedConnDep,

@@ -39,8 +39,15 @@ IfMatch = Annotated[str | None, Header(max_length=200)]
 
 #: Answers of routes that need If-Match.
 PRECONDITION: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorPublic, "description": "The number is already taken."},
     412: {"model": ErrorPublic, "description": "If-Match names an older version (detail.current)."},
     428: {"model": ErrorPublic, "description": "If-Match is missing."},
+}
+
+
+#: Answers of creates: a taken number, or a client_id used by someone else.
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorPublic, "description": "The number or client_id is already taken."},
 }
 
 
@@ -113,7 +120,7 @@ def list_units(
     return found
 
 
-@router.post("", response_model=units.KeyUnitPublic, status_code=201)
+@router.post("", response_model=units.KeyUnitPublic, status_code=201, responses=CONFLICT)
 def create_unit(
     request: Request, body: units.KeyUnitCreate, response: Response, principal: WriteDep,
     conn: ScopedConnDep,
@@ -230,7 +237,15 @@ def list_filings(
     return filings.list_filings(conn, principal=require(principal), unit_id=unit_id, kind=kind)
 
 
-@router.post("/{unit_id}/filings", response_model=filings.FilingPublic, status_code=201)
+@router.post(
+    "/{unit_id}/filings",
+    response_model=filings.FilingPublic,
+    status_code=201,
+    responses={
+        **CONFLICT,
+        200: {"model": filings.FilingPublic, "description": "A repeated client_id: the first."},
+    },
+)
 def record_filing(
     request: Request, unit_id: UnitId, body: FilingSend, response: Response,
     principal: WriteDep, conn: ScopedConnDep,

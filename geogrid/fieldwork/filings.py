@@ -129,6 +129,17 @@ _UPSERT = text(
 )
 
 
+#: One statement for every recomputed due (one layer-version bump, not one per row).
+_SET_MANY = text(
+    """
+    UPDATE key_unit_dues d SET due_date = v.due, due_problem = v.problem, due_cal = :v
+    FROM unnest(CAST(:units AS bigint[]), CAST(:kinds AS text[]), CAST(:dues AS date[]),
+                CAST(:problems AS text[])) AS v(unit_id, kind, due, problem)
+    WHERE d.unit_id = v.unit_id AND d.kind = v.kind
+    """
+)
+
+
 def _set_due(conn: Connection, unit_id: int, kind: str, basis: dt.date) -> None:
     due, problem = _due(conn, kind, basis)
     conn.execute(
@@ -174,12 +185,17 @@ def refresh_dues(conn: Connection) -> int:
         {"v": cal.version},
     ).all()
     if rows:
-        values = []
+        dues: list[dt.date | None] = []
+        problems: list[str | None] = []
         for r in rows:
             due, problem = _due(conn, r.kind, r.basis)
-            values.append({"u": r.unit_id, "k": r.kind, "b": r.basis, "d": due, "p": problem,
-                           "v": cal.version})  # fmt: skip
-        conn.execute(_UPSERT, values)
+            dues.append(due)
+            problems.append(problem)
+        conn.execute(
+            _SET_MANY,
+            {"v": cal.version, "units": [r.unit_id for r in rows], "kinds": [r.kind for r in rows],
+             "dues": dues, "problems": problems},
+        )  # fmt: skip
     return len(rows)
 
 
@@ -494,12 +510,11 @@ def overdue_counts(
     rows = conn.execute(
         text(
             """
-            SELECT u.village_code, u.grid_code, count(*) AS units,
-                   count(*) FILTER (WHERE o.n > 0) AS overdue_units,
-                   coalesce(sum(o.n), 0) AS overdue_filings
+            SELECT u.village_code, u.grid_code, count(DISTINCT u.id) AS units,
+                   count(DISTINCT d.unit_id) AS overdue_units,
+                   count(d.unit_id) AS overdue_filings
             FROM key_units u
-            LEFT JOIN LATERAL (SELECT count(*) AS n FROM key_unit_dues d
-                               WHERE d.unit_id = u.id AND d.due_date < :today) o ON true
+            LEFT JOIN key_unit_dues d ON d.unit_id = u.id AND d.due_date < :today
             """
             f"WHERE {SCOPE}{extra} GROUP BY u.village_code, u.grid_code "
             "ORDER BY u.village_code, u.grid_code"

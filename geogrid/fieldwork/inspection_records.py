@@ -46,7 +46,7 @@ class ItemResult(BaseModel):
 class InspectionCreate(BaseModel):
     """An inspection as the field app sends it."""
 
-    point_id: int = Field(ge=1)
+    point_id: int = Field(ge=1, le=2**62)
     inspected_at: dt.datetime | None = Field(default=None, description="default: now")
     results: list[ItemResult] = Field(min_length=1, max_length=MAX_ITEMS)
     photos: list[str] = Field(default_factory=list, max_length=10, description="sha256 each")

@@ -104,10 +104,21 @@ def next_due(conn: Connection, schedule: str, basis: dt.date) -> dt.date:
 _STALE_POINTS = """
     SELECT p.id, p.schedule, coalesce(p.last_inspected, p.registered_on) AS basis
     FROM inspection_points p
-    WHERE p.due_cal IS DISTINCT FROM :v
-       OR p.due_basis IS DISTINCT FROM coalesce(p.last_inspected, p.registered_on)
-       OR p.due_schedule IS DISTINCT FROM p.schedule
+    WHERE (p.due_cal IS DISTINCT FROM :v
+           OR p.due_basis IS DISTINCT FROM coalesce(p.last_inspected, p.registered_on)
+           OR p.due_schedule IS DISTINCT FROM p.schedule)
 """
+#: One statement for every recomputed point (one layer-version bump, not one per row).
+_SET_DUES = text(
+    """
+    UPDATE inspection_points p SET next_due = v.due, due_problem = v.problem, due_cal = :v,
+           due_basis = v.basis, due_schedule = v.schedule
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:dues AS date[]), CAST(:problems AS text[]),
+                CAST(:bases AS date[]), CAST(:schedules AS text[]))
+         AS v(id, due, problem, basis, schedule)
+    WHERE p.id = v.id
+    """
+)
 
 
 def refresh_points(conn: Connection, point_id: int | None = None) -> int:
@@ -118,21 +129,20 @@ def refresh_points(conn: Connection, point_id: int | None = None) -> int:
     rows = conn.execute(text(sql), {"v": cal.version, "id": point_id}).all()
     if not rows:
         return 0
-    values = []
+    dues: list[dt.date | None] = []
+    problems: list[str | None] = []
     for r in rows:
         try:
-            due, problem = next_due(conn, r.schedule, r.basis), None
+            dues.append(next_due(conn, r.schedule, r.basis))
+            problems.append(None)
         except CalendarUnknown as exc:
-            due, problem = None, exc.message
-        values.append({"i": r.id, "d": due, "p": problem, "v": cal.version, "b": r.basis,
-                       "s": r.schedule})  # fmt: skip
+            dues.append(None)
+            problems.append(exc.message)
     conn.execute(
-        text(
-            "UPDATE inspection_points SET next_due = :d, due_problem = :p, due_cal = :v, "
-            "due_basis = :b, due_schedule = :s WHERE id = :i"
-        ),
-        values,
-    )
+        _SET_DUES,
+        {"v": cal.version, "ids": [r.id for r in rows], "dues": dues, "problems": problems,
+         "bases": [r.basis for r in rows], "schedules": [r.schedule for r in rows]},
+    )  # fmt: skip
     return len(rows)
 
 
@@ -185,7 +195,7 @@ class PointCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     lon: float
     lat: float
-    key_unit_id: int | None = Field(default=None, ge=1)
+    key_unit_id: int | None = Field(default=None, ge=1, le=2**62)
     schedule: Schedule | None = Field(default=None, description="default: by risk level")
     template_code: str | None = Field(default=None, max_length=32)
 
