@@ -459,3 +459,144 @@ def test_case_through_the_desk(live: Live, browser: Any, size: str) -> None:
     check_page(stale, shots / f"desk-stale-{size}.png", expected_errors=re.compile(r"\b412\b"))
     for p in (worker, leader, stale):
         p.context.close()
+
+
+# --------------------------------------------------------------------------- unmask, due flags
+
+
+def _page_session(live: Live, account: Any) -> str:
+    """A page-session cookie of ``account``, signed in through /login."""
+    import httpx
+
+    with httpx.Client(base_url=live.base, timeout=30) as client:
+        r = client.post("/login", data={"username": account.username, "password": account.password})
+        assert r.status_code == 303, r.text
+        return str(r.cookies["gg_session"])
+
+
+def _resident_report(live: Live, phone: str) -> int:
+    """A resident's Open311 report with a name and phone at the test grid; its case id."""
+    import httpx
+
+    with httpx.Client(base_url=live.base, timeout=30) as client:
+        services = client.get("/open311/v2/services.json").json()
+        code = next(
+            s["service_code"]
+            for s in services
+            if not any(
+                a["required"]
+                for a in client.get(f"/open311/v2/services/{s['service_code']}.json").json()[
+                    "attributes"
+                ]
+            )
+        )
+        r = client.post(
+            "/open311/v2/requests.json",
+            json={"service_code": code, "lat": live.lat, "long": live.lon,
+                  "description": "楼道堆放杂物堵塞消防通道", "first_name": "建国",
+                  "last_name": "欧阳", "phone": phone},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        return int(r.json()[0]["service_request_id"])
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_unmask_reporter_on_the_desk(
+    live: Live, browser: Any, account_maker: Any, sample_town: Any, size: str
+) -> None:
+    viewport, phone = (PHONE, True) if size == "phone" else (DESKTOP, False)
+    number = "1390000" + ("1111" if phone else "2222")
+    case_id = _resident_report(live, number)
+    holder = account_maker(live.url, "town_leader", sample_town.town_code, ("unmask",))
+    page = open_page(browser, live.base + "/desk", viewport=viewport,
+                     session=_page_session(live, holder))  # fmt: skip
+    _open(page, case_id, phone)
+    facts = page.inner_text("#gg-d-facts")
+    assert number not in facts and "****" in facts  # masked by default
+    assert page.is_visible("#gg-d-unmask") and "查看上报人完整信息" in page.inner_text(
+        "#gg-d-unmask"
+    )
+    page.click("#gg-d-unmask")
+    # no reason: refused by the page, nothing sent
+    page.click("#gg-d-unmask-form [type=submit]")
+    page.visit.settle(page)
+    assert not [u for u in page.visit.requests if "/reporter/unmask" in u]
+    assert "请填写查看事由" in page.inner_text("#gg-d-unmask-result")
+    page.fill("#gg-d-unmask-reason", "电话回访核实堆放位置")
+    with page.expect_response(lambda r: "/reporter/unmask" in r.url) as answered:
+        page.click("#gg-d-unmask-form [type=submit]")
+    assert answered.value.status == 200, answered.value.text()
+    wait_for(page, "id => document.body.dataset.unmasked === String(id)", case_id)
+    shown = page.inner_text("#gg-d-unmasked")
+    assert number in shown and "欧阳建国" in shown
+    assert "审计" in page.inner_text("#gg-d-unmask-result")
+    check_page(page, live.shots / f"desk-unmask-{size}.png")
+    # the case opened again (or another one): the full contact is not kept on the page
+    page.evaluate("id => ggDesk.openCase(id)", case_id)
+    wait_for(page, "document.getElementById('gg-d-unmasked').hidden")
+    assert number not in page.inner_text("#gg-d-detail")
+    page.context.close()
+    # audited, with the reason
+    engine = store.make_engine(live.url)
+    try:
+        with engine.connect() as conn:
+            audited = conn.execute(
+                text(
+                    "SELECT count(*) FROM audit_log WHERE action = 'case.unmask' "
+                    "AND :id = ANY(target_ids) AND detail->>'reason' = '电话回访核实堆放位置'"
+                ),
+                {"id": str(case_id)},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert audited == 1
+    # without the permission: no button at all, the contact stays masked
+    other = open_page(browser, live.base + "/desk", viewport=viewport,
+                      session=live.sessions["town_leader"])  # fmt: skip
+    _open(other, case_id, phone)
+    assert other.locator("#gg-d-unmask").count() == 0
+    assert other.locator("#gg-d-unmask-box").count() == 0
+    assert number not in other.inner_text("body")
+    check_page(other, live.shots / f"desk-no-unmask-{size}.png")
+    other.context.close()
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_overdue_and_soon_due_grids_are_flagged_on_the_desk_map(
+    live: Live, browser: Any, size: str
+) -> None:
+    viewport, phone = (PHONE, True) if size == "phone" else (DESKTOP, False)
+    case_id = _resident_report(live, "13900003333")
+    engine = store.make_engine(live.url)
+    try:
+        with engine.begin() as conn:  # its accept step is late by an hour
+            conn.execute(
+                text("UPDATE cases SET due_at = now() - interval '1 hour' WHERE id = :i"),
+                {"i": case_id},
+            )
+    finally:
+        engine.dispose()
+    page = open_page(browser, live.base + "/desk", viewport=viewport,
+                     session=live.sessions["town_leader"])  # fmt: skip
+    page.visit.settle(page)
+    wait_for(page, "g => ggDesk.gridLayer(g) !== undefined && ggDesk.dueByGrid()[g] !== undefined",
+             live.grid)  # fmt: skip
+    due = page.evaluate("g => ggDesk.dueByGrid()[g]", live.grid)
+    assert due["overdue"] >= 1
+    assert page.evaluate("g => ggDesk.gridLayer(g).options.color", live.grid) == "#c62828"
+    if phone:
+        page.click('.gg-d-tabs [data-view="map"]')
+        wait_for(page, "ggDesk.map.getSize().x > 300")
+    legend = page.inner_text("#gg-legend")
+    assert "网格办理时限" in legend and "有超期事件" in legend
+    tip = page.evaluate(
+        "g => { const l = ggDesk.gridLayer(g); l.openTooltip(); return l.getTooltip().getContent()"
+        "(l); }",
+        live.grid,
+    )
+    assert f"超期 {due['overdue']} 件" in tip
+    # opening a case outlines its grid and keeps the flags of the others
+    _open(page, case_id, phone)
+    assert page.evaluate("g => ggDesk.gridLayer(g).options.weight", live.grid) == 3
+    check_page(page, live.shots / f"desk-due-flags-{size}.png")
+    page.context.close()

@@ -7,6 +7,9 @@
  *   POST /api/cases/{id}/transitions  with If-Match (412: someone else was first)
  *   POST /api/cases/files         photos (made smaller in the browser first)
  *   POST /api/cases               a new case reported from the desk
+ *   GET  /api/cases/due/counts    overdue and soon-due cases per grid: grids flagged on the map
+ *   GET  /api/auth/me             permissions: the "unmask" button only for holders of unmask
+ *   POST /api/cases/{id}/reporter/unmask   the reporter's full contact, with a reason (audited)
  * The buttons are exactly the case's allowed_actions; the server decides, the page asks.
  * Lists put overdue cases first. On phones the list, map and detail are three tabs.
  */
@@ -110,12 +113,55 @@
   var caseLayer = L.layerGroup().addTo(map);
   var focusLayer = L.layerGroup().addTo(map);
   var grids = null, gridByCode = {};
+  /* Overdue and soon-due cases per grid (the grid a case was reported in): such grids are
+   * drawn red or orange, with the counts in their tooltip and a legend. */
+  var DUE_HOURS = 24, OVERDUE_COLOUR = "#c62828", SOON_COLOUR = "#ef6c00";
+  var dueByGrid = {};
+  function gridStyle(f) {
+    var d = dueByGrid[f.properties.code];
+    if (d && d.overdue) { return { color: OVERDUE_COLOUR, weight: 2, fillColor: OVERDUE_COLOUR, fillOpacity: 0.22 }; }
+    if (d && d.soon) { return { color: SOON_COLOUR, weight: 2, fillColor: SOON_COLOUR, fillOpacity: 0.16 }; }
+    return { color: GG.GRID_STROKE, weight: 1, fillColor: GG.GRID_STROKE, fillOpacity: 0.04 };
+  }
+  function gridTip(layer) {
+    var p = layer.feature.properties, d = dueByGrid[p.code];
+    var lines = [GG.esc(p.name || p.code)];
+    if (d && (d.overdue || d.soon)) {
+      lines.push(GG.esc(gg.t("desk.due_counts", { overdue: d.overdue, soon: d.soon })));
+    }
+    return lines.join("<br>");
+  }
+  var legends = GG.legends(map);
+  function restyleGrids() {
+    if (!grids) { return; }
+    grids.resetStyle();
+    var c = state.current, g = c && (gridByCode[c.current_grid_code] || gridByCode[c.grid_code]);
+    if (g) { g.setStyle({ color: "#ff7f00", weight: 3 }); }
+  }
+  function loadDue() {
+    return api(GG.url("/api/cases/due/counts", { within_hours: DUE_HOURS })).then(function (res) {
+      dueByGrid = {};
+      var overdue = 0, soon = 0;
+      (res.data || []).forEach(function (r) {
+        if (!r.grid_code) { return; }
+        dueByGrid[r.grid_code] = r;
+        if (r.overdue) { overdue++; } else if (r.soon) { soon++; }
+      });
+      legends.set("due", { title: gg.t("desk.legend.due"), items: [
+        { colour: OVERDUE_COLOUR, label: gg.t("desk.legend.overdue", { n: overdue }) },
+        { colour: SOON_COLOUR, label: gg.t("desk.legend.soon", { n: soon, hours: DUE_HOURS }) }
+      ] });
+      restyleGrids();
+      document.body.dataset.dueGrids = String(Object.keys(dueByGrid).length);
+    }).catch(function () { /* flags are a nicety: the lists say the same */ });
+  }
   GG.fetchJSON("/public/grids.geojson").then(function (res) {
     grids = GG.geojson(res.data, {
-      style: function () { return { color: GG.GRID_STROKE, weight: 1, fillOpacity: 0.04 }; },
-      onEachFeature: function (f, l) { gridByCode[f.properties.code] = l; }
+      style: gridStyle,
+      onEachFeature: function (f, l) { gridByCode[f.properties.code] = l; l.bindTooltip(gridTip, { sticky: true }); }
     }).addTo(map);
     grids.bringToBack();
+    restyleGrids();
   }).catch(function () { /* the desk works without grid outlines */ });
 
   function statusColour(c) {
@@ -137,9 +183,8 @@
   }
   function focus(c) {
     focusLayer.clearLayers();
-    if (grids) { grids.resetStyle(); }
+    restyleGrids(); // the case's grid outlined, every grid keeping its due flag
     var g = gridByCode[c.current_grid_code] || gridByCode[c.grid_code];
-    if (g) { g.setStyle({ color: "#ff7f00", weight: 3, fillOpacity: 0.12 }); }
     if (c.lon !== null && c.lon !== undefined) {
       var ll = GG.toLatLng(c.lon, c.lat);
       L.circleMarker(ll, { radius: 10, color: "#ff7f00", weight: 3, fillOpacity: 0.2 }).addTo(focusLayer);
@@ -229,6 +274,7 @@
   var countRounds = 0;
   function counts() {
     var round = ++countRounds; // only the latest round of counts is shown
+    loadDue();
     var chips = document.querySelectorAll("#gg-d-statuses [data-status]");
     var queues = ["inbox", "overdue", "soon"].concat(Array.prototype.map.call(chips, function (b) {
       return "status-" + b.dataset.status;
@@ -321,10 +367,67 @@
       fact("desk.case.description", c.description) +
       (c.rework_count ? fact("desk.case.status", gg.t("desk.rework", { n: c.rework_count })) : "") +
       (c.pending ? fact("desk.case.status", gg.t("desk.pending", { what: label("pending", c.pending) })) : "");
+    renderUnmask(c);
     renderActions(c);
     renderTimeline(c);
     renderList();
     focus(c);
+  }
+
+  /* The reporter's full contact: a button only for holders of the "unmask" permission (the
+   * block is cloned from its <template> then, so others' pages do not hold it at all); it
+   * asks for the reason, which the server audits, and shows what it answers. */
+  var mayUnmask = false;
+  function unmaskBox() {
+    var box = $("gg-d-unmask-box");
+    if (box || !mayUnmask) { return box; }
+    box = document.importNode($("gg-d-unmask-tpl").content, true).firstElementChild;
+    $("gg-d-facts").insertAdjacentElement("afterend", box);
+    $("gg-d-unmask").addEventListener("click", function () {
+      $("gg-d-unmask-form").hidden = false;
+      $("gg-d-unmask").hidden = true;
+      $("gg-d-unmask-reason").focus();
+    });
+    $("gg-d-unmask-cancel").addEventListener("click", function () { renderUnmask(state.current); });
+    $("gg-d-unmask-form").addEventListener("submit", function (e) {
+      e.preventDefault();
+      unmask(state.current);
+    });
+    return box;
+  }
+  function renderUnmask(c) {
+    var box = unmaskBox();
+    if (!box) { return; }
+    box.hidden = !(c && c.reporter);
+    $("gg-d-unmask").hidden = false;
+    $("gg-d-unmask-form").hidden = true;
+    $("gg-d-unmask-form").reset();
+    $("gg-d-unmasked").hidden = true;
+    $("gg-d-unmasked").innerHTML = "";
+    $("gg-d-unmask-result").hidden = true;
+  }
+  function unmask(c) {
+    var out = $("gg-d-unmask-result"), reason = $("gg-d-unmask-reason").value.trim();
+    if (reason.length < 2) { result(out, gg.t("desk.unmask.need_reason"), false); return; }
+    var button = $("gg-d-unmask-form").querySelector("[type=submit]");
+    button.disabled = true;
+    api("/api/cases/" + c.id + "/reporter/unmask", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ reason: reason })
+    }).then(function (res) {
+      if (!state.current || state.current.id !== c.id) { return; } // another case is open now
+      var people = res.data || [];
+      $("gg-d-unmasked").innerHTML = people.length ? people.map(function (p, i) {
+        var who = people.length > 1 ? gg.t("desk.unmask.nth", { n: i + 1 }) : gg.t("desk.case.reporter");
+        return "<tr><th>" + GG.esc(who) + "</th><td>" + GG.esc([p.name, p.phone].filter(Boolean).join(" ") || "—") + "</td></tr>";
+      }).join("") : "<tr><td>" + GG.esc(gg.t("desk.unmask.none")) + "</td></tr>";
+      $("gg-d-unmasked").hidden = false;
+      $("gg-d-unmask-form").hidden = true;
+      result(out, gg.t("desk.unmask.audited"), true);
+      document.body.dataset.unmasked = String(c.id);
+    }, function (err) { result(out, errorText(err), false); }).then(function () {
+      button.disabled = false;
+    });
   }
 
   function renderActions(c) {
@@ -525,9 +628,11 @@
 
   Promise.all([
     api("/api/cases/machine").then(function (r) { return r.data; }, function () { return null; }),
-    api("/api/cases/categories").then(function (r) { return r.data; }, function () { return []; })
+    api("/api/cases/categories").then(function (r) { return r.data; }, function () { return []; }),
+    api("/api/auth/me").then(function (r) { return r.data; }, function () { return null; })
   ]).then(function (got) {
-    var machine = got[0] || {}, cats = got[1] || [];
+    var machine = got[0] || {}, cats = got[1] || [], me = got[2] || {};
+    mayUnmask = (me.permissions || []).indexOf("unmask") >= 0;
     state.machine = machine;
     state.categories = cats;
     var statuses = machine.statuses || [];
@@ -553,5 +658,8 @@
     document.body.dataset.ready = "error";
   });
 
-  window.ggDesk = { state: state, map: map, openCase: openCase, selectQueue: selectQueue, show: show };
+  window.ggDesk = {
+    state: state, map: map, openCase: openCase, selectQueue: selectQueue, show: show,
+    gridLayer: function (code) { return gridByCode[code]; }, dueByGrid: function () { return dueByGrid; }
+  };
 })();
