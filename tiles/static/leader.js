@@ -167,6 +167,8 @@
   // Fire inspection points by due state and key units flagged when a filing is overdue
   // (layers without personal data): two toggles in the layer control, off at first.
   var DUE_COLOURS = { overdue: "#c62828", due: "#ef6c00", ok: "#2e7d32", unknown: "#757575" };
+  layers.inspections = L.layerGroup();  // placeholders off the map: replace() keeps them off
+  layers.units = L.layerGroup();
   replace("inspections", GG.vectorTiles("/tiles/inspection_points/{z}/{x}/{y}.mvt", {
     vectorTileLayerStyles: anyLayer(function (p) {
       return { radius: 5, fill: true, fillColor: DUE_COLOURS[p.due_state] || DUE_COLOURS.unknown,
@@ -180,8 +182,6 @@
                fillOpacity: 0.9, color: late ? "#000" : "#fff", weight: late ? 2 : 1 };
     }), interactive: false
   }), t("leader.layer.units"));
-  map.removeLayer(layers.inspections);
-  map.removeLayer(layers.units);
   legends.set("inspections", {
     title: t("leader.legend.inspections"),
     items: ["overdue", "due", "ok", "unknown"].map(function (k) {
