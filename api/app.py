@@ -18,6 +18,7 @@ from api.routes import auth as auth_routes
 from api.routes import calendar as calendar_routes
 from api.routes import cases as case_routes
 from api.routes import desk as desk_routes
+from api.routes import field as field_routes
 from api.routes import inspections as inspection_routes
 from api.routes import metrics as metrics_routes
 from api.routes import open311 as open311_routes
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(open311_routes.router)  # /open311/v2: Open311 GeoReport v2
     app.include_router(desk_routes.router)  # /desk, /complain, /complain/status
     app.include_router(case_routes.router)  # /api/cases: the case workflow
+    app.include_router(field_routes.router)  # /field/ and /api/field: the field app
     app.include_router(unit_routes.router)  # /api/key-units: key units and filings
     app.include_router(inspection_routes.router)  # /api/inspections: fire inspections
     app.include_router(visit_routes.router)  # /api/visits: visit logs, plan, coverage

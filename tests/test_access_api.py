@@ -312,6 +312,7 @@ EXTERNAL_MATRICES = (
     "/metrics",  # by address, not role: tests/test_ops_metrics.py
     "/api/key-units", "/api/inspections",  # tests/test_units_access.py
     "/api/visits", "/api/followups",  # tests/test_visits_api.py
+    "/field", "/api/field",  # tests/test_field_api.py
 )  # fmt: skip
 
 

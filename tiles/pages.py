@@ -54,6 +54,13 @@ NPM_PACKAGES: dict[str, str] = {
     "leaflet": "dist",
     "leaflet.vectorgrid": "dist",
     "swagger-ui-dist": "",
+    # the field app (/field/): IndexedDB and the service worker's Workbox modules
+    "idb": "build",
+    "workbox-sw": "build",
+    "workbox-core": "build",
+    "workbox-routing": "build",
+    "workbox-strategies": "build",
+    "workbox-expiration": "build",
 }
 
 #: Files every map page needs, relative to ``node_modules`` (checked at start-up).

@@ -266,6 +266,22 @@ POLICY: dict[str, Action] = {
         {**_rule((Role.town_leader,), "covers"), **_rule((Role.sysadmin,), "any")},
         audited=True,
     ),
+    "page.field": Action(
+        "The field app /field (网格员外勤): its page, service worker and manifest are public "
+        "shells; its data comes from the field APIs",
+        _rule((ANONYMOUS, *_ALL_ROLES), "any"),
+    ),
+    "field.bundle": Action(
+        "The field app's offline bundle: one's own area (grid boundary, households with "
+        "masked personal data, key units, due inspections, assigned cases)",
+        _rule(_CASE_ROLES, "covers"),
+        audited=True,
+    ),
+    "field.sync": Action(
+        "Send the field app's outbox (cases, visits, inspections, follow-ups), each record "
+        "also checked by its own action",
+        _rule(_CASE_ROLES, "covers"),
+    ),
 }
 
 
