@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -394,6 +395,27 @@ def test_status_notes_from_last_public_event_and_closed(world: World) -> None:
     assert "内部" not in world.client.get(f"/open311/v2/requests/{rid}.json").text
 
 
+def test_updated_datetime_of_a_closed_request_is_when_it_was_closed(world: World) -> None:
+    """GeoReport: "for requests with status=closed, this will be the date the request was
+    closed" — archiving it (or a comment) later does not move it."""
+    rid = _submit(world)["service_request_id"]
+    _act(world, rid, "accept", "已受理", public=True)
+    _act(world, rid, "void", "不属于本镇管辖", public=True)
+    time.sleep(1.1)  # the answer has seconds precision
+    _act(world, rid, "archive")
+    events = {e["action"]: e["at"] for e in _case(world, rid)["events"]}
+    voided, archived = _instant(events["void"]), _instant(events["archive"])
+    assert archived - voided >= timedelta(seconds=1)  # type: ignore[operator]
+    listed = world.client.get("/open311/v2/requests.json", params={"service_request_id": rid})
+    for found in (_one(world, rid), *listed.json()):
+        assert found["status"] == "closed"
+        assert _instant(found["updated_datetime"]) == voided.replace(microsecond=0)  # type: ignore[union-attr]
+    open_one = _submit(world)["service_request_id"]
+    _act(world, open_one, "accept", "已受理", public=True)
+    accepted = _instant(_case(world, open_one)["updated_at"]).replace(microsecond=0)
+    assert _instant(_one(world, open_one)["updated_datetime"]) == accepted  # open: last change
+
+
 # --------------------------------------------------------------------------- the list
 
 
@@ -497,11 +519,12 @@ SUBMIT_RULES: dict[str, dict[str, Any]] = {
 def test_each_submission_rule(world: World, rule: str) -> None:
     before = _count(world)
     r = world.client.post("/open311/v2/requests.json", json=_body(world, **SUBMIT_RULES[rule]))
-    assert r.status_code == 400, r.text
+    status = 404 if rule == "service_code_unknown" else 400  # GeoReport: "404 - ... not found"
+    assert r.status_code == status, r.text
     errors = r.json()
     assert isinstance(errors, list) and errors
     for e in errors:
-        assert set(e) == {"code", "description", "rule"} and e["code"] == 400
+        assert set(e) == {"code", "description", "rule"} and e["code"] == status
         assert isinstance(e["description"], str) and e["description"]
     assert rule in {e["rule"] for e in errors}, errors
     assert _count(world) == before  # nothing stored
@@ -616,8 +639,10 @@ def test_token_shows_own_request_and_wrong_tokens_are_refused(world: World) -> N
     assert r.status_code == 200 and r.json() == [
         {"service_request_id": rid, "token": mine["token"]}
     ]
-    r = world.client.get("/open311/v2/tokens/AAAA-BBBB-CCCC.json")
-    assert r.status_code == 403 and r.json()[0]["rule"] == "token_invalid"
+    for unknown in ("AAAA-BBBB-CCCC", "short"):  # not found, however malformed (GeoReport)
+        r = world.client.get(f"/open311/v2/tokens/{unknown}.json")
+        assert r.status_code == 404 and r.json()[0]["rule"] == "token_invalid"
+        assert r.json()[0]["code"] == 404
     with world.engine.connect() as conn:
         stored = conn.execute(
             text("SELECT token_hash FROM open311_requests WHERE case_id = :c"), {"c": int(rid)}

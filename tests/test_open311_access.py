@@ -21,6 +21,7 @@ SHA = "0" * 64
 
 #: (method, path) → (action, sample URL, JSON body)
 ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
+    ("GET", "/open311/discovery.{fmt}"): ("open311.read", "/open311/discovery.xml", None),
     ("GET", "/open311/v2/services.{fmt}"): ("open311.read", "/open311/v2/services.json", None),
     ("GET", "/open311/v2/services/{service_code}.{fmt}"): (
         "open311.read", "/open311/v2/services/01.xml", None),
@@ -42,7 +43,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
 ALLOWED = {
     "/open311/v2/requests.json": {200, 400},  # GET lists; POST misses service and place
     "/open311/v2/requests/999999.json": {404},
-    "/open311/v2/tokens/AAAA-BBBB-CCCC.json": {403},  # a wrong token, rule token_invalid
+    "/open311/v2/tokens/AAAA-BBBB-CCCC.json": {404},  # no such token, rule token_invalid
     f"/open311/v2/media/999999/{SHA}.jpg": {404},
 }
 

@@ -1,4 +1,5 @@
-"""Routes: Open311 GeoReport v2 at ``/open311/v2`` (JSON, and XML by the ``.xml`` suffix).
+"""Routes: Open311 GeoReport v2 at ``/open311/v2`` (JSON, and XML by the ``.xml`` suffix),
+and its Service Discovery document at ``/open311/discovery.{json,xml}``.
 
 ``services.{fmt}``, ``services/{code}.{fmt}``, ``requests.{fmt}`` (POST: JSON,
 ``application/x-www-form-urlencoded`` or ``multipart/form-data`` with photos in ``media``;
@@ -32,6 +33,7 @@ from api.auth import allow, client_ip, secret_of
 from api.errors import status_for
 from geogrid.cases import open311_store as store
 from geogrid.cases.open311 import (
+    discovery_document,
     format_datetime,
     hash_token,
     new_token,
@@ -51,6 +53,7 @@ from geogrid.cases.open311_input import (
 )
 from geogrid.errors import Forbidden, GeogridError, NotFound, Unauthenticated
 from geogrid.files import file_path
+from geogrid.i18n import pick_lang, t
 
 FORMATS = ("json", "xml")
 #: Largest JSON or form body without photos (bytes); photos: the server's body limit.
@@ -82,7 +85,9 @@ def respond(request: Request, root: str, payload: Any, status: int = 200) -> Res
             media_type="text/xml; charset=utf-8",
             headers=headers,
         )
-    return JSONResponse(payload, status_code=status, headers=headers)
+    return JSONResponse(
+        payload, status_code=status, headers=headers, media_type="application/json; charset=utf-8"
+    )
 
 
 def _errors(request: Request, problems: Sequence[Problem], status: int) -> Response:
@@ -137,7 +142,9 @@ class Open311Route(APIRoute):
         return handler
 
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route)
+#: Open311: service discovery at ``/open311/discovery.{fmt}``, GeoReport v2 under :data:`V2`.
+router = APIRouter(prefix="/open311", tags=["open311"], route_class=Open311Route)
+V2 = "/v2"
 
 #: The GeoReport error array, as documented in the OpenAPI document.
 ERRORS_SCHEMA: dict[str, Any] = {
@@ -210,14 +217,53 @@ def _base(request: Request) -> str:
     return str(request.base_url)
 
 
+def _public_base(request: Request) -> str:
+    """Where residents and clients reach geogrid: ``GEOGRID_PUBLIC_BASE_URL``, else the
+    address of this request; with a trailing slash."""
+    configured = request.app.state.settings.public_base_url
+    return (configured or str(request.base_url)).rstrip("/") + "/"
+
+
 def _services(conn: Connection) -> dict[str, Any]:
     return store.load_services(conn)
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+@router.get("/discovery.{fmt}", dependencies=READ, summary="Service discovery")
+def discovery(
+    request: Request,
+    fmt: Fmt,
+    lang: Annotated[str | None, Query(max_length=10, description="zh (default) or en")] = None,
+) -> Response:
+    """Open311 Service Discovery: ``changeset`` (when the service list or definitions last
+    changed), ``contact``, ``key_service`` and the GeoReport v2 ``production`` endpoint
+    (``GEOGRID_PUBLIC_BASE_URL`` or this request's address) with its formats."""
+    _check_format(fmt)
+    with _engine(request).connect() as conn:
+        changed = store.services_changed_at(conn)
+    base, language = _public_base(request), pick_lang(lang)
+    endpoint = base + (router.prefix + V2).lstrip("/")
+    limit, window = getattr(request.app.state, "open311_limits", None) or (
+        store.SUBMIT_LIMIT,
+        store.SUBMIT_WINDOW_S,
+    )
+    doc = discovery_document(
+        endpoint_url=endpoint,
+        changeset=changed,
+        contact=t("open311.discovery.contact", language, complain=base + "complain",
+                  endpoint=endpoint),
+        key_service=t("open311.discovery.key_service", language, limit=limit,
+                      hours=max(1, round(window / 3600))),
+    )  # fmt: skip
+    return respond(request, "discovery", doc)
 
 
 # --------------------------------------------------------------------------- services
 
 
-@router.get("/services.{fmt}", dependencies=READ, summary="Services (case categories)")
+@router.get(V2 + "/services.{fmt}", dependencies=READ, summary="Services (case categories)")
 def services(request: Request, fmt: Fmt) -> Response:
     """GeoReport ``GET services``: every category residents may report."""
     _check_format(fmt)
@@ -226,7 +272,7 @@ def services(request: Request, fmt: Fmt) -> Response:
     return respond(request, "services", [service_entry(s) for s in found.values()])
 
 
-@router.get("/services/{service_code}.{fmt}", dependencies=READ, summary="Service definition")
+@router.get(V2 + "/services/{service_code}.{fmt}", dependencies=READ, summary="Service definition")
 def service_detail(
     request: Request, fmt: Fmt, service_code: Annotated[str, Path(max_length=40)]
 ) -> Response:
@@ -287,7 +333,7 @@ async def _submission_fields(request: Request) -> tuple[dict[str, list[str]], li
 
 
 @router.post(
-    "/requests.{fmt}",
+    V2 + "/requests.{fmt}",
     dependencies=[Depends(allow("open311.submit"))],
     summary="Submit a service request",
     responses=ERRORS_400,
@@ -340,7 +386,7 @@ async def create_request(request: Request, fmt: Fmt) -> Response:
     return respond(request, "service_requests", body)
 
 
-@router.get("/requests.{fmt}", dependencies=READ, summary="Service requests")
+@router.get(V2 + "/requests.{fmt}", dependencies=READ, summary="Service requests")
 def list_requests(request: Request, fmt: Fmt) -> Response:
     """GeoReport ``GET requests``: public requests, newest first.
 
@@ -359,7 +405,7 @@ def list_requests(request: Request, fmt: Fmt) -> Response:
     return respond(request, "service_requests", [request_public(r) for r in records])
 
 
-@router.get("/requests/{request_id}.{fmt}", dependencies=READ, summary="One service request")
+@router.get(V2 + "/requests/{request_id}.{fmt}", dependencies=READ, summary="One service request")
 def get_request(
     request: Request,
     fmt: Fmt,
@@ -393,25 +439,26 @@ def get_request(
     return respond(request, "service_requests", [body])
 
 
-@router.get("/tokens/{token}.{fmt}", dependencies=READ, summary="Request of a token")
+@router.get(V2 + "/tokens/{token}.{fmt}", dependencies=READ, summary="Request of a token")
 def token_request(
     request: Request, fmt: Fmt, token: Annotated[str, Path(max_length=40)]
 ) -> Response:
-    """GeoReport ``GET tokens/{token}``: the request id a resident's token belongs to."""
+    """GeoReport ``GET tokens/{token}``: the request id a resident's token belongs to; an
+    unknown (or malformed) token is "not found" (404), as the specification says."""
     _check_format(fmt)
     try:
         token_hash = hash_token(secret_of(request), token)
         with _engine(request).connect() as conn:
             request_id = store.request_for_token(conn, token_hash)
-    except Forbidden:
-        raise Forbidden("wrong token", detail={"rule": "token_invalid"}) from None
+    except (Forbidden, NotFound):
+        raise NotFound("no request has this token", detail={"rule": "token_invalid"}) from None
     return respond(
         request, "service_requests", [{"service_request_id": request_id, "token": token}]
     )
 
 
 @router.get(
-    "/media/{request_id}/{sha256}.jpg",
+    V2 + "/media/{request_id}/{sha256}.jpg",
     dependencies=READ,
     summary="Photo of a request (thumbnail)",
     responses={200: {"description": "JPEG thumbnail.", "content": {"image/jpeg": {}}}},

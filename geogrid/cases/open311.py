@@ -32,10 +32,13 @@ from geogrid.errors import Forbidden, NotFound
 
 __all__ = [
     "CHINA_TZ",
+    "DISCOVERY_FORMATS",
     "PUBLIC_FIELDS",
+    "SPECIFICATION",
     "Attribute",
     "RequestRecord",
     "Service",
+    "discovery_document",
     "format_datetime",
     "hash_token",
     "new_token",
@@ -271,19 +274,76 @@ def not_found(request_id: str) -> NotFound:
     return NotFound(f"no service request {request_id!r}")
 
 
+# --------------------------------------------------------------------------- discovery
+
+#: The token of the GeoReport v2 specification in a discovery document.
+SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+#: MIME types every endpoint answers in (``.xml`` and ``.json``), XML first as the spec
+#: requires XML and offers JSON.
+DISCOVERY_FORMATS = ("text/xml", "application/json")
+
+
+def discovery_document(
+    *, endpoint_url: str, changeset: datetime, contact: str, key_service: str
+) -> dict[str, Any]:
+    """The Open311 Service Discovery document (``discovery.json`` / ``.xml``).
+
+    Every field the discovery specification requires: ``changeset`` (when the service list
+    or definitions last changed: a sortable ISO 8601 time, always written in China time),
+    ``contact``, ``key_service`` and one ``production`` GeoReport v2 endpoint with its
+    formats (the Spark convention: the XML ``endpoints/endpoint`` and ``formats/format``
+    lists are JSON arrays).
+
+    >>> at = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    >>> doc = discovery_document(endpoint_url="https://x.example/open311/v2", changeset=at,
+    ...                          contact="c", key_service="k")
+    >>> list(doc), doc["changeset"]
+    (['changeset', 'contact', 'key_service', 'endpoints'], '2026-11-30T11:00:00+08:00')
+    >>> list(doc["endpoints"][0])
+    ['specification', 'url', 'changeset', 'type', 'formats']
+    """
+    stamp = format_datetime(changeset)
+    return {
+        "changeset": stamp,
+        "contact": contact,
+        "key_service": key_service,
+        "endpoints": [
+            {
+                "specification": SPECIFICATION,
+                "url": endpoint_url,
+                "changeset": stamp,
+                "type": "production",
+                "formats": list(DISCOVERY_FORMATS),
+            }
+        ],
+    }
+
+
 # --------------------------------------------------------------------------- XML
 
 
 _XML_LISTS = {"services": "service", "service_requests": "request", "errors": "error"}
+#: Singular element names of nested lists (GeoReport and the discovery document).
+_XML_ITEMS = {
+    "attributes": "attribute",
+    "values": "value",
+    "history": "event",
+    "endpoints": "endpoint",
+    "formats": "format",
+}
 
 
 def to_xml(root: str, items: Any) -> bytes:
     """GeoReport XML: ``<services><service>…</service></services>`` and so on.
 
-    ``root`` is ``services``, ``service_requests``, ``errors`` or ``service_definition``
-    (a dict); nested lists become repeated elements of the singular name.
+    ``root`` is ``services``, ``service_requests``, ``errors``, ``service_definition`` or
+    ``discovery`` (a dict); nested lists become repeated elements of the singular name. The
+    root element follows the XML declaration with ``encoding="UTF-8"``, as GeoReport asks.
 
-    >>> to_xml("services", [{"service_code": "a", "metadata": False}]).split(b"?>")[1].strip()
+    >>> xml = to_xml("services", [{"service_code": "a", "metadata": False}])
+    >>> xml.split(b"?>")[0] + b"?>"
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    >>> xml.split(b"?>")[1].strip()
     b'<services><service><service_code>a</service_code><metadata>false</metadata></service></services>'
     """
     el = ET.Element(root)
@@ -292,7 +352,9 @@ def to_xml(root: str, items: Any) -> bytes:
     else:
         for item in items:
             _xml_fill(ET.SubElement(el, _XML_LISTS.get(root, "item")), item)
-    return bytes(ET.tostring(el, encoding="utf-8", xml_declaration=True))
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(el, encoding="unicode").encode()
+    )
 
 
 def _xml_fill(el: ET.Element, value: Any) -> None:
@@ -300,9 +362,8 @@ def _xml_fill(el: ET.Element, value: Any) -> None:
         for k, v in value.items():
             if isinstance(v, list):
                 holder = ET.SubElement(el, k)
-                single = {"attributes": "attribute", "values": "value", "history": "event"}
                 for item in v:
-                    _xml_fill(ET.SubElement(holder, single.get(k, "item")), item)
+                    _xml_fill(ET.SubElement(holder, _XML_ITEMS.get(k, "item")), item)
             else:
                 _xml_fill(ET.SubElement(el, k), v)
     elif isinstance(value, bool):

@@ -189,7 +189,10 @@ def parse_submission(fields: Fields, services: Mapping[str, Service]) -> Submiss
     else:
         service = services.get(code)
         if service is None:
-            problems.append(Problem("service_code_unknown", f"no service {code!r}: see services"))
+            # GeoReport: "404 - service_code ... was not found"
+            problems.append(
+                Problem("service_code_unknown", f"no service {code!r}: see services", 404)
+            )
     lon, lat = _location(fields, problems)
     address = _one(fields, "address_string")
     if address and len(address) > MAX_ADDRESS:

@@ -41,6 +41,7 @@ __all__ = [
     "load_services",
     "public_case",
     "request_for_token",
+    "services_changed_at",
     "submit",
 ]
 
@@ -57,6 +58,35 @@ SUBMIT_WINDOW_S = 3600
 MAX_MEDIA_BYTES = 1024 * 1024
 #: Public media: the resident's photos only, as thumbnails.
 MEDIA_PATH = "/open311/v2/media/{id}/{sha}.jpg"
+
+
+#: The ``layer_versions`` row bumped when a category, time limit or attribute changes (when
+#: the schema has it).
+SERVICES_VERSION = "open311"
+
+
+def services_changed_at(conn: Connection) -> datetime:
+    """When the service list or a service definition last changed (discovery's changeset).
+
+    The ``layer_versions`` row :data:`SERVICES_VERSION` when the schema keeps one (statement
+    triggers on the dictionary tables bump it); otherwise the last audited edit of the
+    category dictionary (``case.admin`` on a ``case_category``: names, activity, time
+    limits), and with no edit at all the oldest data-version change standing (a stable time
+    that only ever moves forward). Every value is a time, so changesets sort.
+    """
+    own, edited, installed = conn.execute(
+        text(
+            """
+            SELECT (SELECT changed_at FROM layer_versions WHERE layer = :layer),
+                   (SELECT max(a.at) FROM audit_log a WHERE a.action = 'case.admin'
+                     AND a.target_type = 'case_category' AND a.outcome = 'ok'),
+                   (SELECT min(changed_at) FROM layer_versions)
+            """
+        ),
+        {"layer": SERVICES_VERSION},
+    ).one()
+    found = own or max((t for t in (edited, installed) if t is not None), default=None)
+    return found if isinstance(found, datetime) else datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RateLimited(GeogridError):
@@ -325,18 +355,22 @@ def _record(
     base_url: str,
     extra: Any = None,
     agency: str | None = None,
+    closed_at: datetime | None = None,
 ) -> RequestRecord:
     code = pc.category_code or ""
     svc = services.get(code)
     media = [MEDIA_PATH.format(id=pc.id, sha=s) for s in (pc.media or [])]
+    closed = pc.status in machine.CLOSED_STATUSES
     return RequestRecord(
         service_request_id=str(pc.id),
         service_code=code,
         service_name=svc.name if svc else pc.category,
-        closed=pc.status in machine.CLOSED_STATUSES,
+        closed=closed,
         description=pc.description,
         requested=pc.reported_at,
-        updated=pc.updated_at,
+        # GeoReport: "for requests with status=closed, this will be the date the request
+        # was closed" (not a later archiving or comment)
+        updated=(closed_at if closed and closed_at else pc.updated_at),
         expected=pc.due_at,
         lon=pc.lon,
         lat=pc.lat,
@@ -368,6 +402,21 @@ def _extras(conn: Connection, ids: Sequence[int]) -> dict[int, Any]:
         {"ids": list(ids)},
     )
     return {int(r.case_id): r for r in rows}
+
+
+def _closed_at(conn: Connection, ids: Sequence[int]) -> dict[int, datetime]:
+    """When each of these cases was closed: its first step into a closed status (closed,
+    rejected, voided, merged; an archiving comes later)."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        text(
+            "SELECT case_id, min(at) AS at FROM case_events WHERE case_id = ANY(:ids) "
+            "AND to_status = ANY(:closed) GROUP BY case_id"
+        ),
+        {"ids": list(ids), "closed": sorted(machine.CLOSED_STATUSES)},
+    )
+    return {int(r.case_id): r.at for r in rows}
 
 
 def _case_id(request_id: str) -> int:
@@ -405,7 +454,14 @@ def get_request(
     case_id = _case_id(request_id)
     pc = public_case(conn, case_id)
     extra = _extras(conn, [pc.id]).get(pc.id)
-    record = _record(pc, services, base_url, extra, _agencies(conn, [pc.id]).get(pc.id))
+    record = _record(
+        pc,
+        services,
+        base_url,
+        extra,
+        _agencies(conn, [pc.id]).get(pc.id),
+        _closed_at(conn, [pc.id] if pc.status in machine.CLOSED_STATUSES else []).get(pc.id),
+    )
     if token_hash is None:
         return record, False
     owned = conn.execute(
@@ -515,4 +571,8 @@ def list_requests(
         cases = [queries._public(r) for r in rows]
     ids = [c.id for c in cases]
     extras, agencies = _extras(conn, ids), _agencies(conn, ids)
-    return [_record(c, services, base_url, extras.get(c.id), agencies.get(c.id)) for c in cases]
+    closed = _closed_at(conn, [c.id for c in cases if c.status in machine.CLOSED_STATUSES])
+    return [
+        _record(c, services, base_url, extras.get(c.id), agencies.get(c.id), closed.get(c.id))
+        for c in cases
+    ]
