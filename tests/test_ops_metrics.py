@@ -107,11 +107,11 @@ def _families(body: str) -> dict[str, Any]:
 
 
 def _count(body: str, route: str, status: str, method: str = "GET") -> float:
-    fam = _families(body)["geogrid_http_requests"]
+    fam = _families(body)["geogrid_http_request_duration_seconds"]
     return sum(
         s.value
         for s in fam.samples
-        if s.name == "geogrid_http_requests_total"
+        if s.name == "geogrid_http_request_duration_seconds_count"
         and s.labels == {"route": route, "method": method, "status": status}
     )
 
@@ -179,7 +179,9 @@ def test_metrics_only_for_allowed_addresses_whoever_signs_in(
         for who, headers in signed_in.items():
             r = other.get("/metrics", headers=headers)
             if allowed:
-                assert r.status_code == 200 and "geogrid_http_requests_total" in r.text, who
+                assert (
+                    r.status_code == 200 and "geogrid_http_request_duration_seconds_count" in r.text
+                ), who
             else:
                 assert r.status_code == 403, (who, r.text)
                 assert r.json()["code"] == "Forbidden"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import logging.config
 import sys
 from typing import NoReturn
 
@@ -19,6 +20,7 @@ from rich.console import Console
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from geogrid.errors import GeogridError
+from geogrid.ops.logs import log_config
 from geogrid.settings import Settings
 
 #: Topic modules, each with ``register(app: typer.Typer) -> None``.
@@ -47,10 +49,14 @@ def build_app() -> typer.Typer:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``geogrid`` console command."""
     try:
-        level = Settings().log_level  # a bad GEOGRID_* value stops every command alike
+        settings = Settings()  # a bad GEOGRID_* value stops every command alike
     except ValidationError as exc:
         _fail(settings_error(exc))
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    level = settings.log_level
+    if settings.log_format == "json":  # one JSON object per line from the first line on
+        logging.config.dictConfig(log_config(level, "json"))
+    else:
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     app = build_app()
     try:
         app(args=argv, prog_name="geogrid", standalone_mode=True)

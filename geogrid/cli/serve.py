@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging.config
 import os
 import socket
 from pathlib import Path
@@ -12,9 +13,14 @@ from rich.console import Console
 
 from geogrid import store
 from geogrid.errors import InvalidInput
+from geogrid.ops.logs import log_config
 from geogrid.settings import Settings
 
 console = Console(highlight=False, soft_wrap=True)
+
+#: Seconds a worker may leave the supervisor's ping unanswered (starting, or hung) before
+#: it is replaced.
+WORKER_HEALTHCHECK_S = 60
 
 
 def free_port(host: str, preferred: int) -> int:
@@ -42,12 +48,16 @@ def run_server(
     """Start the database if needed, then serve until interrupted.
 
     ``workers`` > 1 runs that many server processes (each builds its app from the
-    environment); ``certfile``/``keyfile`` serve HTTPS, for intranets with their own CA.
+    environment; what is shared between them and what each keeps: README, "Several
+    workers"); ``certfile``/``keyfile`` serve HTTPS, for intranets with their own CA.
     """
+    # every line of the command in the configured format (imports and migrations too)
+    logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
     import uvicorn  # local: the core package does not depend on the web stack
 
     from api import create_app
     from geogrid.access.keys import server_secret
+    from geogrid.ops.metrics import prepare_multiprocess_dir
 
     if (certfile is None) != (keyfile is None):
         raise InvalidInput("give both --certfile and --keyfile, or neither")
@@ -64,13 +74,23 @@ def run_server(
     console.print(f"geogrid is serving on {scheme}://{host}:{chosen}/  (Ctrl+C to stop)")
     common: dict[str, Any] = {
         "host": host, "port": chosen, "log_level": settings.log_level.lower(),
-        "access_log": settings.log_level in ("DEBUG", "INFO"),
+        # one access line per request by route template (geogrid.ops.logs), not uvicorn's
+        # (raw paths and query strings: tokens, search words)
+        "access_log": False,
+        "log_config": log_config(settings.log_level, settings.log_format),
+        # a worker answers the supervisor's pings only once it has imported the app: on a
+        # busy machine that takes longer than uvicorn's 5 s, which killed and restarted
+        # starting workers for ever
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_S,
         "ssl_certfile": str(certfile) if certfile else None,
         "ssl_keyfile": str(keyfile) if keyfile else None,
     }  # fmt: skip
     if workers > 1:
-        # each worker process builds its own app (and pool) from the environment
+        # each worker process builds its own app (and pool) from the environment; plan
+        # jobs live in the database; metrics go to files summed by whichever worker is
+        # scraped (the folder is emptied first: the environment names it to the workers)
         os.environ["GEOGRID_DATABASE_URL"] = url
+        prepare_multiprocess_dir(settings.home)
         uvicorn.run("api.app:create_app_from_env", factory=True, workers=workers, **common)
         return
     uvicorn.run(create_app(settings, database_url=url), **common)

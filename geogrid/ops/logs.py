@@ -18,6 +18,7 @@ statement log (SQL with its parameters) is pinned to WARNING whatever the level.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -50,13 +51,19 @@ _VALID_ID = re.compile(
 )
 
 
+#: New ids: a random prefix per process and a counter (unique across processes and
+#: restarts, and cheaper than 16 random bytes per request).
+_PREFIX = os.urandom(8).hex()
+_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
     """A fresh request id: 32 hex digits.
 
-    >>> len(new_request_id())
-    32
+    >>> len(new_request_id()), new_request_id() != new_request_id()
+    (32, True)
     """
-    return os.urandom(16).hex()
+    return f"{_PREFIX}{next(_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def request_id(incoming: bytes | str | None) -> str:

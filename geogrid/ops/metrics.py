@@ -2,10 +2,12 @@
 
 Series (all prefixed ``geogrid_``):
 
-``http_requests_total{route, method, status}``, ``http_request_duration_seconds{...}``
-    Requests per route *template* (``/api/plans/{plan_id}``; ``unmatched`` when no route
-    matched), method (``other`` for non-standard ones) and status class (``2xx``...). No
-    raw path, query, id or personal value is ever a label.
+``http_request_duration_seconds{route, method, status}``
+    A histogram of the time to answer, per route *template* (``/api/plans/{plan_id}``;
+    ``unmatched`` when no route matched), method (``other`` for non-standard ones) and
+    status class (``2xx``...); its ``_count`` series is the request count. No raw path,
+    query, id or personal value is ever a label. (One histogram and no separate counter:
+    one update per request, not two.)
 ``db_pool_size``, ``db_pool_max_overflow``, ``db_pool_checked_out``
     The SQLAlchemy pool of every live server process, summed (checked out: connections in
     use now; size + max overflow: how many a process may open).
@@ -114,10 +116,6 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         reg = None if self.path else self.registry
         live: dict[str, Any] = {"multiprocess_mode": "livesum"} if self.path else {}
-        self.requests = Counter(
-            "geogrid_http_requests", "HTTP requests answered, by route template, method and "
-            "status class.", ["route", "method", "status"], registry=reg,
-        )  # fmt: skip
         self.latency = Histogram(
             "geogrid_http_request_duration_seconds", "Time to answer a request (seconds), "
             "by route template, method and status class.", ["route", "method", "status"],
@@ -142,26 +140,21 @@ class Metrics:
         self._hit = self.tile_cache.labels("hit")
         self._miss = self.tile_cache.labels("miss")
         self._seen_tiles = (0, 0)
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, int], Any] = {}
 
     # -- updates (every request: keep them cheap) -------------------------------------
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
         key = (route, method, status)
-        pair = self._children.get(key)
-        if pair is None:
-            labels = (
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.latency.labels(
                 route,
                 method if method in _METHODS else "other",
                 _STATUS_CLASS.get(status // 100, "other"),
             )
-            pair = self._children[key] = (
-                self.requests.labels(*labels),
-                self.latency.labels(*labels),
-            )
-        pair[0].inc()
-        pair[1].observe(seconds)
+        child.observe(seconds)
 
     def observe_tile_cache(self, hits: int, misses: int) -> None:
         """Carry the tile cache's own hit and miss counters (since the last call) over."""
