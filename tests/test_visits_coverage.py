@@ -207,6 +207,16 @@ def test_never_visited(fx: Fixture) -> None:
     assert total == 3
     assert [i.last_visited_on for i in in_q3] == [dt.date(2026, 5, 20), None, dt.date(2026, 10, 2)]
     assert [i.household_id for i in ever] == [fx.hh["h3"]] and ever_total == 1
+    with fx.engine.connect() as conn:  # pages: the areas holding the page are read alone
+        q3 = Period.parse("2026-Q3")
+        pages = [
+            coverage.never_visited(conn, principal=_principal(), period=q3, limit=lim, offset=off)
+            for lim, off in ((1, 1), (2, 2), (2, 3), (1, 0))
+        ]
+        conn.rollback()
+    assert [([i.household_id for i in items], n) for items, n in pages] == [
+        ([fx.hh["h3"]], 3), ([fx.hh["h6"]], 3), ([], 3), ([fx.hh["h2"]], 3)
+    ]  # fmt: skip
 
 
 def test_due_now(fx: Fixture) -> None:
@@ -286,3 +296,40 @@ def test_period_rejects_reversed_and_long_ranges() -> None:
         Period(dt.date(2026, 2, 1), dt.date(2026, 1, 1))
     with pytest.raises(InvalidInput, match="at most"):
         Period(dt.date(2020, 1, 1), dt.date(2026, 1, 1))
+
+
+def test_cached_figures_follow_the_data(fx: Fixture) -> None:
+    """Figures kept between calls: a new visit refreshes its area only, a new rule every
+    area; the refreshed figures equal a computation from scratch."""
+    q3 = Period.parse("2026-Q3")
+    who = _principal()
+    with fx.engine.connect() as conn:
+        first = coverage.by_area(conn, principal=who, period=q3)
+        conn.commit()
+        cached = conn.execute(text("SELECT count(*) FROM visit_coverage_cache")).scalar_one()
+        assert cached == 2
+        assert coverage.by_area(conn, principal=who, period=q3) == first  # from the cache
+        g2_before = conn.execute(
+            text("SELECT version FROM visit_area_state WHERE area = :a"), {"a": G2}
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO visits (household_id, village_code, visited_on, worker_name, notes) "
+                "VALUES (:h, :v, '2026-08-08', 'x', '走访')"
+            ),
+            {"h": fx.hh["h6"], "v": V},
+        )
+        g2_after = conn.execute(
+            text("SELECT version FROM visit_area_state WHERE area = :a"), {"a": G2}
+        ).scalar_one()
+        assert g2_after == g2_before + 1
+        rows = {r.area_code: r for r in coverage.by_area(conn, principal=who, period=q3)}
+        assert (rows[G2].visited, rows[G2].done) == (2, 2)  # h6 now visited in Q3
+        assert rows[G1] == {r.area_code: r for r in first}[G1]
+        scratch = coverage._area_rows(conn, who, "", q3)
+        assert [(r.area, r.households, r.visited, r.due, r.done) for r in scratch] == [
+            (r.area_code, r.households, r.visited, r.due, r.done) for r in rows.values()
+        ]
+        conn.rollback()
+        with conn.begin():
+            conn.execute(text("DELETE FROM visit_coverage_cache"))

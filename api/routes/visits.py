@@ -238,6 +238,7 @@ def coverage_by_area(
 ) -> CoverageReport:
     p = _period(period, date_from, date_to)
     items = coverage.by_area(conn, principal=require(principal), period=p, area=area)
+    conn.commit()  # the figures computed afresh are kept for the next call
     return CoverageReport(period_from=p.start, period_to=p.end, items=items)
 
 
@@ -254,6 +255,7 @@ def coverage_by_worker(
     their scope (see GET /api/visits/coverage for the formulas)."""
     p = _period(period, date_from, date_to)
     items = coverage.by_worker(conn, principal=require(principal), period=p, area=area)
+    conn.commit()  # the figures computed afresh are kept for the next call
     return WorkerReport(period_from=p.start, period_to=p.end, items=items)
 
 
@@ -322,6 +324,7 @@ def coverage_layer(
     with request.app.state.engine.connect() as conn:
         rls.apply(conn, LAYER_PRINCIPAL)  # counts over every area; nothing personal leaves
         body = _layer(conn, p, area)
+        conn.commit()
     return JSONResponse(body, media_type="application/geo+json")
 
 

@@ -54,6 +54,7 @@ from sqlalchemy import Connection, text
 from geogrid.access import audit
 from geogrid.access.policy import Principal
 from geogrid.errors import Forbidden, InvalidInput, NotFound
+from geogrid.fieldwork.coverage_cache import cached_rows
 from geogrid.fieldwork.visits import area_prefix, check_page, today
 
 __all__ = [
@@ -140,12 +141,6 @@ class Period:
             mt -= 1
         return mf, mt
 
-    @property
-    def lookback(self) -> dt.date:
-        """The first day a visit can fall in a due window (11 months before the period)."""
-        mf = self.start.year * 12 + self.start.month - 1 - 11
-        return dt.date(mf // 12, mf % 12 + 1, 1)
-
 
 class AreaCoverage(BaseModel):
     """Coverage of one grid (or village without a grid) in the period: numbers only."""
@@ -226,36 +221,47 @@ def _scope_area(principal: Principal, area: str | None) -> str:
 
 
 def _special_sql(principal: Principal) -> str:
-    """Households with a special-population member, for callers who may know them."""
+    """Households with a special-population member, for callers who may know them (the
+    members fetched by id in one index scan: a join made the planner scan every member)."""
     if "special" not in principal.permissions:
         return "SELECT NULL::bigint AS household_id WHERE false"
     return (
-        "SELECT DISTINCT m.household_id FROM special_population s "
-        "JOIN household_members m ON m.id = s.member_id"
+        "SELECT DISTINCT m.household_id FROM household_members m "
+        "WHERE m.id = ANY(ARRAY(SELECT s.member_id FROM special_population s))"
     )
 
 
-def _plan_ctes(principal: Principal) -> str:
-    """``areas`` (with their household and special rule periods) and ``hh`` (households
-    in the prefix, with their plan period ``k``)."""
+def _plan_ctes(principal: Principal, only: bool = False) -> str:
+    """``areas``: the areas in the prefix with their households ``n`` and plan periods
+    (``k0`` for households, ``k1`` for households with a special-population member);
+    ``special``: those households with their area; ``hh``: every household with its
+    period ``k`` (computed only where a query uses it). ``only``: just the areas bound as
+    ``:only``."""
+    where = "h.scope_key LIKE :prefix || '%'" + (" AND h.scope_key = ANY(:only)" if only else "")
     return f"""
-    areas AS (
-        SELECT a.area,
-               (SELECT r.period_months FROM visit_rules r WHERE r.kind = 'household'
-                  AND a.area LIKE r.prefix || '%' ORDER BY length(r.prefix) DESC LIMIT 1) AS kh,
-               (SELECT r.period_months FROM visit_rules r WHERE r.kind = 'special'
-                  AND a.area LIKE r.prefix || '%' ORDER BY length(r.prefix) DESC LIMIT 1) AS ks
-        FROM (SELECT DISTINCT h.scope_key AS area FROM households h
-              WHERE h.scope_key LIKE :prefix || '%') a
+    areas AS MATERIALIZED (
+        SELECT a.area, a.n, coalesce(r.kh, 3) AS k0,
+               least(coalesce(r.kh, 3), coalesce(r.ks, r.kh, 3)) AS k1
+        FROM (SELECT h.scope_key AS area, count(*) AS n FROM households h
+              WHERE {where} GROUP BY 1) a
+        CROSS JOIN LATERAL (SELECT
+            (SELECT r.period_months FROM visit_rules r WHERE r.kind = 'household'
+               AND a.area LIKE r.prefix || '%' ORDER BY length(r.prefix) DESC LIMIT 1) AS kh,
+            (SELECT r.period_months FROM visit_rules r WHERE r.kind = 'special'
+               AND a.area LIKE r.prefix || '%' ORDER BY length(r.prefix) DESC LIMIT 1) AS ks
+        ) r
     ),
-    special AS ({_special_sql(principal)}),
+    special AS MATERIALIZED (
+        SELECT sp.household_id, h.scope_key AS area
+        FROM ({_special_sql(principal)}) sp JOIN households h ON h.id = sp.household_id
+        WHERE {where}
+    ),
     hh AS (
         SELECT h.id, h.scope_key AS area,
-               CASE WHEN sp.household_id IS NULL THEN coalesce(a.kh, 3)
-                    ELSE least(coalesce(a.kh, 3), coalesce(a.ks, a.kh, 3)) END AS k
+               CASE WHEN sp.household_id IS NULL THEN a.k0 ELSE a.k1 END AS k
         FROM households h JOIN areas a ON a.area = h.scope_key
         LEFT JOIN special sp ON sp.household_id = h.id
-        WHERE h.scope_key LIKE :prefix || '%'
+        WHERE {where}
     )"""
 
 
@@ -263,33 +269,75 @@ def _plan_ctes(principal: Principal) -> str:
 _MONTH = "(extract(year FROM v.visited_on)::int * 12 + extract(month FROM v.visited_on)::int - 1)"
 
 
-def _area_rows(conn: Connection, principal: Principal, prefix: str, period: Period) -> list[Any]:
+def _hash_joins(conn: Connection, on: bool) -> None:
+    """Row-level security makes the planner expect a few rows where a county has many;
+    its nested loops then re-run the policies per row. ``on``: hash joins only until
+    ``_hash_joins(conn, False)`` (SET LOCAL: never beyond the transaction)."""
+    conn.execute(text(f"SET LOCAL enable_nestloop = {'off' if on else 'on'}"))
+
+
+def _window_start(conn: Connection, month: int) -> dt.date:
+    """The first day of the earliest plan window (of any period in use) holding ``month``."""
+    periods = conn.execute(text("SELECT DISTINCT period_months FROM visit_rules")).scalars()
+    first = min([(month // int(k)) * int(k) for k in periods] + [month])
+    return dt.date(first // 12, first % 12 + 1, 1)
+
+
+def _lookback(conn: Connection, period: Period) -> dt.date:
+    """The first day a visit can fall in a plan window that ends in ``period``: the start
+    of the window holding the period's first month, for the longest-starting period in
+    use."""
+    return min(_window_start(conn, period.months[0]), period.start)
+
+
+def _area_rows(
+    conn: Connection,
+    principal: Principal,
+    prefix: str,
+    period: Period,
+    only: list[str] | None = None,
+) -> list[Any]:
+    """One row per area: households, visited, due, done (the module's formulas). Every
+    step is a hash join or hash aggregate: households with their plan period (``hh``),
+    their visits in the windows that may be due, grouped per household and window
+    (``win``), then per household (``ph``) and per area. ``only``: just these areas."""
     mf, mt = period.months
+    due = "greatest(0, (:mt + 1) / {k} - (:mf + {k}) / {k} + 1)"
     sql = f"""
-    WITH {_plan_ctes(principal)},
-    vv AS (
-        SELECT v.household_id, bool_or(v.visited_on >= :d0) AS in_period,
-               array_agg(DISTINCT {_MONTH}) AS months
-        FROM visits v
-        WHERE v.household_id IS NOT NULL AND v.visited_on BETWEEN :lo AND :d1
-        GROUP BY v.household_id
+    WITH {_plan_ctes(principal, only is not None)},
+    win AS (
+        SELECT v.household_id AS id, a.area, k.k, {_MONTH} / k.k AS w,
+               bool_or(v.visited_on >= :d0) AS in_p
+        FROM visits v JOIN households h ON h.id = v.household_id
+        JOIN areas a ON a.area = h.scope_key
+        LEFT JOIN special sp ON sp.household_id = v.household_id
+        CROSS JOIN LATERAL (SELECT CASE WHEN sp.household_id IS NULL THEN a.k0
+                                        ELSE a.k1 END AS k) k
+        WHERE v.visited_on BETWEEN :lo AND :d1 {"AND h.scope_key = ANY(:only)" if only else ""}
+        GROUP BY 1, 2, 3, 4
     ),
-    per_h AS (
-        SELECT hh.area, hh.k, coalesce(vv.in_period, false) AS visited,
-               (SELECT count(DISTINCT m / hh.k) FROM unnest(vv.months) m
-                 WHERE (m / hh.k + 1) * hh.k - 1 BETWEEN :mf AND :mt) AS done,
-               greatest(0, (:mt + 1) / hh.k - (:mf + hh.k) / hh.k + 1) AS due
-        FROM hh LEFT JOIN vv ON vv.household_id = hh.id
-    )
-    SELECT area, count(*)::int AS households, count(*) FILTER (WHERE visited)::int AS visited,
-           sum(due)::int AS due, coalesce(sum(done), 0)::int AS done
-    FROM per_h GROUP BY area ORDER BY area
+    ph AS (
+        SELECT win.area, bool_or(win.in_p) AS visited,
+               count(*) FILTER (WHERE (win.w + 1) * win.k - 1 BETWEEN :mf AND :mt) AS done
+        FROM win GROUP BY win.id, win.area
+    ),
+    done AS (
+        SELECT ph.area, count(*) FILTER (WHERE ph.visited) AS visited, sum(ph.done) AS done
+        FROM ph GROUP BY ph.area
+    ),
+    ns AS (SELECT special.area, count(*) AS n FROM special GROUP BY 1)
+    SELECT a.area, a.n::int AS households, coalesce(done.visited, 0)::int AS visited,
+           ((a.n - coalesce(ns.n, 0)) * {due.format(k="a.k0")}
+            + coalesce(ns.n, 0) * {due.format(k="a.k1")})::int AS due,
+           coalesce(done.done, 0)::int AS done
+    FROM areas a LEFT JOIN done ON done.area = a.area LEFT JOIN ns ON ns.area = a.area
+    ORDER BY a.area
     """
     return list(
         conn.execute(
             text(sql),
-            {"prefix": prefix, "d0": period.start, "d1": period.end, "lo": period.lookback,
-             "mf": mf, "mt": mt},
+            {"prefix": prefix, "d0": period.start, "d1": period.end,
+             "lo": _lookback(conn, period), "mf": mf, "mt": mt, "only": only or []},
         ).all()
     )  # fmt: skip
 
@@ -309,7 +357,15 @@ def by_area(
     """Coverage per grid (or village without grid) inside the scope (and ``area``), by
     the formulas of this module. Numbers only: nothing personal, so not audited."""
     prefix = _scope_area(principal, area)
-    return [_area(r) for r in _area_rows(conn, principal, prefix, period)]
+    rows = cached_rows(
+        conn,
+        prefix=prefix,
+        complete=principal.scope.kind == "all",
+        special="special" in principal.permissions,
+        period=(period.start, period.end),
+        compute=lambda only: _area_rows(conn, principal, prefix, period, only),
+    )
+    return [_area(r) for r in rows]
 
 
 def by_worker(
@@ -317,7 +373,7 @@ def by_worker(
 ) -> list[WorkerCoverage]:
     """Coverage per worker (see the module's formulas), ordered by worker name."""
     prefix = _scope_area(principal, area)
-    areas = [_area(r) for r in _area_rows(conn, principal, prefix, period)]
+    areas = by_area(conn, principal=principal, period=period, area=area)
     rows = conn.execute(
         text(
             """
@@ -390,30 +446,52 @@ def never_visited(
     prefix = _scope_area(principal, area)
     params: dict[str, Any] = {"prefix": prefix, "lim": limit, "off": offset}
     window = ""
+    known: int | None = None
     if period is not None:
         window = "AND v.visited_on BETWEEN :d0 AND :d1"
         params.update(d0=period.start, d1=period.end)
-    where = (
-        f"h.scope_key LIKE :prefix || '%' AND NOT EXISTS (SELECT 1 FROM visits v "
-        f"WHERE v.household_id = h.id {window})"
-    )
-    total = conn.execute(
-        text(f"SELECT count(*) FROM households h WHERE {where}"), params
-    ).scalar_one()
+        # the per-area counts (kept between calls) give the total and the few areas that
+        # hold the page: only those are read
+        counts = by_area(conn, principal=principal, period=period, area=area)
+        known = sum(c.never_visited for c in counts)
+        skipped, held = 0, 0
+        wanted: list[AreaCoverage] = []
+        for c in counts:
+            if skipped + c.never_visited <= offset and not wanted:
+                skipped += c.never_visited
+            elif c.never_visited and held < offset - skipped + limit:
+                wanted.append(c)
+                held += c.never_visited
+        params.update(areas=[c.area_code for c in wanted], off=offset - skipped)
+    restrict = "AND h.scope_key = ANY(:areas)" if known is not None else ""
+    # one pass over the visits (an anti-join): a per-household sub-query made row-level
+    # security rebuild its look-up for every household
+    cte = f"""
+    WITH seen AS (SELECT DISTINCT v.household_id FROM visits v
+                  JOIN households h ON h.id = v.household_id
+                  WHERE h.scope_key LIKE :prefix || '%' {restrict} {window}),
+    never AS (SELECT h.id, h.register_no, h.house_no, h.village_code, h.scope_key
+              FROM households h LEFT JOIN seen ON seen.household_id = h.id
+              WHERE h.scope_key LIKE :prefix || '%' {restrict} AND seen.household_id IS NULL)
+    """
+    _hash_joins(conn, known is None)
     rows = conn.execute(
         text(
-            f"""
-            SELECT h.id AS household_id, h.register_no, h.house_no, h.village_code,
-                   h.scope_key AS area_code,
-                   (SELECT max(v.visited_on) FROM visits v WHERE v.household_id = h.id)
-                   AS last_visited_on
-            FROM households h WHERE {where}
-            ORDER BY h.scope_key, h.register_no, h.id LIMIT :lim OFFSET :off
+            f"""{cte}
+            SELECT n.id AS household_id, n.register_no, n.house_no, n.village_code,
+                   n.scope_key AS area_code,
+                   (SELECT max(v.visited_on) FROM visits v WHERE v.household_id = n.id)
+                   AS last_visited_on, count(*) OVER () AS total
+            FROM never n ORDER BY n.scope_key, n.register_no, n.id LIMIT :lim OFFSET :off
             """
         ),
         params,
     ).all()
-    items = [NeverVisited(**r._mapping) for r in rows]
+    total = known if known is not None else (rows[0].total if rows else 0)
+    if known is None and not rows and offset:
+        total = conn.execute(text(f"{cte} SELECT count(*) FROM never"), params).scalar_one()
+    _hash_joins(conn, False)
+    items = [NeverVisited(**{k: v for k, v in r._mapping.items() if k != "total"}) for r in rows]
     audit.record(
         conn, actor=principal, action="visit.read", target_type="household",
         target_ids=[str(i.household_id) for i in items], ip=ip,
@@ -448,29 +526,36 @@ def due_households(
                (make_date((cur.m0 + cur.k) / 12, (cur.m0 + cur.k) % 12 + 1, 1) - 1) AS due_by
         FROM cur
     ),
+    latest AS (
+        SELECT v.household_id, max(v.visited_on) AS last FROM visits v
+        WHERE v.household_id IS NOT NULL AND v.visited_on BETWEEN :since AND :day
+        GROUP BY v.household_id
+    ),
     open AS (
-        SELECT due.* FROM due WHERE NOT EXISTS (
-            SELECT 1 FROM visits v WHERE v.household_id = due.id
-              AND v.visited_on >= due.starts AND v.visited_on <= :day)
+        SELECT due.* FROM due LEFT JOIN latest ON latest.household_id = due.id
+        WHERE latest.last IS NULL OR latest.last < due.starts
     )
     """
-    total = conn.execute(
-        text(f"{sql} SELECT count(*) FROM open"), {"prefix": prefix, "m": m, "day": d}
-    ).scalar_one()
+    params = {"prefix": prefix, "m": m, "day": d, "since": _window_start(conn, m)}
+    _hash_joins(conn, True)
     rows = conn.execute(
         text(
             f"""{sql}
             SELECT o.id AS household_id, h.register_no, h.house_no, h.village_code,
                    o.area AS area_code, o.k AS period_months, o.due_by,
                    (SELECT max(v.visited_on) FROM visits v WHERE v.household_id = o.id)
-                   AS last_visited_on
+                   AS last_visited_on, count(*) OVER () AS total
             FROM open o JOIN households h ON h.id = o.id
             ORDER BY o.due_by, o.area, h.register_no, o.id LIMIT :lim OFFSET :off
             """
         ),
-        {"prefix": prefix, "m": m, "day": d, "lim": limit, "off": offset},
+        {**params, "lim": limit, "off": offset},
     ).all()
-    items = [DueHousehold(**r._mapping) for r in rows]
+    total = rows[0].total if rows else 0
+    if not rows and offset:
+        total = conn.execute(text(f"{sql} SELECT count(*) FROM open"), params).scalar_one()
+    _hash_joins(conn, False)
+    items = [DueHousehold(**{k: v for k, v in r._mapping.items() if k != "total"}) for r in rows]
     audit.record(
         conn, actor=principal, action="visit.read", target_type="household",
         target_ids=[str(i.household_id) for i in items], ip=ip,

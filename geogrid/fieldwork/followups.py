@@ -49,13 +49,19 @@ __all__ = [
 
 MAX_LIMIT = 500
 MAX_DAYS = 250
+#: Records with their members and households. The members are fetched by their ids (one
+#: index scan): a plain join made the planner scan every member of the county.
 _FROM = (
     "FROM special_population s JOIN household_members m ON m.id = s.member_id "
+    "AND m.id = ANY(ARRAY(SELECT s2.member_id FROM special_population s2)) "
     "JOIN households h ON h.id = m.household_id"
 )
+#: The latest follow-up of every record, read in one pass (a per-record sub-query made
+#: row-level security rebuild its look-up for each record: 30 s for a county).
 _LAST = (
-    "LEFT JOIN LATERAL (SELECT f.followed_at, f.next_due FROM special_followups f "
-    "WHERE f.record_id = s.id ORDER BY f.followed_at DESC, f.id DESC LIMIT 1) lf ON true"
+    "LEFT JOIN (SELECT DISTINCT ON (f.record_id) f.record_id, f.followed_at, f.next_due "
+    "FROM special_followups f ORDER BY f.record_id, f.followed_at DESC, f.id DESC) lf "
+    "ON lf.record_id = s.id"
 )
 
 
@@ -257,13 +263,16 @@ def due_records(
         where.append("s.id = :rid")
         params["rid"] = record_id
     cond = " AND ".join(where)
-    total = conn.execute(text(f"SELECT count(*) {_FROM} {_LAST} WHERE {cond}"), params).scalar()
+    # Row-level security makes the planner expect a few dozen records where a county has
+    # thousands; its nested loops then re-run the policies per row. Hash joins only, for
+    # this statement (SET LOCAL, restored below).
+    conn.execute(text("SET LOCAL enable_nestloop = off"))
     rows = conn.execute(
         text(
             f"""
             SELECT s.id AS record_id, s.member_id, m.name, m.id_masked, s.village_code,
                    h.scope_key AS area_code, s.category, s.risk_level, r.working_days,
-                   lf.followed_at AS last_followed_at, lf.next_due
+                   lf.followed_at AS last_followed_at, lf.next_due, count(*) OVER () AS total
             {_FROM} {_LAST} LEFT JOIN followup_rules r ON r.risk_level = s.risk_level
             WHERE {cond}
             ORDER BY lf.next_due NULLS FIRST, s.id LIMIT :lim OFFSET :off
@@ -271,6 +280,10 @@ def due_records(
         ),
         {**params, "lim": limit, "off": offset},
     ).all()
+    total = rows[0].total if rows else 0
+    if not rows and offset:
+        total = conn.execute(text(f"SELECT count(*) {_FROM} {_LAST} WHERE {cond}"), params).scalar()
+    conn.execute(text("SET LOCAL enable_nestloop = on"))
     items = [
         DueRecord(
             record_id=r.record_id,

@@ -138,3 +138,31 @@ class FollowupRule(Base):
     working_days: Mapped[int] = mapped_column(SmallInteger)
     updated_by: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = _now()
+
+
+class VisitAreaState(Base):
+    """An area's version (raised by its visits' changes); ``'*'``: the global version."""
+
+    __tablename__ = "visit_area_state"
+
+    area: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, server_default="1")
+    listed: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class VisitCoverageCache(Base):
+    """Coverage figures of an area for a period, stamped with the versions they match."""
+
+    __tablename__ = "visit_coverage_cache"
+
+    area: Mapped[str] = mapped_column(Text, primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    period_end: Mapped[date] = mapped_column(Date, primary_key=True)
+    special: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    global_version: Mapped[int] = mapped_column(BigInteger)
+    households: Mapped[int] = mapped_column(Integer)
+    visited: Mapped[int] = mapped_column(Integer)
+    due: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = _now()

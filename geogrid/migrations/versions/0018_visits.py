@@ -14,6 +14,10 @@
   ``special``: households with a special-population member) — one visit at least every
   ``period_months`` months (windows aligned to the calendar year). The longest matching
   prefix wins. Seeded: every household once a quarter, special populations monthly.
+* ``visit_area_state`` and ``visit_coverage_cache``: coverage figures per area kept between
+  calls (:mod:`geogrid.fieldwork.coverage_cache`); triggers raise an area's version when
+  one of its visits changes, and the global version (row ``'*'``) when households,
+  members, special-population records or visit rules change.
 * ``followup_rules``: the follow-up interval of special-population records per risk level,
   in working days of the working calendar (高 5, 中 20, 低 60).
 
@@ -40,7 +44,10 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 WEB_ROLE = "geogrid_web"
-TABLES = ("visit_tags", "visits", "visit_photos", "visit_rules", "followup_rules")
+TABLES = (
+    "visit_tags", "visits", "visit_photos", "visit_rules", "followup_rules",
+    "visit_area_state", "visit_coverage_cache",
+)  # fmt: skip
 TAGS = (
     ("低保", "Minimum living allowance", 1),
     ("残疾", "Disability", 2),
@@ -181,6 +188,8 @@ def upgrade() -> None:
         "('高', 5, 'migration'), ('中', 20, 'migration'), ('低', 60, 'migration')"
     )
 
+    _coverage_cache()
+
     # -- row-level security (the second wall) and the web role's grants ------------------
     for table, expr in {
         "visits": VISIBLE,
@@ -195,10 +204,95 @@ def upgrade() -> None:
     op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON visit_rules TO {WEB_ROLE}")
     op.execute(f"GRANT SELECT, UPDATE ON followup_rules TO {WEB_ROLE}")
     op.execute(f"GRANT USAGE, SELECT ON visits_id_seq, visit_rules_id_seq TO {WEB_ROLE}")
+    op.execute(f"GRANT SELECT, INSERT, UPDATE ON visit_area_state TO {WEB_ROLE}")
+    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON visit_coverage_cache TO {WEB_ROLE}")
+
+
+#: Statement triggers that raise the global version (table, events).
+GLOBAL_TRIGGERS = {
+    "households": "INSERT OR DELETE OR UPDATE OF grid_code, village_code",
+    "household_members": "DELETE OR UPDATE OF household_id",
+    "special_population": "INSERT OR DELETE OR UPDATE OF member_id",
+    "visit_rules": "INSERT OR DELETE OR UPDATE",
+}
+
+
+def _coverage_cache() -> None:
+    op.create_table(
+        "visit_area_state",
+        sa.Column("area", sa.Text(), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False, server_default="1"),
+        sa.Column("listed", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.PrimaryKeyConstraint("area", name=op.f("pk_visit_area_state")),
+    )  # fmt: skip
+    op.execute("INSERT INTO visit_area_state (area, version, listed) VALUES ('*', 1, 0)")
+    op.create_table(
+        "visit_coverage_cache",
+        sa.Column("area", sa.Text(), nullable=False),
+        sa.Column("period_start", sa.Date(), nullable=False),
+        sa.Column("period_end", sa.Date(), nullable=False),
+        sa.Column("special", sa.Boolean(), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("global_version", sa.BigInteger(), nullable=False),
+        sa.Column("households", sa.Integer(), nullable=False),
+        sa.Column("visited", sa.Integer(), nullable=False),
+        sa.Column("due", sa.Integer(), nullable=False),
+        sa.Column("done", sa.Integer(), nullable=False),
+        sa.Column("computed_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
+                  nullable=False),
+        sa.PrimaryKeyConstraint("area", "period_start", "period_end", "special",
+                                name=op.f("pk_visit_coverage_cache")),
+    )  # fmt: skip
+    op.execute(
+        """
+        CREATE FUNCTION geogrid_visit_area_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE a text;
+        BEGIN
+            IF TG_OP <> 'DELETE' AND NEW.household_id IS NOT NULL THEN
+                SELECT scope_key INTO a FROM households WHERE id = NEW.household_id;
+                IF a IS NOT NULL THEN
+                    INSERT INTO visit_area_state (area) VALUES (a) ON CONFLICT (area)
+                    DO UPDATE SET version = visit_area_state.version + 1;
+                END IF;
+            END IF;
+            IF TG_OP <> 'INSERT' AND OLD.household_id IS NOT NULL THEN
+                SELECT scope_key INTO a FROM households WHERE id = OLD.household_id;
+                IF a IS NOT NULL THEN
+                    INSERT INTO visit_area_state (area) VALUES (a) ON CONFLICT (area)
+                    DO UPDATE SET version = visit_area_state.version + 1;
+                END IF;
+            END IF;
+            RETURN NULL;
+        END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER visits_area_dirty AFTER INSERT OR DELETE OR UPDATE OF household_id, "
+        "visited_on ON visits FOR EACH ROW EXECUTE FUNCTION geogrid_visit_area_dirty()"
+    )
+    op.execute(
+        """
+        CREATE FUNCTION geogrid_visit_global_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE visit_area_state SET version = version + 1 WHERE area = '*';
+            RETURN NULL;
+        END $$
+        """
+    )
+    for table, events in GLOBAL_TRIGGERS.items():
+        op.execute(
+            f"CREATE TRIGGER {table}_visit_dirty AFTER {events} ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION geogrid_visit_global_dirty()"
+        )
 
 
 def downgrade() -> None:
+    for table in GLOBAL_TRIGGERS:
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_visit_dirty ON {table}")
+    op.execute("DROP TRIGGER IF EXISTS visits_area_dirty ON visits")
     for table in ("visit_photos", "visits"):
         op.execute(f"DROP POLICY IF EXISTS {table}_scope ON {table}")
     for table in reversed(TABLES):
         op.drop_table(table)
+    op.execute("DROP FUNCTION geogrid_visit_global_dirty()")
+    op.execute("DROP FUNCTION geogrid_visit_area_dirty()")
