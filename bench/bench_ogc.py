@@ -78,7 +78,7 @@ def serve(url: str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "GEOGRID_DATABASE_URL": url, "GEOGRID_HOME": str(HOME)}
     proc = subprocess.Popen(cmd, env=env, cwd=HERE.parent, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900  # a loaded, shared machine starts slowly
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code < 500:
@@ -147,7 +147,9 @@ def sign_in(url: str, base: str) -> dict[str, str]:
             must_change_password=False,
         )  # fmt: skip
     engine.dispose()
-    r = httpx.post(f"{base}/api/auth/token", data={"username": name, "password": password})
+    r = httpx.post(
+        f"{base}/api/auth/token", data={"username": name, "password": password}, timeout=120
+    )
     r.raise_for_status()
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 

@@ -385,7 +385,7 @@ def test_content_negotiation(served: Served) -> None:
         ("/ogc/collections/key_units/items", {"risk_level": "high"}, "risk_level"),
         ("/ogc/collections/inspection_points/items", {"last_inspected": "x"}, "last_inspected"),
         ("/ogc/collections/cases/items", {"reported_at": "2025-01-01"}, "reported_at"),
-        ("/ogc/collections/cases/items", {"f": "html"}, "f="),
+        ("/ogc/collections/cases/items", {"f": "xml"}, "f="),
         ("/ogc/collections/cases/items/C2025000001", {"limit": "5"}, "limit"),
         ("/ogc", {"foo": "bar"}, "foo"),
         ("/ogc/collections", {"bbox": "1,2,3,4"}, "bbox"),

@@ -26,11 +26,22 @@ _F = {
     "name": "f",
     "in": "query",
     "required": False,
-    "description": "Response format: json (GeoJSON for features). Anything else is a 400.",
-    "schema": {"type": "string", "enum": ["json", "geojson"]},
+    "description": (
+        "Response format: json (GeoJSON for features) or html (a page; also chosen by an "
+        "Accept header preferring text/html). Anything else is a 400."
+    ),
+    "schema": {"type": "string", "enum": ["json", "geojson", "html"]},
     "style": "form",
     "explode": False,
 }
+#: ``f`` of the resources that are not pages (the API definition, queryables).
+_F_JSON = {
+    **_F,
+    "description": "Response format: json. Anything else is a 400.",
+    "schema": {"type": "string", "enum": ["json", "geojson"]},
+}
+#: The page variant of a 200 answer (merged into the JSON one).
+HTML_200 = {"200": {"content": {"text/html": {"schema": {"type": "string"}}}}}
 _ITEMS_PARAMS: list[dict[str, Any]] = [
     {
         "name": "limit",

@@ -48,6 +48,9 @@ from geogrid.ogcapi.crs import STORAGE, Crs
 from geogrid.ogcapi.paging import encode_cursor, keyset_clause, order_by
 from geogrid.ogcapi.query import ItemsQuery
 
+#: Media type of the pages (the ``html`` conformance class).
+HTML: Final = "text/html"
+
 __all__ = ["COUNT_BOUND", "feature_sql", "get_feature", "items_page", "where_clauses"]
 
 #: ``numberMatched`` is exact up to this many matches and absent beyond (bench/bench_ogc.py:
@@ -334,6 +337,12 @@ def _page_links(
             JSON,
             "this page as JSON",
         ),
+        link(
+            _url(href, [*[p for p in here if p[0] not in ("f", "crs")], ("f", "html")]),
+            "alternate",
+            HTML,
+            "this page as HTML (a map)",
+        ),
         link(f"{base}/collections/{coll.id}", "collection", JSON, coll.title),
     ]
     has_next = more if not backward else True
@@ -381,6 +390,7 @@ def get_feature(
     links = [
         link(href, "self", GEOJSON, "this feature"),
         link(f"{href}?f=json", "alternate", JSON, "this feature as JSON"),
+        link(f"{href}?f=html", "alternate", HTML, "this feature as HTML (a map)"),
         link(f"{base}/collections/{coll.id}", "collection", JSON, coll.title),
     ]
     feature = row[0]

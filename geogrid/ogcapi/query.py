@@ -21,6 +21,7 @@ from geogrid.ogcapi.crs import STORAGE, Crs, parse_crs
 from geogrid.ogcapi.paging import Cursor, decode_cursor
 
 __all__ = [
+    "HTML_FORMATS",
     "MAX_OFFSET",
     "ItemsQuery",
     "TimeFilter",
@@ -33,6 +34,9 @@ __all__ = [
 #: Largest ``offset`` (PostgreSQL ``bigint``; beyond it the database would fail).
 MAX_OFFSET: Final = 2**63 - 1
 _FORMATS = ("json", "geojson")
+#: ``f`` of the resources that are pages too (landing page, conformance, collections,
+#: items, features): the ``html`` conformance class.
+HTML_FORMATS: Final = (*_FORMATS, "html")
 #: Parameters of ``/items`` besides the collection's property filters.
 ITEMS_PARAMS: Final = (
     "f",
@@ -51,10 +55,16 @@ ITEMS_PARAMS: Final = (
 )
 
 
-def reject_unknown(params: Sequence[tuple[str, str]], allowed: Sequence[str], where: str) -> None:
+def reject_unknown(
+    params: Sequence[tuple[str, str]],
+    allowed: Sequence[str],
+    where: str,
+    formats: Sequence[str] = _FORMATS,
+) -> None:
     """Raise :class:`InvalidParameterValue` for a parameter not in ``allowed``.
 
-    Also checks ``f`` (``json``/``geojson`` only) and that no parameter is repeated.
+    Also checks ``f`` (one of ``formats``: ``json``/``geojson`` unless the resource is a
+    page too, :data:`HTML_FORMATS`) and that no parameter is repeated.
 
     >>> reject_unknown([("f", "json")], ["f"], "/ogc")
     >>> reject_unknown([("foo", "1")], ["f"], "/ogc")
@@ -74,9 +84,10 @@ def reject_unknown(params: Sequence[tuple[str, str]], allowed: Sequence[str], wh
                 f"query parameter {name!r} given more than once", detail={"parameter": name}
             )
         seen.add(name)
-        if name == "f" and value not in _FORMATS:
+        if name == "f" and value not in formats:
             raise InvalidParameterValue(
-                f"unsupported format f={value!r}; this service answers f=json (GeoJSON)",
+                f"unsupported format f={value!r}; this resource answers f="
+                + " or f=".join(f for f in formats if f != "geojson"),
                 detail={"parameter": "f"},
             )
 
@@ -298,7 +309,9 @@ def parse_items_query(coll: Collection, params: Sequence[tuple[str, str]]) -> It
     >>> q.limit, q.filters
     (10000, {'risk_level': 3})
     """
-    reject_unknown(params, [*ITEMS_PARAMS, *coll.queryables], f"collection {coll.id!r}")
+    reject_unknown(
+        params, [*ITEMS_PARAMS, *coll.queryables], f"collection {coll.id!r}", HTML_FORMATS
+    )
     values = dict(params)
     limit = min(_int_param("limit", values.get("limit", str(DEFAULT_LIMIT)), 1), MAX_LIMIT)
     offset = _int_param("offset", values.get("offset", "0"), 0)
