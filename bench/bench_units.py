@@ -295,7 +295,8 @@ def main() -> None:
 
 
 def report(rows: list[tuple[str, str, list[float]]]) -> bool:
-    print()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nmachine load average (1, 5, 15 min): {load} on {os.cpu_count()} cores")
     print("| scope | list | target p95 | p50 ms | p95 ms | max ms | ok |")
     print("|---|---|---|---|---|---|---|")
     ok = True
