@@ -427,6 +427,23 @@ def test_members_not_in_the_manifest_or_missing_are_refused(
     _nothing_written(target)
 
 
+def test_a_forced_restore_that_fails_leaves_the_old_database(
+    pg, db_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    before = fingerprint(db_url)
+    path = tmp_path / "broken-dump.tar"
+    _craft(path, [(archive.DUMP_MEMBER, b"PGDMP but not really a dump")])
+    settings = Settings(home=tmp_path / "home", database_url=db_url)
+    from geogrid.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="pg_restore failed"):
+        restore_backup(settings, path, force=True)
+    assert fingerprint(db_url) == before
+    with pg.admin() as conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database")]
+    assert not [n for n in names if "_restoring_" in n or "_replaced_" in n]
+
+
 def test_a_differing_key_file_in_the_home_is_not_overwritten(made: Made, target: Settings) -> None:
     home = Path(target.home)
     home.mkdir()

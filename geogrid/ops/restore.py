@@ -9,12 +9,14 @@ The order is what makes a restore safe:
 2. every file's destination is resolved (symlinks followed) and must stay inside its
    folder; an existing key file that differs is not overwritten without ``--force``;
 3. the database must be empty (no table of its own) unless ``--force``, which replaces it;
-4. ``pg_restore`` runs in one transaction (all or nothing), then the files are put in
+4. ``pg_restore`` runs in one transaction (all or nothing; with ``--force`` into a new
+   database that replaces the old one only once complete), then the files are put in
    place, each written beside its destination and renamed over it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import shutil
@@ -25,6 +27,7 @@ from typing import Any, Final
 
 import psycopg
 from alembic.script import ScriptDirectory
+from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from geogrid import store
@@ -161,11 +164,11 @@ def restore_backup(settings: Settings, path: Path, *, force: bool = False) -> Re
                 f"{', '.join(found[:3])}): restore into an empty database, or use --force "
                 "to replace it"
             )
-        _prepare_database(url, wipe=bool(found))
-        args, env = pg_connection(url)
-        run_tool([client_tool(settings, "pg_restore"), "--no-owner",
-                  "--single-transaction", "--exit-on-error", *args,
-                  str(unpacked.path(archive.DUMP_MEMBER))], env, what="pg_restore")  # fmt: skip
+        dump = unpacked.path(archive.DUMP_MEMBER)
+        if found:
+            _replace_database(settings, url, dump)
+        else:
+            _pg_restore(settings, url, dump)
         for name, target in plan:
             _install(unpacked.path(name), target, secret=name.startswith("home/") and
                      name[len("home/"):] in KEY_FILES)  # fmt: skip
@@ -203,12 +206,57 @@ def _refuse_changed_keys(unpacked: archive.Unpacked, plan: list[tuple[str, Path]
             )
 
 
-def _prepare_database(url: str, *, wipe: bool) -> None:
-    """Create the roles the schema grants to; empty ``public`` first when ``wipe``."""
-    with psycopg.connect(libpq_dsn(url), connect_timeout=10) as conn:
-        if wipe:
+def _pg_restore(settings: Settings, url: str, dump: Path) -> None:
+    """``pg_restore`` into the empty database at ``url``, in one transaction."""
+    _create_roles(url)
+    args, env = pg_connection(url)
+    run_tool([client_tool(settings, "pg_restore"), "--no-owner", "--single-transaction",
+              "--exit-on-error", *args, str(dump)], env, what="pg_restore")  # fmt: skip
+
+
+def _replace_database(settings: Settings, url: str, dump: Path) -> None:
+    """``--force``: restore into a new database beside the old one, then swap them.
+
+    The old database is dropped only once the new one is complete, so a restore that
+    fails leaves it as it was. Without the right to create databases (an external server),
+    ``public`` is emptied and restored in place instead.
+    """
+    target = make_url(store.normalise_url(url))
+    name = str(target.database)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+    fresh, old = f"{name[:40]}_restoring_{stamp}", f"{name[:40]}_replaced_{stamp}"
+    admin = libpq_dsn(target.set(database="postgres").render_as_string(hide_password=False))
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(fresh)))
+    except psycopg.errors.InsufficientPrivilege:
+        log.warning("no right to create a database: emptying %s and restoring in place", name)
+        with psycopg.connect(libpq_dsn(url), connect_timeout=10) as conn:
             conn.execute("DROP SCHEMA public CASCADE")
             conn.execute("CREATE SCHEMA public")
+        _pg_restore(settings, url, dump)
+        return
+    try:
+        _pg_restore(settings, target.set(database=fresh).render_as_string(hide_password=False),
+                    dump)  # fmt: skip
+    except BaseException:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(fresh)))  # fmt: skip
+        raise
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
+        conn.execute(rename.format(sql.Identifier(name), sql.Identifier(old)))
+        conn.execute(rename.format(sql.Identifier(fresh), sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(old)))
+
+
+def _create_roles(url: str) -> None:
+    """Create the roles the schema grants to (cluster-wide objects, not in a dump)."""
+    with psycopg.connect(libpq_dsn(url), connect_timeout=10) as conn:
         for role in ROLES:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             if not exists:
