@@ -82,12 +82,14 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     auth.install(app)
     pages.install(app)  # page errors as panels in the page's language
     metrics_routes.install(app, settings)  # /metrics, request ids, access log (outermost)
+    # the case workflow first: requests are matched route by route in this order, and its
+    # routes are the busiest (no other router has a path under /api/cases)
+    app.include_router(case_routes.router)  # /api/cases: the case workflow
     for module in (auth_routes, admin, plans, people, ogc, tiles, pages, calendar_routes):
         app.include_router(module.router)
     app.include_router(printing_routes.router)  # /print: posters and contact cards
     app.include_router(open311_routes.router)  # /open311/v2: Open311 GeoReport v2
     app.include_router(desk_routes.router)  # /desk, /complain, /complain/status
-    app.include_router(case_routes.router)  # /api/cases: the case workflow
     app.include_router(field_routes.router)  # /field/ and /api/field: the field app
     app.include_router(unit_routes.router)  # /api/key-units: key units and filings
     app.include_router(inspection_routes.router)  # /api/inspections: fire inspections

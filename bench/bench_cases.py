@@ -16,9 +16,14 @@ One command:
    a grid (its grid worker) and a town leader and runs cases through the whole workflow
    over HTTP — create (grid worker, a point in its grid), accept, register, dispatch,
    start, handle, check_pass, evaluate, close, archive (each with ``If-Match`` from the
-   previous answer) — and after each case reads it back; after every ``--lists-every``-th
+   previous answer, asking for the brief answer: ``Prefer: return=minimal``) — and after
+   each case reads it back in full; after every ``--lists-every``-th
    case (default 5, i.e. once per ~45 transitions) the town leader's inbox and the town's
-   overdue list. Any answer other than 2xx, and any transport error, is an error.
+   overdue list. Any answer other than 2xx, and any transport error, is an error. Each
+   client has its own kept-alive connection (:mod:`loopclient`, a plain HTTP/1.1 client
+   light on CPU: the client shares the cores with the server). Commits are durable during
+   the load (``fsync`` and ``synchronous_commit`` on, as ``geogrid serve`` runs by
+   default; the bulk build runs without them).
 3. Quiet: the town's inbox and overdue list read one at a time (``--reps`` each).
 
 Prints requests/s, p50 and p95 per request kind and level, and each target with its
@@ -50,6 +55,7 @@ from geogrid.settings import Settings
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_access import Stats, _admin, _send, pct, set_password, start_server
 from bench_tiles import stop
+from loopclient import Connection, TransportError
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -75,6 +81,9 @@ LIFECYCLE: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("close", "centre", {}),
     ("archive", "centre", {}),
 )
+#: Transitions ask for the brief answer (state, ETag, next actions): a client working a
+#: case through reads it in full once, after the last step.
+BRIEF = {"Prefer": "return=minimal"}
 CATEGORIES = ("0101", "0201", "0301", "0401", "0601", "0901")
 #: (kind, level or None for every level, p95 limit in ms)
 P95_TARGETS = {10: 50.0, 50: 150.0}
@@ -92,6 +101,28 @@ def start_cluster() -> tuple[PrivateCluster, str]:
     cluster = PrivateCluster(Settings(home=HOME, database_url=None, cluster_fsync=False))
     cluster.start()
     return cluster, cluster.url().rsplit("/", 1)[0] + "/" + DB
+
+
+#: What the load runs with: every commit flushed to disk, as ``geogrid serve`` runs by
+#: default (the cluster was made without it, for the bulk load; ALTER SYSTEM wins).
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+
+
+def durability(url: str, on: bool) -> dict[str, str]:
+    """Turn durable commits on (the load) or off (the bulk build); the settings now."""
+    import psycopg
+
+    with psycopg.connect(_admin(url), autocommit=True) as conn:
+        for name, value in DURABLE.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = {value if on else 'off'}")
+        conn.execute("SELECT pg_reload_conf()")
+        if on:
+            conn.execute("CHECKPOINT")  # what the bulk build left in memory, on disk
+        time.sleep(0.5)  # the reload reaches every process
+        return {
+            name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+            for name in DURABLE
+        }
 
 
 def loaded(url: str, n_cases: int) -> bool:
@@ -114,6 +145,7 @@ def load(url: str, n_cases: int) -> None:
     from geogrid.cli.demo import ensure_active_plan, load_town
 
     t_all = time.perf_counter()
+    durability(url, False)
     if not (TOWN / "cases.csv").exists():
         from geogrid.sample import generate_town
 
@@ -288,8 +320,24 @@ async def sign_in_all(
 # --------------------------------------------------------------------------- load
 
 
+async def _call(
+    client: Connection, stats: Stats, kind: str, method: str, path: str, **kw: Any
+) -> Any:
+    """One request on ``client`` timed into ``stats``: any answer but 2xx/304 and any
+    transport error counts as an error (as :func:`bench_access._send` does for httpx)."""
+    t = time.perf_counter()
+    try:
+        r = await client.request(method, path, **kw)
+    except TransportError as exc:
+        stats.add(kind, time.perf_counter() - t, False, f"{path} {exc}")
+        return None
+    ok = 200 <= r.status_code < 300 or r.status_code == 304
+    stats.add(kind, time.perf_counter() - t, ok, f"{path} {r.status_code} {r.text[:120]}")
+    return r
+
+
 async def case_loop(
-    client: httpx.AsyncClient, stats: Stats, team: Team, seed: int, until: float,
+    client: Connection, stats: Stats, team: Team, seed: int, until: float,
     lists_every: int,
 ) -> None:  # fmt: skip
     """Cases through the whole workflow, one after the other, until ``until``; the town's
@@ -300,7 +348,7 @@ async def case_loop(
         lon, lat = rng.choice(team.points)
         body = {"category": rng.choice(CATEGORIES), "lon": lon, "lat": lat,
                 "description": f"压测案件 {seed}", "source": "grid_worker"}  # fmt: skip
-        r = await _send(client, stats, "create", "POST", "/api/cases", json=body,
+        r = await _call(client, stats, "create", "POST", "/api/cases", json=body,
                         headers=team.grid_headers)  # fmt: skip
         if r is None or r.status_code != 201:
             await asyncio.sleep(0.5)  # an error was counted; do not spin on it
@@ -308,20 +356,20 @@ async def case_loop(
         case_id, etag = r.json()["case"]["id"], r.headers.get("etag", "")
         for action, who, extra in LIFECYCLE:
             headers = team.grid_headers if who == "grid" else team.centre_headers
-            r = await _send(client, stats, "transition", "POST",
+            r = await _call(client, stats, "transition", "POST",
                             f"/api/cases/{case_id}/transitions",
                             json={"action": action, **extra},
-                            headers={**headers, "If-Match": etag})  # fmt: skip
+                            headers={**headers, "If-Match": etag, **BRIEF})  # fmt: skip
             if r is None or r.status_code != 200:
                 break
             etag = r.headers.get("etag", "")
-        await _send(client, stats, "get case", "GET", f"/api/cases/{case_id}",
+        await _call(client, stats, "get case", "GET", f"/api/cases/{case_id}",
                     headers=team.grid_headers)  # fmt: skip
         done += 1
         if done % lists_every == 0:
-            await _send(client, stats, "inbox (town)", "GET", "/api/cases/inbox?limit=50",
+            await _call(client, stats, "inbox (town)", "GET", "/api/cases/inbox?limit=50",
                         headers=team.centre_headers)  # fmt: skip
-            await _send(client, stats, "overdue (town)", "GET",
+            await _call(client, stats, "overdue (town)", "GET",
                         "/api/cases/due?kind=overdue&limit=50",
                         headers=team.centre_headers)  # fmt: skip
 
@@ -330,29 +378,35 @@ async def run_level(
     port: int, all_teams: list[Team], n: int, seconds: float, lists_every: int
 ) -> tuple[Stats, float]:
     stats = Stats()
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
-                                 timeout=httpx.Timeout(60.0)) as client:  # fmt: skip
-        until = time.monotonic() + seconds
-        t0 = time.perf_counter()
+    clients = [Connection("127.0.0.1", port) for _ in range(n)]  # one per simulated user
+    until = time.monotonic() + seconds
+    t0 = time.perf_counter()
+    try:
         await asyncio.gather(
             *(
-                case_loop(client, stats, all_teams[i % len(all_teams)], i, until, lists_every)
+                case_loop(clients[i], stats, all_teams[i % len(all_teams)], i, until,
+                          lists_every)
                 for i in range(n)
             )
-        )
+        )  # fmt: skip
         return stats, time.perf_counter() - t0
+    finally:
+        for c in clients:
+            await c.close()
 
 
 async def quiet_lists(port: int, team: Team, reps: int) -> Stats:
     stats = Stats()
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+    client = Connection("127.0.0.1", port)
+    try:
         for kind, path in (("inbox (town)", "/api/cases/inbox?limit=50"),
                            ("overdue (town)", "/api/cases/due?kind=overdue&limit=50"),
                            ("baseline", BASELINE)):  # fmt: skip
-            await _send(client, Stats(), kind, "GET", path, headers=team.centre_headers)
+            await _call(client, Stats(), kind, "GET", path, headers=team.centre_headers)
             for _ in range(reps):
-                await _send(client, stats, kind, "GET", path, headers=team.centre_headers)
+                await _call(client, stats, kind, "GET", path, headers=team.centre_headers)
+    finally:
+        await client.close()
     return stats
 
 
@@ -553,6 +607,8 @@ def main() -> None:
             load(url, args.cases)
         else:
             store.upgrade(url)  # a database built by an older checkout gets new migrations
+        settings = durability(url, True)
+        print("durability:", ", ".join(f"{k} {v}" for k, v in settings.items()))
         e = store.make_engine(url)
         with e.connect() as conn:
             counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()

@@ -9,11 +9,11 @@ filters by scope in SQL and the case machine decides each action by role and dut
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, File, Header, Path, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from api.auth import ScopedConnDep, allow, client_ip, require
 from api.deps import SettingsDep
@@ -25,6 +25,7 @@ from geogrid.cases.queries import due_cases
 from geogrid.cases.shapes import (
     CaseDetail,
     CaseFilter,
+    CaseMoved,
     CaseSummary,
     Category,
     DuplicateHint,
@@ -398,7 +399,24 @@ def duplicates(case_id: CaseId, principal: ReadDep, conn: ScopedConnDep) -> list
     )
 
 
-@router.post("/{case_id}/transitions", response_model=CaseDetail, responses=_PRECONDITION)
+#: the brief answer to a transition, serialised without FastAPI's response checks
+_MOVED: Final = TypeAdapter(CaseMoved)
+
+
+def _minimal(prefer: str | None) -> bool:
+    """Does a ``Prefer`` header (RFC 7240) ask for ``return=minimal``?
+
+    >>> _minimal("return=minimal"), _minimal("respond-async, Return = Minimal"), _minimal(None)
+    (True, True, False)
+    """
+    return prefer is not None and any(
+        p.replace(" ", "").lower() == "return=minimal" for p in prefer.split(",")
+    )
+
+
+@router.post(
+    "/{case_id}/transitions", response_model=CaseDetail | CaseMoved, responses=_PRECONDITION
+)
 def transition(
     request: Request,
     case_id: CaseId,
@@ -407,8 +425,14 @@ def transition(
     principal: WorkDep,
     conn: ScopedConnDep,
     if_match: Annotated[str | None, Header()] = None,
-) -> CaseDetail | JSONResponse:
-    """Take an action (If-Match with the case's ETag required)."""
+    prefer: Annotated[
+        str | None,
+        Header(max_length=200, description="return=minimal: answer the brief CaseMoved"),
+    ] = None,
+) -> CaseDetail | CaseMoved | Response:
+    """Take an action (If-Match with the case's ETag required). The answer is the case
+    as GET shows it, or with ``Prefer: return=minimal`` its new state, ETag and the actions
+    you may take next (no events, files or reporter)."""
     if not if_match:
         return JSONResponse(
             status_code=428,
@@ -428,6 +452,24 @@ def transition(
     )
     if body.post is not None:
         data["post"] = body.post.model_dump()
+    if _minimal(prefer):
+        moved = service.transition_brief(
+            conn,
+            principal=require(principal),
+            case_id=case_id,
+            action=body.action,
+            expected_version=version,
+            note=body.note,
+            attachments=body.attachments,
+            public=body.public,
+            data=data,
+        )
+        conn.commit()
+        return Response(
+            _MOVED.dump_json(moved),
+            media_type="application/json",
+            headers={"ETag": moved.etag, "Preference-Applied": "return=minimal"},
+        )
     detail = service.transition(
         conn,
         principal=require(principal),

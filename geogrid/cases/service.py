@@ -50,6 +50,7 @@ from geogrid.cases.shapes import (
     Attachment,
     CaseDetail,
     CaseFilter,
+    CaseMoved,
     Created,
     Event,
     Reporter,
@@ -78,6 +79,7 @@ __all__ = [
     "public_case",
     "public_cases",
     "transition",
+    "transition_brief",
 ]
 
 MAX_NOTE: Final = 2000
@@ -237,6 +239,16 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+#: A report's and an action's statements look rows up by key or by a point (the dictionary,
+#: the place, the route, the event, the row, the calendar's version, nearby open cases):
+#: their best plan does not depend on the values, so their transaction lets PostgreSQL
+#: plan each once per connection (the generic plans of psycopg's prepared statements)
+#: instead of every time, as the serving engine does by default
+#: (``plan_cache_mode=force_custom_plan``, see :data:`geogrid.store.SERVING_OPTIONS`).
+_PLAN_ONCE: Final = "set_config('plan_cache_mode', 'auto', true)"
+_GENERIC_PLANS: Final = text(f"SELECT {_PLAN_ONCE}")
+
+
 def create_case(
     conn: Connection,
     *,
@@ -271,6 +283,7 @@ def create_case(
     if addr is not None and len(addr) > 200:
         raise InvalidInput("an address has at most 200 characters")
     x, y = _point(lon, lat)
+    conn.execute(_GENERIC_PLANS)
     code, class_name = resolve_category(conn, category)
     who = _reporter(reporter)
     shas = _attachments(conn, attachments)
@@ -354,18 +367,22 @@ def create_case(
     return Created(detail, duplicates)
 
 
+#: The case row locked, with its category's step limits (and the plans set as above).
+_LOCK_SQL: Final = text(
+    f"SELECT {_PLAN_ONCE} AS d_plans, c.*, c.source AS src, "
+    f"{workflow.LIMITS_SQL} AS d_limits FROM cases c "
+    "WHERE c.id = :id AND coalesce(c.grid_code, c.village_code) LIKE :p || '%' "
+    "FOR UPDATE OF c"
+)
+
+
 def _lock(conn: Connection, principal: Principal, case_id: int) -> dict[str, Any]:
-    row = conn.execute(
-        text(
-            f"SELECT c.*, c.source AS src, {workflow.LIMITS_SQL} AS d_limits FROM cases c "
-            "WHERE c.id = :id AND coalesce(c.grid_code, c.village_code) LIKE :p || '%' "
-            "FOR UPDATE OF c"
-        ),
-        {"id": case_id, "p": principal.scope.prefix},
-    ).first()
+    row = conn.execute(_LOCK_SQL, {"id": case_id, "p": principal.scope.prefix}).first()
     if row is None:
         raise NotFound(f"no case {case_id} in your scope")
-    return dict(row._mapping)
+    out = dict(row._mapping)
+    del out["d_plans"]
+    return out
 
 
 def transition(
@@ -381,7 +398,8 @@ def transition(
     data: Mapping[str, Any] | None = None,
     ip: str | None = None,
 ) -> CaseDetail:
-    """Take ``action`` on a case: one event, the row in step; the case as it is now.
+    """Take ``action`` on a case: one event, the row in step; the case as it is now
+    (:func:`transition_brief` answers without reading it back).
 
     Raises
     ------
@@ -397,6 +415,78 @@ def transition(
     InvalidInput
         Unknown action, a missing or bad body field.
     """
+    _take(
+        conn,
+        principal=principal,
+        case_id=case_id,
+        action=action,
+        expected_version=expected_version,
+        note=note,
+        attachments=attachments,
+        public=public,
+        data=data,
+    )
+    return _detail(conn, principal, case_id)
+
+
+def transition_brief(
+    conn: Connection,
+    *,
+    principal: Principal,
+    case_id: int,
+    action: str,
+    expected_version: int | None,
+    note: str = "",
+    attachments: Sequence[str] = (),
+    public: bool = False,
+    data: Mapping[str, Any] | None = None,
+) -> CaseMoved:
+    """:func:`transition`, answering the case's new state and the actions the user may
+    take next, from the row it locked and the event it wrote (no second read)."""
+    row, state, at = _take(
+        conn,
+        principal=principal,
+        case_id=case_id,
+        action=action,
+        expected_version=expected_version,
+        note=note,
+        attachments=attachments,
+        public=public,
+        data=data,
+    )
+    now = {**row, **state}
+    return CaseMoved(
+        id=int(row["id"]),
+        case_no=row["case_no"],
+        status=state["status"],
+        version=state["version"],
+        pending=state["pending"],
+        due_at=state["due_at"].astimezone(UTC) if state["due_at"] else None,  # as reads do
+        deadline_problem=state["deadline_problem"],
+        assignee_kind=state["assignee_kind"],
+        assignee_code=state["assignee_code"],
+        owner_id=state["owner_id"],
+        merged_into=state["merged_into"],
+        updated_at=at,
+        allowed_actions=workflow.allowed(conn, principal, now),
+        etag=make_etag(int(row["id"]), state["version"]),
+    )
+
+
+def _take(
+    conn: Connection,
+    *,
+    principal: Principal,
+    case_id: int,
+    action: str,
+    expected_version: int | None,
+    note: str,
+    attachments: Sequence[str],
+    public: bool,
+    data: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, Any], datetime]:
+    """Decide and write ``action`` (see :func:`transition`): the locked row, the new state
+    and the event's time."""
     rows = [t for t in machine.TRANSITIONS if t.action == action]
     if not rows:
         raise InvalidInput(f"unknown action {action!r}; one of {', '.join(machine.ACTIONS)}")
@@ -434,7 +524,7 @@ def transition(
             "kind": event_data["set"]["assignee_kind"],
             "code": event_data["set"]["assignee_code"],
         }
-    _append(
+    state = _append(
         conn,
         row,
         action=action,
@@ -456,7 +546,7 @@ def transition(
             ),
             {"into": body["into"], "id": case_id},
         )
-    return _detail(conn, principal, case_id)
+    return row, state, now
 
 
 # --------------------------------------------------------------------------- reads

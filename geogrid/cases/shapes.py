@@ -11,6 +11,7 @@ __all__ = [
     "Attachment",
     "CaseDetail",
     "CaseFilter",
+    "CaseMoved",
     "CaseSummary",
     "Category",
     "Created",
@@ -130,6 +131,27 @@ class CaseDetail(CaseSummary):
     allowed_actions: list[ActionInfo] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     etag: str = ""
+
+
+@dataclass(frozen=True)
+class CaseMoved:
+    """A case right after an action, briefly (``Prefer: return=minimal``): its new state,
+    version and the actions the user may take next; the rest is one GET away."""
+
+    id: int
+    case_no: str
+    status: str
+    version: int
+    pending: str | None
+    due_at: datetime | None
+    deadline_problem: str | None
+    assignee_kind: str | None
+    assignee_code: str | None
+    owner_id: int | None
+    merged_into: int | None
+    updated_at: datetime
+    allowed_actions: list[ActionInfo]
+    etag: str
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,253 @@
+"""The fast path of the case workflow (issue 12, speed): the brief answer to an action
+(``Prefer: return=minimal``) says what a full read says, and a bearer token's account is
+read in the request's own transaction, so a disabled account or a changed scope counts at
+once and no connection is left behind."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from api import auth, create_app
+from geogrid import store
+from geogrid.access import users
+from geogrid.plans import activate_plan, create_plan
+from geogrid.settings import Settings
+
+BRIEF = {"Prefer": "return=minimal"}
+MOVED_FIELDS = {
+    "id", "case_no", "status", "version", "pending", "due_at", "deadline_problem",
+    "assignee_kind", "assignee_code", "owner_id", "merged_into", "updated_at",
+    "allowed_actions", "etag",
+}  # fmt: skip
+
+
+@dataclass
+class Town:
+    engine: Engine
+    client: TestClient
+    grid: str
+    other_grid: str
+    names: dict[str, str]
+    headers: dict[str, dict[str, str]]
+
+    def report(self) -> tuple[int, str]:
+        with self.engine.connect() as conn:
+            lon, lat = conn.execute(
+                text(
+                    "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(g.geom) AS p "
+                    "FROM grids g JOIN plans pl ON pl.id = g.plan_id AND pl.status = 'active' "
+                    "WHERE g.code = :g) s"
+                ),
+                {"g": self.grid},
+            ).one()
+        r = self.client.post(
+            "/api/cases",
+            headers=self.headers["worker"],
+            json={"category": "0401", "lon": lon, "lat": lat, "description": "路灯不亮"},
+        )
+        assert r.status_code == 201, r.text
+        return r.json()["case"]["id"], r.headers["etag"]
+
+    def act(self, who: str, case_id: int, etag: str, action: str, **kw: Any) -> Any:
+        return self.client.post(
+            f"/api/cases/{case_id}/transitions",
+            headers={**self.headers[who], "If-Match": etag, **kw.pop("extra", {})},
+            json={"action": action, **kw},
+        )
+
+
+@pytest.fixture(scope="module")
+def town(pg, _town_template: str, sample_town, account_maker, tmp_path_factory) -> Iterator[Town]:  # type: ignore[no-untyped-def]
+    name = pg.create_database(template=_town_template)
+    url = pg.url(name)
+    engine = store.make_engine(url)
+    plan = create_plan(engine, sample_town.town_code, name="active", jobs=1)
+    activate_plan(engine, plan)
+    with engine.connect() as conn:
+        grid, other = conn.execute(
+            text(
+                "SELECT min(g.code), max(g.code) FROM grids g WHERE g.plan_id = :p AND g.level = 3"
+            ),
+            {"p": plan},
+        ).one()
+    worker = account_maker(url, "grid_worker", grid)
+    leader = account_maker(url, "town_leader", sample_town.town_code)
+    app = create_app(Settings(home=tmp_path_factory.mktemp("home")), database_url=url)
+    try:
+        with TestClient(app) as client:
+            yield Town(
+                engine,
+                client,
+                grid,
+                other,
+                {"worker": worker.username, "leader": leader.username},
+                {"worker": worker.headers(client), "leader": leader.headers(client)},
+            )
+    finally:
+        engine.dispose()
+        pg.drop_database(name)
+
+
+def _no_connection_left(town: Town) -> None:
+    """Every connection back in the pool (a request's connection is given back as its
+    dependencies close, which may be just after the answer was sent)."""
+    pool = town.client.app.state.engine.pool  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 5
+    while pool.checkedout() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.checkedout() == 0
+
+
+# --------------------------------------------------------------------------- brief answers
+
+
+def test_brief_answer_says_what_a_full_read_says(town: Town) -> None:
+    cid, etag = town.report()
+    r = town.act("worker", cid, etag, "accept", extra=BRIEF)
+    assert r.status_code == 200, r.text
+    assert r.headers["preference-applied"] == "return=minimal"
+    body = r.json()
+    assert set(body) == MOVED_FIELDS  # no events, files or reporter
+    assert body["etag"] == r.headers["etag"] == f'"case-{cid}-v2"'
+    full = town.client.get(f"/api/cases/{cid}", headers=town.headers["worker"]).json()
+    for key in ("status", "version", "pending", "due_at", "deadline_problem", "etag",
+                "allowed_actions", "case_no", "merged_into"):  # fmt: skip
+        assert body[key] == full[key], key
+    assert (body["assignee_kind"], body["assignee_code"]) == (
+        full["assignee"]["kind"],
+        full["assignee"]["code"],
+    )
+    # the next step from the brief answer's ETag, as a client goes on
+    nxt = town.act("leader", cid, body["etag"], "register", extra=BRIEF)
+    assert nxt.status_code == 200 and nxt.json()["status"] == "registered"
+    led = town.client.get(f"/api/cases/{cid}", headers=town.headers["leader"]).json()
+    assert nxt.json()["allowed_actions"] == led["allowed_actions"]
+    assert nxt.json()["due_at"] == led["due_at"] and led["due_at"] is not None
+
+
+def test_without_prefer_the_answer_is_the_full_case(town: Town) -> None:
+    cid, etag = town.report()
+    r = town.act("worker", cid, etag, "accept")
+    assert r.status_code == 200, r.text
+    assert "preference-applied" not in r.headers
+    assert [e["action"] for e in r.json()["events"]] == ["report", "accept"]
+    for prefer in ("return=representation", "minimal"):  # not a request for the brief one
+        stale = town.act("worker", cid, etag, "start", extra={"Prefer": prefer})
+        assert stale.status_code == 412 and "preference-applied" not in stale.headers
+    full = town.act("leader", cid, r.headers["etag"], "register",
+                    extra={"Prefer": "return=representation"})  # fmt: skip
+    assert full.status_code == 200 and len(full.json()["events"]) == 3
+
+
+def test_brief_refusals_are_the_usual_errors(town: Town) -> None:
+    cid, etag = town.report()
+    assert town.act("worker", cid, f'"case-{cid + 1}-v1"', "accept", extra=BRIEF).status_code == 412
+    illegal = town.act("worker", cid, etag, "close", extra=BRIEF)
+    assert illegal.status_code == 409 and "allowed" in illegal.json()["detail"]
+    stale = town.act("worker", cid, etag.replace("-v1", "-v7"), "accept", extra=BRIEF)
+    assert stale.status_code == 412
+    accepted = town.act("worker", cid, etag, "accept", extra=BRIEF)
+    assert accepted.status_code == 200, accepted.text
+    not_mine = town.act("worker", cid, accepted.headers["etag"], "register", extra=BRIEF)
+    assert not_mine.status_code == 403 and not_mine.json()["detail"]["allowed"] == [
+        a["action"] for a in accepted.json()["allowed_actions"]
+    ]
+    r = town.client.post(
+        f"/api/cases/{cid}/transitions", headers={**town.headers["worker"], **BRIEF},
+        json={"action": "accept"},
+    )  # fmt: skip
+    assert r.status_code == 428
+    _no_connection_left(town)
+
+
+# --------------------------------------------------------------------------- the account
+
+
+def test_a_disabled_account_stops_at_once(town: Town) -> None:
+    cid, etag = town.report()
+    h = town.headers["worker"]
+    assert town.client.get(f"/api/cases/{cid}", headers=h).status_code == 200
+    with town.engine.begin() as conn:
+        users.set_disabled(conn, username=town.names["worker"], disabled=True)
+    try:
+        for call in (
+            lambda: town.client.get(f"/api/cases/{cid}", headers=h),
+            lambda: town.act("worker", cid, etag, "accept", extra=BRIEF),
+            lambda: town.client.get("/api/cases/inbox", headers=h),
+        ):
+            r = call()
+            assert r.status_code == 401, r.text
+    finally:
+        with town.engine.begin() as conn:
+            users.set_disabled(conn, username=town.names["worker"], disabled=False)
+    assert town.client.get(f"/api/cases/{cid}", headers=h).status_code == 200
+    _no_connection_left(town)
+
+
+def test_a_changed_scope_counts_at_once(town: Town) -> None:
+    cid, _ = town.report()
+    h = town.headers["worker"]
+    assert town.client.get(f"/api/cases/{cid}", headers=h).status_code == 200
+
+    def move(code: str) -> None:
+        with town.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE users SET scope_code = :c WHERE username = :u"),
+                {"c": code, "u": town.names["worker"]},
+            )
+
+    move(town.other_grid)
+    try:
+        assert town.client.get(f"/api/cases/{cid}", headers=h).status_code == 404
+        listed = town.client.get("/api/cases?limit=200", headers=h).json()["items"]
+        assert cid not in {c["id"] for c in listed}
+    finally:
+        move(town.grid)
+    assert town.client.get(f"/api/cases/{cid}", headers=h).status_code == 200
+
+
+def test_a_refused_request_leaves_no_connection(town: Town) -> None:
+    r = town.client.put(
+        "/api/cases/routing", headers=town.headers["worker"], json={"area_code": "", "rows": []}
+    )
+    assert r.status_code == 403
+    bad = {"Authorization": town.headers["worker"]["Authorization"] + "x"}
+    assert town.client.get("/api/cases/inbox", headers=bad).status_code == 401
+    _no_connection_left(town)
+
+
+def test_row_level_settings_follow_the_account_row(town: Town) -> None:
+    """The scope guessed from the user's last request is checked against the row read in
+    the same statement and set again when it differs (here: a special-population grant)."""
+    with town.engine.connect() as conn:
+        user = users.get_user(conn, username=town.names["leader"])
+
+    def settings() -> tuple[str, str, Any]:
+        conn, principal = auth._open_for_token(town.engine, user.id)
+        try:
+            row = conn.execute(
+                text("SELECT current_setting('geogrid.scope'), current_setting('geogrid.special')")
+            ).one()
+            return row[0], row[1], principal
+        finally:
+            conn.close()
+
+    for _ in range(2):  # the first call guesses nothing, the second guesses right
+        scope, special, principal = settings()
+        assert (scope, special) == (principal.scope.sql_value, "off")
+    with town.engine.begin() as conn:
+        users.set_permissions(conn, username=user.username, grant=["special"], revoke=[])
+    try:
+        scope, special, principal = settings()
+        assert special == "on" and "special" in principal.permissions
+    finally:
+        with town.engine.begin() as conn:
+            users.set_permissions(conn, username=user.username, grant=[], revoke=["special"])
+    assert settings()[1] == "off"
