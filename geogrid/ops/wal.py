@@ -97,9 +97,11 @@ def enable(settings: Settings) -> BaseBackup:
         for name, value in wanted.items():
             conn.execute(f"ALTER SYSTEM SET {name} = '{value.replace(chr(39), chr(39) * 2)}'")
     restart = any(settings_now.get(k) != wanted[k] for k in ("archive_mode", "wal_level"))
-    if restart:
-        cluster.stop()
-        cluster.start()
+    if restart:  # pg_ctl restart keeps the port and options (postmaster.opts)
+        bins = find_binaries(settings)
+        cluster.run_as_server([bins.tool("pg_ctl"), "restart", "-D", str(cluster.datadir),
+                               "-m", "fast", "-w", "-t", "120", "-l", str(cluster.logfile)],
+                              timeout=180)  # fmt: skip
     else:
         with psycopg.connect(_dsn(cluster), autocommit=True) as conn:
             conn.execute("SELECT pg_reload_conf()")
