@@ -234,12 +234,15 @@ def _rechecks(conn: Connection, point_ids: list[int]) -> dict[int, list[Recheck]
     rows = conn.execute(
         text(
             """
-            SELECT l.point_id, l.item_code, l.case_id, c.case_no, c.status, l.created_at,
-                   (SELECT i->>'label' FROM jsonb_array_elements(t.items) i
-                    WHERE i->>'code' = l.item_code LIMIT 1) AS label
-            FROM inspection_case_links l JOIN cases c ON c.id = l.case_id
-            JOIN inspection_records r ON r.id = l.record_id
-            LEFT JOIN inspection_templates t ON t.code = r.template_code
+            -- from the open links only (by index), each looked up by key: a join to cases
+            -- let the planner scan all cases for a list with no open link at all
+            SELECT l.point_id, l.item_code, l.case_id, l.created_at, c.case_no, c.status,
+                   (SELECT i->>'label' FROM inspection_records r
+                    JOIN inspection_templates t ON t.code = r.template_code,
+                    jsonb_array_elements(t.items) i
+                    WHERE r.id = l.record_id AND i->>'code' = l.item_code LIMIT 1) AS label
+            FROM inspection_case_links l
+            CROSS JOIN LATERAL (SELECT c.case_no, c.status FROM cases c WHERE c.id = l.case_id) c
             WHERE l.status = 'open' AND l.point_id = ANY(:ids) ORDER BY l.point_id, l.id
             """
         ),
