@@ -309,7 +309,12 @@ CLASSES = (
 )
 
 
-@router.get("/coverage/layer", dependencies=[Depends(allow("layer.read"))])
+@router.get(
+    "/coverage/layer",
+    dependencies=[Depends(allow("layer.read"))],
+    response_class=Response,
+    responses={200: {"description": "GeoJSON", "content": {"application/geo+json": {}}}},
+)
 def coverage_layer(
     request: Request,
     creds: CredentialsDep,
