@@ -7,7 +7,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -134,6 +136,22 @@ def test_jobs_of_processes_that_are_gone_are_reported_failed(engine: Engine) -> 
 )
 def test_is_alive_refuses_what_is_not_a_live_process_of_this_host(worker: str) -> None:
     assert jobs_store.is_alive(worker.replace("HOST", socket.gethostname())) is not True
+
+
+def test_a_killed_process_not_yet_reaped_is_gone() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        name = jobs_store.worker_name(child.pid)
+        assert jobs_store.is_alive(name) is True
+        child.kill()
+        deadline = time.monotonic() + 10  # the kernel makes it a zombie; nobody waits yet
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert jobs_store.is_alive(name) is False  # a zombie runs nothing
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_an_unknown_job_is_not_found(engine: Engine) -> None:

@@ -116,12 +116,17 @@ class PlanJobRow(Base):
 
 
 def _start_time(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot, Linux), else None."""
+    """The start time of process ``pid`` (clock ticks since boot, Linux), else None.
+
+    None too for a process that has exited but is not yet reaped (state ``Z``/``X``): a
+    killed worker stays a pid until its supervisor waits for it, and runs nothing.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def worker_name(pid: int | None = None) -> str:
