@@ -52,6 +52,7 @@ def job_error(exc: BaseException) -> tuple[str, str]:
     A domain error keeps its class name and message; anything else (a database error
     whose message holds the SQL and its parameters, a bug) becomes ``InternalError``.
 
+    >>> from geogrid.errors import InvalidInput
     >>> job_error(InvalidInput("target must be positive"))
     ('InvalidInput', 'target must be positive')
     >>> job_error(RuntimeError("SELECT secret"))[0]

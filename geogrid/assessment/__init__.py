@@ -1,0 +1,1 @@
+"""Assessment (量化考核): indicators computed in the database, schemes, rounds and grades."""
