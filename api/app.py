@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from api import auth, errors, security
 from api.deps import ConnDep
 from api.routes import admin, ogc, pages, people, plans, tiles
+from api.routes import assessment as assessment_routes
 from api.routes import auth as auth_routes
 from api.routes import calendar as calendar_routes
 from api.routes import cases as case_routes
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(field_routes.router)  # /field/ and /api/field: the field app
     app.include_router(unit_routes.router)  # /api/key-units: key units and filings
     app.include_router(inspection_routes.router)  # /api/inspections: fire inspections
+    app.include_router(assessment_routes.router)  # /api/assessment: 量化考核
     app.include_router(visit_routes.router)  # /api/visits: visit logs, plan, coverage
     app.include_router(visit_routes.followups_router)  # /api/followups: special follow-ups
 

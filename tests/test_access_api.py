@@ -313,6 +313,7 @@ EXTERNAL_MATRICES = (
     "/api/key-units", "/api/inspections",  # tests/test_units_access.py
     "/api/visits", "/api/followups",  # tests/test_visits_api.py
     "/field", "/api/field",  # tests/test_field_api.py
+    "/api/assessment",  # tests/test_assessment_api.py
 )  # fmt: skip
 
 

@@ -282,6 +282,21 @@ POLICY: dict[str, Action] = {
         "also checked by its own action",
         _rule(_CASE_ROLES, "covers"),
     ),
+    # assessment (量化考核, issue 14, A)
+    "assessment.read": Action(
+        "Assessment indicators, schemes, rounds, rankings and their exports within scope "
+        "(numbers per area and worker, no personal data)",
+        {
+            **_rule((Role.town_leader, Role.village_leader, Role.planner, Role.viewer), "covers"),
+            **_rule((Role.sysadmin,), "any"),
+        },
+    ),
+    "assessment.manage": Action(
+        "Edit assessment schemes, enter manual scores (自查、互查、抽查), create and publish "
+        "assessment rounds",
+        {**_rule((Role.town_leader,), "covers"), **_rule((Role.sysadmin,), "any")},
+        audited=True,
+    ),
 }
 
 

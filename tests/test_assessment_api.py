@@ -1,0 +1,131 @@
+"""/api/assessment over HTTP: the indicator table B's dashboard reads (contract in
+/tmp/team/CONTRACTS.md, session 4), and the role matrix of every assessment route (allowed
+and refused roles and scopes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api import create_app
+from geogrid import store
+from geogrid.people.crypto import key_provider
+from geogrid.settings import Settings
+from tests.assessment_support import G1, G2, TOWN, V1, V2, build
+from tests.conftest import make_home
+
+SUBJECTS = {
+    "leader": ("town_leader", TOWN),
+    "vleader": ("village_leader", V1),
+    "vleader2": ("village_leader", V2),
+    "worker": ("grid_worker", G1),
+    "viewer": ("viewer", TOWN),
+    "planner": ("planner", TOWN),
+    "sysadmin": ("sysadmin", "all"),
+    "secadmin": ("secadmin", "all"),
+    "auditor": ("auditor", "all"),
+    "other": ("town_leader", "420117999000"),
+}
+
+
+@dataclass
+class Api:
+    client: TestClient
+    url: str
+    ids: dict[str, int]
+    headers: dict[str, dict[str, str]]
+
+    def get(self, who: str, path: str, **params: Any) -> Any:
+        return self.client.get(path, params=params, headers=self.headers[who])
+
+
+@pytest.fixture(scope="module")
+def api(pg, account_maker) -> Iterator[Api]:  # type: ignore[no-untyped-def]
+    name = pg.create_database()
+    url = pg.url(name)
+    engine = store.make_engine(url)
+    with engine.begin() as conn:
+        ids = build(conn)
+    engine.dispose()
+    accounts = {k: account_maker(url, role, scope) for k, (role, scope) in SUBJECTS.items()}
+    home = make_home()
+    key_provider(home, env={}, create=True)
+    app = create_app(Settings(home=home), database_url=url)
+    try:
+        with TestClient(app) as client:
+            headers: dict[str, dict[str, str]] = {"anonymous": {}}
+            headers.update({k: a.headers(client) for k, a in accounts.items()})
+            yield Api(client, url, ids, headers)
+    finally:
+        pg.drop_database(name)
+
+
+JUNE = {"from": "2026-06-01", "to": "2026-06-30"}
+
+
+def test_indicator_table_contract(api: Api) -> None:
+    r = api.get("leader", "/api/assessment/indicators", level="grid", code=TOWN, **JUNE)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["period"] == {"from": "2026-06-01", "to": "2026-06-30"}
+    assert {"key", "name", "formula", "unit"} <= set(body["indicators"][0])
+    rows = {row["code"]: row for row in body["rows"]}
+    assert set(rows) == {G1, G2}
+    g1 = rows[G1]
+    assert g1["level"] == "grid" and g1["name"] == "东村一网格" and g1["households"] == 4
+    assert g1["valid_report_rate"] == 0.75 and g1["ontime_close_rate"] == 0.5
+    assert rows[G2]["ontime_close_rate"] is None
+    towns = api.get("leader", "/api/assessment/indicators", level="town", **JUNE).json()
+    assert [row["code"] for row in towns["rows"]] == [TOWN]
+
+
+def test_definitions(api: Api) -> None:
+    r = api.get("viewer", "/api/assessment/indicators/definitions")
+    assert r.status_code == 200
+    keys = [d["key"] for d in r.json()]
+    assert "satisfaction_rate" in keys and "filing_punctuality" in keys
+
+
+def test_village_leader_sees_their_village_only(api: Api) -> None:
+    r = api.get("vleader2", "/api/assessment/indicators", level="village", **JUNE)
+    assert r.status_code == 200
+    assert [row["code"] for row in r.json()["rows"]] == [V2]
+    r = api.get("vleader2", "/api/assessment/indicators", level="grid", code=G1, **JUNE)
+    assert r.status_code == 403
+    assert set(r.json()) >= {"code", "description"}
+    r = api.get("vleader", "/api/assessment/indicators", level="town", **JUNE)
+    assert r.status_code == 403
+
+
+def test_bad_input(api: Api) -> None:
+    bad = [
+        {"level": "county"},
+        {"code": "12345"},
+        {"from": "2026-06-30", "to": "2026-06-01"},
+        {"from": "2024-01-01", "to": "2026-01-01"},
+        {"from": "June"},
+    ]
+    for params in bad:
+        r = api.get("leader", "/api/assessment/indicators", **params)
+        assert r.status_code in (400, 422), (params, r.text)
+        assert "description" in r.json()
+
+
+READS = ("leader", "vleader", "viewer", "planner", "sysadmin")
+REFUSED = ("worker", "secadmin", "auditor")
+
+
+def test_read_matrix(api: Api) -> None:
+    for path in ("/api/assessment/indicators/definitions", "/api/assessment/indicators"):
+        for who in READS:
+            assert api.get(who, path).status_code == 200, (who, path)
+        for who in REFUSED:
+            assert api.get(who, path).status_code == 403, (who, path)
+        assert api.get("anonymous", path).status_code == 401
+    # a town leader of another town: refused for this town's code
+    r = api.get("other", "/api/assessment/indicators", level="village", code=TOWN)
+    assert r.status_code == 403
