@@ -56,7 +56,7 @@ from geogrid.access import rls
 from geogrid.access.policy import Principal, Role
 from geogrid.access.scope import Scope
 from geogrid.cluster import PrivateCluster
-from geogrid.fieldwork import coverage, followups
+from geogrid.fieldwork import coverage, followups, visit_lists
 from geogrid.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -240,13 +240,13 @@ def measure(url: str, reps: int) -> list[tuple[str, int, list[float]]]:
         ("coverage per grid, county, quarter", county,
          lambda c, p: len(coverage.by_area(c, principal=p, period=q))),
         ("coverage per worker, county, quarter", county,
-         lambda c, p: len(coverage.by_worker(c, principal=p, period=q))),
+         lambda c, p: len(visit_lists.by_worker(c, principal=p, period=q))),
         ("never visited in the quarter (page + total)", county,
-         lambda c, p: coverage.never_visited(c, principal=p, period=q)[1]),
+         lambda c, p: visit_lists.never_visited(c, principal=p, period=q)[1]),
         ("never visited at all (page + total)", county,
-         lambda c, p: coverage.never_visited(c, principal=p, period=None)[1]),
+         lambda c, p: visit_lists.never_visited(c, principal=p, period=None)[1]),
         ("households due now (page + total)", county,
-         lambda c, p: coverage.due_households(c, principal=p, day=day)[1]),
+         lambda c, p: visit_lists.due_households(c, principal=p, day=day)[1]),
         ("overdue follow-ups (page + total)", county,
          lambda c, p: followups.due_records(c, principal=p)[1]),
         ("coverage per grid, one town", leader,

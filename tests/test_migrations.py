@@ -32,6 +32,8 @@ TABLES = {
     # visits, visit plan, follow-up intervals (0018)
     "visit_tags", "visits", "visit_photos", "visit_rules", "followup_rules",
     "visit_area_state", "visit_coverage_cache",
+    # field-work list figures (0025)
+    "visit_list_cache",
     # working calendar (0015)
     "calendar_settings", "calendar_office_hours", "calendar_years", "calendar_days",
     # planner (0013)

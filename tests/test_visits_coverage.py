@@ -26,7 +26,7 @@ from geogrid.access import users
 from geogrid.access.policy import Principal, Role
 from geogrid.access.scope import Scope
 from geogrid.errors import Forbidden, InvalidInput, NotFound
-from geogrid.fieldwork import coverage
+from geogrid.fieldwork import coverage, visit_lists
 from geogrid.fieldwork.coverage import Period
 
 TOWN = "420117105000"
@@ -182,7 +182,7 @@ def test_scope_and_area(fx: Fixture) -> None:
 
 def test_workers(fx: Fixture) -> None:
     with fx.engine.connect() as conn:
-        rows = coverage.by_worker(conn, principal=_principal(), period=Period.parse("2026-Q3"))
+        rows = visit_lists.by_worker(conn, principal=_principal(), period=Period.parse("2026-Q3"))
     got = {
         r.worker_name: (r.visits, r.households_visited, r.households, r.visited, r.coverage,
                         r.due, r.done, r.plan_rate)
@@ -198,10 +198,10 @@ def test_workers(fx: Fixture) -> None:
 
 def test_never_visited(fx: Fixture) -> None:
     with fx.engine.connect() as conn:
-        in_q3, total = coverage.never_visited(
+        in_q3, total = visit_lists.never_visited(
             conn, principal=_principal(), period=Period.parse("2026-Q3")
         )
-        ever, ever_total = coverage.never_visited(conn, principal=_principal(), period=None)
+        ever, ever_total = visit_lists.never_visited(conn, principal=_principal(), period=None)
         conn.rollback()
     assert [i.household_id for i in in_q3] == [fx.hh["h2"], fx.hh["h3"], fx.hh["h6"]]
     assert total == 3
@@ -210,7 +210,9 @@ def test_never_visited(fx: Fixture) -> None:
     with fx.engine.connect() as conn:  # pages: the areas holding the page are read alone
         q3 = Period.parse("2026-Q3")
         pages = [
-            coverage.never_visited(conn, principal=_principal(), period=q3, limit=lim, offset=off)
+            visit_lists.never_visited(
+                conn, principal=_principal(), period=q3, limit=lim, offset=off
+            )
             for lim, off in ((1, 1), (2, 2), (2, 3), (1, 0))
         ]
         conn.rollback()
@@ -222,8 +224,8 @@ def test_never_visited(fx: Fixture) -> None:
 def test_due_now(fx: Fixture) -> None:
     day = dt.date(2026, 11, 30)
     with fx.engine.connect() as conn:
-        items, total = coverage.due_households(conn, principal=_principal(), day=day)
-        plain, _ = coverage.due_households(conn, principal=_principal(special=False), day=day)
+        items, total = visit_lists.due_households(conn, principal=_principal(), day=day)
+        plain, _ = visit_lists.due_households(conn, principal=_principal(special=False), day=day)
         conn.rollback()
     # h4 (monthly) is due by 30 November; h1, h2, h3, h5 have no visit in Q4 (due by
     # 31 December); h6 was visited on 2 October

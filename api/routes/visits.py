@@ -29,7 +29,7 @@ from geogrid.access import rls
 from geogrid.access.policy import Principal, Role
 from geogrid.access.scope import Scope
 from geogrid.errors import InvalidInput
-from geogrid.fieldwork import coverage, followups, visits
+from geogrid.fieldwork import coverage, followups, visit_lists, visits
 from geogrid.people import service as people
 from geogrid.plans import StaleVersion
 
@@ -87,7 +87,7 @@ class CoverageReport(BaseModel):
 class WorkerReport(BaseModel):
     period_from: dt.date
     period_to: dt.date
-    items: list[coverage.WorkerCoverage]
+    items: list[visit_lists.WorkerCoverage]
 
 
 class Tag(BaseModel):
@@ -254,12 +254,12 @@ def coverage_by_worker(
     """Coverage per worker: what each recorded, and the plan figures of the households in
     their scope (see GET /api/visits/coverage for the formulas)."""
     p = _period(period, date_from, date_to)
-    items = coverage.by_worker(conn, principal=require(principal), period=p, area=area)
+    items = visit_lists.by_worker(conn, principal=require(principal), period=p, area=area)
     conn.commit()  # the figures computed afresh are kept for the next call
     return WorkerReport(period_from=p.start, period_to=p.end, items=items)
 
 
-@router.get("/coverage/never", response_model=Page[coverage.NeverVisited])
+@router.get("/coverage/never", response_model=Page[visit_lists.NeverVisited])
 def never_visited(
     request: Request,
     principal: ReadDep,
@@ -271,18 +271,18 @@ def never_visited(
     area: Area = None,
     limit: Limit = 100,
     offset: Offset = 0,
-) -> Page[coverage.NeverVisited]:
+) -> Page[visit_lists.NeverVisited]:
     """Households in your scope never visited in the period (``ever=true``: never at all)."""
     p = None if ever else _period(period, date_from, date_to)
-    items, total = coverage.never_visited(
+    items, total = visit_lists.never_visited(
         conn, principal=require(principal), period=p, area=area, limit=limit, offset=offset,
         ip=client_ip(request),
     )  # fmt: skip
     conn.commit()
-    return Page[coverage.NeverVisited](items=items, total=total, limit=limit, offset=offset)
+    return Page[visit_lists.NeverVisited](items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/coverage/due", response_model=Page[coverage.DueHousehold])
+@router.get("/coverage/due", response_model=Page[visit_lists.DueHousehold])
 def due_now(
     request: Request,
     principal: ReadDep,
@@ -290,14 +290,14 @@ def due_now(
     area: Area = None,
     limit: Limit = 100,
     offset: Offset = 0,
-) -> Page[coverage.DueHousehold]:
+) -> Page[visit_lists.DueHousehold]:
     """Households whose current plan window has no visit yet, soonest due first."""
-    items, total = coverage.due_households(
+    items, total = visit_lists.due_households(
         conn, principal=require(principal), area=area, limit=limit, offset=offset,
         ip=client_ip(request),
     )  # fmt: skip
     conn.commit()
-    return Page[coverage.DueHousehold](items=items, total=total, limit=limit, offset=offset)
+    return Page[visit_lists.DueHousehold](items=items, total=total, limit=limit, offset=offset)
 
 
 #: Colour classes of the coverage layer (lower bound of coverage, colour, meaning).

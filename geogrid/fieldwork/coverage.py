@@ -51,25 +51,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, text
 
-from geogrid.access import audit
 from geogrid.access.policy import Principal
 from geogrid.errors import Forbidden, InvalidInput, NotFound
 from geogrid.fieldwork.coverage_cache import cached_rows
-from geogrid.fieldwork.visits import area_prefix, check_page, today
+from geogrid.fieldwork.visits import area_prefix, today
 
 __all__ = [
     "AreaCoverage",
-    "DueHousehold",
-    "NeverVisited",
     "Period",
     "Rule",
-    "WorkerCoverage",
     "by_area",
-    "by_worker",
     "delete_rule",
-    "due_households",
     "list_rules",
-    "never_visited",
     "set_rule",
 ]
 
@@ -155,46 +148,6 @@ class AreaCoverage(BaseModel):
     plan_rate: float | None = Field(description="done ÷ due")
 
 
-class WorkerCoverage(BaseModel):
-    """What one worker recorded, and the plan figures of the households in their scope."""
-
-    worker_id: int | None
-    worker_name: str
-    scope: str
-    visits: int
-    households_visited: int
-    households: int
-    visited: int
-    coverage: float | None
-    due: int
-    done: int
-    plan_rate: float | None
-
-
-class NeverVisited(BaseModel):
-    """A household with no visit in the period (or none at all)."""
-
-    household_id: int
-    register_no: str
-    house_no: str | None
-    village_code: str
-    area_code: str
-    last_visited_on: dt.date | None
-
-
-class DueHousehold(BaseModel):
-    """A household whose current plan window has no visit yet."""
-
-    household_id: int
-    register_no: str
-    house_no: str | None
-    village_code: str
-    area_code: str
-    period_months: int
-    due_by: dt.date
-    last_visited_on: dt.date | None
-
-
 class Rule(BaseModel):
     """One visit-plan rule."""
 
@@ -220,11 +173,20 @@ def _scope_area(principal: Principal, area: str | None) -> str:
     return prefix
 
 
-def _special_sql(principal: Principal) -> str:
+def _special_sql(principal: Principal, only: bool = False) -> str:
     """Households with a special-population member, for callers who may know them (the
-    members fetched by id in one index scan: a join made the planner scan every member)."""
+    members fetched by id in one index scan: a join made the planner scan every member).
+    ``only``: just the households of the areas bound as ``:only``, each looked up by
+    index (its members, then their special records)."""
     if "special" not in principal.permissions:
         return "SELECT NULL::bigint AS household_id WHERE false"
+    if only:
+        return (
+            "SELECT h0.id AS household_id FROM households h0 WHERE h0.scope_key = ANY(:only) "
+            "AND (SELECT s.id FROM special_population s WHERE s.member_id = ANY(ARRAY("
+            "SELECT m.id FROM household_members m WHERE m.household_id = h0.id)) LIMIT 1) "
+            "IS NOT NULL"
+        )
     return (
         "SELECT DISTINCT m.household_id FROM household_members m "
         "WHERE m.id = ANY(ARRAY(SELECT s.member_id FROM special_population s))"
@@ -253,7 +215,7 @@ def _plan_ctes(principal: Principal, only: bool = False) -> str:
     ),
     special AS MATERIALIZED (
         SELECT sp.household_id, h.scope_key AS area
-        FROM ({_special_sql(principal)}) sp JOIN households h ON h.id = sp.household_id
+        FROM ({_special_sql(principal, only)}) sp JOIN households h ON h.id = sp.household_id
         WHERE {where}
     ),
     hh AS (
@@ -366,202 +328,6 @@ def by_area(
         compute=lambda only: _area_rows(conn, principal, prefix, period, only),
     )
     return [_area(r) for r in rows]
-
-
-def by_worker(
-    conn: Connection, *, principal: Principal, period: Period, area: str | None = None
-) -> list[WorkerCoverage]:
-    """Coverage per worker (see the module's formulas), ordered by worker name."""
-    prefix = _scope_area(principal, area)
-    areas = by_area(conn, principal=principal, period=period, area=area)
-    rows = conn.execute(
-        text(
-            """
-            WITH done AS (
-                SELECT v.worker_id, min(v.worker_name) AS worker_name, count(*)::int AS visits,
-                       count(DISTINCT v.household_id)::int AS households_visited
-                FROM visits v JOIN households h ON h.id = v.household_id
-                WHERE v.visited_on BETWEEN :d0 AND :d1 AND h.scope_key LIKE :prefix || '%'
-                GROUP BY v.worker_id
-            ),
-            staff AS (
-                SELECT u.id, u.username, u.scope_kind, u.scope_code,
-                       CASE u.scope_kind WHEN 'all' THEN '' WHEN 'town' THEN left(u.scope_code, 9)
-                            ELSE u.scope_code END AS prefix
-                FROM users u
-                WHERE (NOT u.disabled AND u.role IN ('grid_worker', 'village_leader'))
-                   OR u.id IN (SELECT worker_id FROM done)
-            )
-            SELECT coalesce(s.id, d.worker_id) AS worker_id,
-                   coalesce(s.username, d.worker_name) AS worker_name,
-                   coalesce(s.scope_code, '') AS scope, coalesce(s.prefix, '~') AS prefix,
-                   coalesce(d.visits, 0) AS visits,
-                   coalesce(d.households_visited, 0) AS households_visited
-            FROM staff s FULL JOIN done d ON d.worker_id = s.id
-            WHERE d.worker_id IS NOT NULL OR d.visits IS NOT NULL
-               OR s.prefix LIKE :prefix || '%'
-            ORDER BY 2, 1
-            """
-        ),
-        {"prefix": prefix, "d0": period.start, "d1": period.end},
-    ).all()
-    out = []
-    for r in rows:
-        mine = [a for a in areas if a.area_code.startswith(r.prefix)]
-        households = sum(a.households for a in mine)
-        visited = sum(a.visited for a in mine)
-        due = sum(a.due for a in mine)
-        done = sum(a.done for a in mine)
-        out.append(
-            WorkerCoverage(
-                worker_id=r.worker_id,
-                worker_name=r.worker_name,
-                scope=r.scope or "all",
-                visits=r.visits,
-                households_visited=r.households_visited,
-                households=households,
-                visited=visited,
-                coverage=_ratio(visited, households),
-                due=due,
-                done=done,
-                plan_rate=_ratio(done, due),
-            )
-        )
-    return out
-
-
-def never_visited(
-    conn: Connection,
-    *,
-    principal: Principal,
-    period: Period | None,
-    area: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-    ip: str | None = None,
-) -> tuple[list[NeverVisited], int]:
-    """Households in scope with no visit in ``period`` (``None``: no visit ever), by area
-    and register number, with the total; audited (register numbers identify households)."""
-    check_page(limit, offset, MAX_LIMIT)
-    prefix = _scope_area(principal, area)
-    params: dict[str, Any] = {"prefix": prefix, "lim": limit, "off": offset}
-    window = ""
-    known: int | None = None
-    if period is not None:
-        window = "AND v.visited_on BETWEEN :d0 AND :d1"
-        params.update(d0=period.start, d1=period.end)
-        # the per-area counts (kept between calls) give the total and the few areas that
-        # hold the page: only those are read
-        counts = by_area(conn, principal=principal, period=period, area=area)
-        known = sum(c.never_visited for c in counts)
-        skipped, held = 0, 0
-        wanted: list[AreaCoverage] = []
-        for c in counts:
-            if skipped + c.never_visited <= offset and not wanted:
-                skipped += c.never_visited
-            elif c.never_visited and held < offset - skipped + limit:
-                wanted.append(c)
-                held += c.never_visited
-        params.update(areas=[c.area_code for c in wanted], off=offset - skipped)
-    restrict = "AND h.scope_key = ANY(:areas)" if known is not None else ""
-    # one pass over the visits (an anti-join): a per-household sub-query made row-level
-    # security rebuild its look-up for every household
-    cte = f"""
-    WITH seen AS (SELECT DISTINCT v.household_id FROM visits v
-                  JOIN households h ON h.id = v.household_id
-                  WHERE h.scope_key LIKE :prefix || '%' {restrict} {window}),
-    never AS (SELECT h.id, h.register_no, h.house_no, h.village_code, h.scope_key
-              FROM households h LEFT JOIN seen ON seen.household_id = h.id
-              WHERE h.scope_key LIKE :prefix || '%' {restrict} AND seen.household_id IS NULL)
-    """
-    _hash_joins(conn, known is None)
-    rows = conn.execute(
-        text(
-            f"""{cte}
-            SELECT n.id AS household_id, n.register_no, n.house_no, n.village_code,
-                   n.scope_key AS area_code,
-                   (SELECT max(v.visited_on) FROM visits v WHERE v.household_id = n.id)
-                   AS last_visited_on, count(*) OVER () AS total
-            FROM never n ORDER BY n.scope_key, n.register_no, n.id LIMIT :lim OFFSET :off
-            """
-        ),
-        params,
-    ).all()
-    total = known if known is not None else (rows[0].total if rows else 0)
-    if known is None and not rows and offset:
-        total = conn.execute(text(f"{cte} SELECT count(*) FROM never"), params).scalar_one()
-    _hash_joins(conn, False)
-    items = [NeverVisited(**{k: v for k, v in r._mapping.items() if k != "total"}) for r in rows]
-    audit.record(
-        conn, actor=principal, action="visit.read", target_type="household",
-        target_ids=[str(i.household_id) for i in items], ip=ip,
-        detail={"list": "never_visited", "ever": period is None, "total": int(total)},
-    )  # fmt: skip
-    return items, int(total)
-
-
-def due_households(
-    conn: Connection,
-    *,
-    principal: Principal,
-    area: str | None = None,
-    day: dt.date | None = None,
-    limit: int = 100,
-    offset: int = 0,
-    ip: str | None = None,
-) -> tuple[list[DueHousehold], int]:
-    """Households whose plan window holding ``day`` (default today) has no visit yet,
-    soonest ``due_by`` first; audited."""
-    check_page(limit, offset, MAX_LIMIT)
-    prefix = _scope_area(principal, area)
-    d = day or today()
-    m = d.year * 12 + d.month - 1
-    sql = f"""
-    WITH {_plan_ctes(principal)},
-    cur AS (
-        SELECT hh.id, hh.area, hh.k, (:m / hh.k) * hh.k AS m0 FROM hh
-    ),
-    due AS (
-        SELECT cur.*, make_date(cur.m0 / 12, cur.m0 % 12 + 1, 1) AS starts,
-               (make_date((cur.m0 + cur.k) / 12, (cur.m0 + cur.k) % 12 + 1, 1) - 1) AS due_by
-        FROM cur
-    ),
-    latest AS (
-        SELECT v.household_id, max(v.visited_on) AS last FROM visits v
-        WHERE v.household_id IS NOT NULL AND v.visited_on BETWEEN :since AND :day
-        GROUP BY v.household_id
-    ),
-    open AS (
-        SELECT due.* FROM due LEFT JOIN latest ON latest.household_id = due.id
-        WHERE latest.last IS NULL OR latest.last < due.starts
-    )
-    """
-    params = {"prefix": prefix, "m": m, "day": d, "since": _window_start(conn, m)}
-    _hash_joins(conn, True)
-    rows = conn.execute(
-        text(
-            f"""{sql}
-            SELECT o.id AS household_id, h.register_no, h.house_no, h.village_code,
-                   o.area AS area_code, o.k AS period_months, o.due_by,
-                   (SELECT max(v.visited_on) FROM visits v WHERE v.household_id = o.id)
-                   AS last_visited_on, count(*) OVER () AS total
-            FROM open o JOIN households h ON h.id = o.id
-            ORDER BY o.due_by, o.area, h.register_no, o.id LIMIT :lim OFFSET :off
-            """
-        ),
-        {**params, "lim": limit, "off": offset},
-    ).all()
-    total = rows[0].total if rows else 0
-    if not rows and offset:
-        total = conn.execute(text(f"{sql} SELECT count(*) FROM open"), params).scalar_one()
-    _hash_joins(conn, False)
-    items = [DueHousehold(**{k: v for k, v in r._mapping.items() if k != "total"}) for r in rows]
-    audit.record(
-        conn, actor=principal, action="visit.read", target_type="household",
-        target_ids=[str(i.household_id) for i in items], ip=ip,
-        detail={"list": "due", "total": int(total)},
-    )  # fmt: skip
-    return items, int(total)
 
 
 # --------------------------------------------------------------------------- rules

@@ -21,17 +21,23 @@ computation, so a visit committed meanwhile leaves the stored row stale, never w
 The figures of an area do not depend on who computes them (an area lies wholly inside or
 outside any scope), so one cache serves every caller; only a caller who sees every area
 may mark the list of areas rebuilt.
+
+``visit_list_cache`` (migration 0025) keeps, the same way, the per-area figures of the
+county lists that would otherwise aggregate every household or visit per call (never
+visited at all, due now, per worker): :func:`cached_figures`, whose figures are a JSON
+object per area.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, text
 
-__all__ = ["cached_rows"]
+__all__ = ["cached_figures", "cached_rows"]
 
 _COLUMNS = ("area", "households", "visited", "due", "done")
 
@@ -83,6 +89,32 @@ def _versions(conn: Connection, prefix: str) -> dict[str, int]:
     )
 
 
+def _global(conn: Connection) -> tuple[int, int]:
+    """(global version, the global version at which the areas were last listed)."""
+    glob, listed = conn.execute(
+        text("SELECT version, listed FROM visit_area_state WHERE area = '*'")
+    ).one()
+    return int(glob), int(listed)
+
+
+def _listed(conn: Connection, areas: list[str], glob: int, mark: bool) -> None:
+    """State rows for ``areas`` (new ones); ``mark``: the list of areas is rebuilt at
+    ``glob`` (only after a computation of every area of the store)."""
+    if areas:
+        conn.execute(
+            text(
+                "INSERT INTO visit_area_state (area) SELECT unnest(CAST(:a AS text[])) "
+                "ON CONFLICT (area) DO NOTHING"
+            ),
+            {"a": areas},
+        )
+    if mark:
+        conn.execute(
+            text("UPDATE visit_area_state SET listed = :g WHERE area = '*' AND version = :g"),
+            {"g": glob},
+        )
+
+
 def cached_rows(
     conn: Connection,
     *,
@@ -103,28 +135,15 @@ def cached_rows(
     special
         The caller has the ``special`` permission (the figures' variant).
     """
-    glob, listed = conn.execute(
-        text("SELECT version, listed FROM visit_area_state WHERE area = '*'")
-    ).one()
+    glob, listed = _global(conn)
     if listed != glob:  # households changed: the areas themselves may have
         versions = _versions(conn, prefix)  # before computing: newer visits leave it stale
         rows = compute(None)
-        if rows:
-            conn.execute(
-                text(
-                    "INSERT INTO visit_area_state (area) SELECT unnest(CAST(:a AS text[])) "
-                    "ON CONFLICT (area) DO NOTHING"
-                ),
-                {"a": [r.area for r in rows]},
-            )
+        _listed(conn, [r.area for r in rows], glob, False)
         # an area without a state row before the computation is stored as stale (-1)
         _store(conn, rows, {r.area: versions.get(r.area, -1) for r in rows}, glob, period,
                special)  # fmt: skip
-        if complete and prefix == "":
-            conn.execute(
-                text("UPDATE visit_area_state SET listed = :g WHERE area = '*' AND version = :g"),
-                {"g": glob},
-            )
+        _listed(conn, [], glob, complete and prefix == "")
         return rows
     cached = conn.execute(
         text(
@@ -151,3 +170,64 @@ def cached_rows(
         elif r.area in fresh:
             out.append(fresh[r.area])
     return out
+
+
+_STORE_FIGURES = text(
+    "INSERT INTO visit_list_cache (area, list, key, special, version, global_version, figures) "
+    "SELECT f.area, :list, :key, :sp, f.version, :g, f.figures::jsonb FROM unnest(CAST(:areas "
+    "AS text[]), CAST(:versions AS bigint[]), CAST(:figures AS text[])) AS f(area, version, "
+    "figures) ON CONFLICT (area, list, key, special) DO UPDATE SET version = EXCLUDED.version, "
+    "global_version = EXCLUDED.global_version, figures = EXCLUDED.figures, computed_at = now()"
+)
+
+
+def cached_figures(
+    conn: Connection,
+    *,
+    name: str,
+    key: str,
+    prefix: str,
+    complete: bool,
+    special: bool,
+    compute: Callable[[list[str] | None], dict[str, Any]],
+) -> dict[str, Any]:
+    """The figures (a JSON object) of every area under ``prefix`` for list ``name`` and
+    argument ``key``, by area, from ``visit_list_cache`` where fresh, recomputed by
+    ``compute(areas)`` (``None``: every area; it answers ``{area: figures}``) where not.
+    An area ``compute`` does not answer (no household left) is stored as ``{}``.
+
+    The figures of an area must depend only on the area's households and visits (and the
+    ``special`` variant), never on the caller's scope: an area lies wholly inside or
+    outside any scope, so one cache serves every caller.
+    """
+    glob, listed = _global(conn)
+    params = {"list": name, "key": key, "sp": special, "g": glob, "p": prefix}
+    if listed != glob:  # households changed: the areas themselves may have
+        versions = _versions(conn, prefix)  # before computing: newer visits leave it stale
+        out = compute(None)
+        _listed(conn, sorted(out), glob, False)
+        todo = {a: versions.get(a, -1) for a in out}
+    else:
+        cached = conn.execute(
+            text(
+                "SELECT s.area, s.version, c.figures FROM visit_area_state s "
+                "LEFT JOIN visit_list_cache c ON c.area = s.area AND c.list = :list "
+                "AND c.key = :key AND c.special = :sp AND c.version = s.version "
+                "AND c.global_version = :g WHERE s.area LIKE :p || '%' AND s.area <> '*'"
+            ),
+            params,
+        ).all()
+        out = {r.area: r.figures for r in cached if r.figures is not None}
+        todo = {r.area: int(r.version) for r in cached if r.figures is None}
+        if todo:
+            computed = compute(sorted(todo))
+            out.update({a: computed.get(a, {}) for a in todo})
+    if todo:
+        conn.execute(
+            _STORE_FIGURES,
+            {**params, "areas": list(todo), "versions": list(todo.values()),
+             "figures": [json.dumps(out[a]) for a in todo]},
+        )  # fmt: skip
+    if listed != glob:
+        _listed(conn, [], glob, complete and prefix == "")
+    return {a: f for a, f in out.items() if f}

@@ -1,4 +1,4 @@
-"""ORM mirrors of the visit tables (migration 0018); a test checks that they agree.
+"""ORM mirrors of the visit tables (migrations 0018, 0025); a test checks that they agree.
 
 The services use SQL; these classes document the schema and keep ``Base.metadata`` whole.
 """
@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from geogrid.models import Base
@@ -165,4 +165,27 @@ class VisitCoverageCache(Base):
     visited: Mapped[int] = mapped_column(Integer)
     due: Mapped[int] = mapped_column(Integer)
     done: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = _now()
+
+
+class VisitListCache(Base):
+    """Per-area figures of a county visit list (0025), stamped like the coverage cache."""
+
+    __tablename__ = "visit_list_cache"
+    __table_args__ = (
+        CheckConstraint("list IN ('ever', 'due', 'workers')", name="ck_visit_list_cache_list"),
+    )
+
+    area: Mapped[str] = mapped_column(Text, primary_key=True)
+    list: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(
+        Text,
+        primary_key=True,
+        server_default="",
+        comment="the list's argument: '' (ever), a day (due), a period (workers)",
+    )
+    special: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    global_version: Mapped[int] = mapped_column(BigInteger)
+    figures: Mapped[dict[str, object]] = mapped_column(JSONB)
     computed_at: Mapped[datetime] = _now()
