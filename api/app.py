@@ -20,6 +20,7 @@ from api.routes import calendar as calendar_routes
 from api.routes import cases as case_routes
 from api.routes import desk as desk_routes
 from api.routes import field as field_routes
+from api.routes import grid_teams as grid_team_routes
 from api.routes import inspections as inspection_routes
 from api.routes import metrics as metrics_routes
 from api.routes import open311 as open311_routes
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(assessment_routes.router)  # /api/assessment: 量化考核
     app.include_router(visit_routes.router)  # /api/visits: visit logs, plan, coverage
     app.include_router(visit_routes.followups_router)  # /api/followups: special follow-ups
+    app.include_router(grid_team_routes.router)  # /api/grid-teams: 五个一 grid teams
 
     @app.get("/health", tags=["meta"], dependencies=[Depends(auth.allow("public.read"))])
     def health(conn: ConnDep) -> dict[str, str]:

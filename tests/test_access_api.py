@@ -313,6 +313,9 @@ EXTERNAL_MATRICES = (
     "/api/key-units", "/api/inspections",  # tests/test_units_access.py
     "/api/visits", "/api/followups",  # tests/test_visits_api.py
     "/field", "/api/field",  # tests/test_field_api.py
+    "/api/grid-teams",  # tests/test_grid_teams.py
+    "/api/archives",  # tests/test_archives_api.py
+    "/api/dashboard", "/leader/dashboard",  # tests/test_dashboard.py
     "/api/assessment",  # tests/test_assessment_api.py
 )  # fmt: skip
 

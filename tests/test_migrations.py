@@ -29,6 +29,8 @@ TABLES = {
     "client_records",
     # background plan jobs (0022)
     "plan_jobs",
+    # grid teams (0027)
+    "grid_teams", "grid_team_members",
     # visits, visit plan, follow-up intervals (0018)
     "visit_tags", "visits", "visit_photos", "visit_rules", "followup_rules",
     "visit_area_state", "visit_coverage_cache",

@@ -297,6 +297,33 @@ POLICY: dict[str, Action] = {
         {**_rule((Role.town_leader,), "covers"), **_rule((Role.sysadmin,), "any")},
         audited=True,
     ),
+    # grid teams (五个一同步), archives (一户一档·一组一本·一格一盒), dashboard (issue 14, B)
+    "team.read": Action(
+        "Grid teams (posts, party group, service team, archive) and their completeness",
+        _rule(_WORK_ROLES, "overlaps"),
+    ),
+    "team.write": Action(
+        "Edit a grid's team (party group, service team, archive) in scope",
+        _rule((Role.town_leader,), "covers"),
+        audited=True,
+    ),
+    "archive.export": Action(
+        "Export a household's file, a group's book or a grid's box (PDF, Excel, GeoPackage; "
+        "personal data masked) in scope",
+        _rule(_CASE_ROLES, "covers"),
+        audited=True,
+    ),
+    "archive.unmask": Action(
+        "Export archives with full personal data (reason required)",
+        _rule(_CASE_ROLES, "covers"),
+        permission="unmask",
+        audited=True,
+    ),
+    "dashboard.read": Action(
+        "The leader's dashboard: case counts by period, category, status, area and worker "
+        "in scope (no personal data)",
+        _rule((Role.town_leader, Role.village_leader, Role.planner, Role.viewer), "covers"),
+    ),
 }
 
 

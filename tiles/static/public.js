@@ -45,6 +45,34 @@
       ' <a href="/print/poster.pdf?code=' + GG.esc(p.code) + "&paper=A4" + GG.esc(lang) + '" target="_blank" rel="noopener">' + GG.esc(t("public.print_poster")) + "</a>" +
       ' <a href="/print/cards.pdf?grid=' + GG.esc(p.code) + GG.esc(lang) + '" target="_blank" rel="noopener">' + GG.esc(t("public.print_cards")) + "</a></p>";
     panel.dataset.code = p.code;
+    showTeam(p.code);
+  }
+
+  /** The public part of the grid's team (五个一: party organisation, service team, parts). */
+  function showTeam(code) {
+    GG.fetchJSON("/api/grid-teams/" + encodeURIComponent(code) + "/public").then(function (res) {
+      if (panel.dataset.code !== code) { return; }
+      var team = res.data, box = document.createElement("section");
+      box.className = "gg-team";
+      box.id = "gg-team";
+      var parts = Object.keys(team.parts).map(function (k) {
+        var part = team.parts[k];
+        return "<li>" + (part.present ? "✔ " : "○ ") + GG.esc(part.label) + " " +
+          GG.esc(t(part.present ? "teams.present" : "teams.missing")) + "</li>";
+      }).join("");
+      var members = team.members.map(function (m) {
+        return "<li><b>" + GG.esc(m.name) + "</b> " + GG.esc(m.role_label) +
+          (m.title ? " · " + GG.esc(m.title) : "") +
+          (m.office_phone ? ' <a class="gg-tel" href="tel:' + GG.esc(String(m.office_phone).replace(/[^\d+\-]/g, "")) +
+            '">☎ ' + GG.esc(m.office_phone) + "</a>" : "") + "</li>";
+      }).join("");
+      box.innerHTML = "<h3>" + GG.esc(t("teams.title")) + "</h3>" +
+        (team.party_org.name ? "<p>" + GG.esc(t("teams.party_org")) + "：" + GG.esc(team.party_org.name) + "</p>" : "") +
+        '<ul class="gg-team-parts" aria-label="' + GG.esc(t("teams.parts")) + '">' + parts + "</ul>" +
+        "<h4>" + GG.esc(t("teams.service")) + "</h4>" +
+        (members ? '<ul class="gg-team-members">' + members + "</ul>" : '<p class="gg-empty">' + GG.esc(t("teams.none")) + "</p>");
+      panel.appendChild(box);
+    }).catch(function () { /* the team part is optional: the staff card stays */ });
   }
 
   /** Select grid `code`: highlight it, show its card, keep its address in the URL. */
