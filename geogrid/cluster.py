@@ -21,6 +21,8 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -142,6 +144,22 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+@contextlib.contextmanager
+def port_lock() -> Iterator[None]:
+    """Held from choosing a port until the server listens on it, so that clusters started
+    at the same moment on one machine (several homes, parallel test workers) never pick
+    the same free port."""
+    import fcntl  # local: POSIX only, like the rest of the cluster manager
+
+    path = Path(tempfile.gettempdir()) / "geogrid-cluster-ports.lock"
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def pick_port() -> int:
@@ -371,18 +389,19 @@ class PrivateCluster:
         if self.is_running():
             self._ensure_database(state)
             return state
-        if not _port_free(state.port):
-            old = state.port
-            state.port = pick_port()
-            log.warning("port %s is in use; the private cluster moves to %s", old, state.port)
-            self._save_state(state)
-        self.logfile.touch()
-        self._chown(self.logfile)
-        proc = self._run(
-            [bins.tool("pg_ctl"), "start", "-D", str(self.datadir), "-w", "-t", "60",
-             "-l", str(self.logfile), "-o", f"-p {state.port} {memory_options()}"],
-            check=False,
-        )  # fmt: skip
+        with port_lock():
+            if not _port_free(state.port):
+                old = state.port
+                state.port = pick_port()
+                log.warning("port %s is in use; the private cluster moves to %s", old, state.port)
+                self._save_state(state)
+            self.logfile.touch()
+            self._chown(self.logfile)
+            proc = self._run(
+                [bins.tool("pg_ctl"), "start", "-D", str(self.datadir), "-w", "-t", "60",
+                 "-l", str(self.logfile), "-o", f"-p {state.port} {memory_options()}"],
+                check=False,
+            )  # fmt: skip
         if proc.returncode != 0:
             tail = _last_error(_tail(self.logfile) or proc.stderr or proc.stdout)
             raise ConfigurationError(

@@ -28,8 +28,11 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
+# one worker per core (each with its own private cluster), whole files per worker so that a
+# file's fixtures are built once; GEOGRID_TEST_WORKERS=0 runs everything in this process
+WORKERS=${GEOGRID_TEST_WORKERS:-$(nproc)}
 set +e
-.venv/bin/pytest -p no:cacheprovider "$@"
+.venv/bin/pytest -p no:cacheprovider -n "$WORKERS" --dist loadfile "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi
