@@ -270,9 +270,12 @@ def test_two_workers_share_jobs_metrics_and_report_interrupted_jobs(
                     third = r.json()["id"]
                     _until(lambda: _job(engine, third)["status"] == "running", "the third job")
                     time.sleep(0.5)
-                    for pid in _workers(proc.pid):
-                        _kill_pid(pid)
+                    # the supervisor first: killed before its workers, it cannot start a
+                    # replacement that would be orphaned half-started, holding the port
+                    workers = _workers(proc.pid)
                     _kill(proc, signal.SIGKILL)
+                    for pid in workers:
+                        _kill_pid(pid)
         # ... is reported by the restarted server, not lost and not left running
         outside = _outside_address()  # reachable when listening on every address
         with _server(home, town_url, port, log, "0.0.0.0" if outside else "127.0.0.1") as proc:
