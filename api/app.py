@@ -29,6 +29,7 @@ from api.routes import units as unit_routes
 from api.routes import visits as visit_routes
 from geogrid import __version__, store
 from geogrid.ogcapi.warm import install_transform_warmup
+from geogrid.ops import replica_pool
 from geogrid.plans import PlanJobs
 from geogrid.settings import Settings
 from tiles.service import TileService
@@ -68,9 +69,15 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             # migrated) later, and /health tells
             log.warning("connection warm-up skipped: %s", str(exc.orig or exc).splitlines()[0])
         app.state.plan_jobs = PlanJobs(app.state.engine)
+        # GEOGRID_REPLICA_URLS: tiles, heat answers and OGC items read from replicas
+        reads = replica_pool.for_app(app.state.engine, settings, pool_size=POOL_SIZE)
+        app.state.reads = reads
+        app.state.tiles.reads = app.state.metrics.replicas = reads
         try:
             yield
         finally:
+            if reads is not None:
+                reads.close()
             app.state.plan_jobs.shutdown(wait=False)
             app.state.engine.dispose()
 

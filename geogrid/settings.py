@@ -188,3 +188,20 @@ class Settings(BaseSettings):
     wal_dir: Path | None = None
     """Where the private cluster archives its WAL and base backups for point-in-time
     recovery (``geogrid db wal enable``); default ``GEOGRID_HOME/wal``."""
+
+    # -- operations: read replicas ---------------------------------------------------
+
+    replica_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Streaming replicas (hot standbys; comma-separated PostgreSQL URLs) that serve tiles,
+    heat answers and OGC API items; everything else stays on the primary. ``geogrid db
+    replica urls`` prints those of the private cluster's standbys."""
+
+    replica_max_lag_s: float = Field(default=5.0, gt=0)
+    """A replica replaying further behind than this (seconds) leaves the rotation."""
+
+    @field_validator("replica_urls", mode="before")
+    @classmethod
+    def _url_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value

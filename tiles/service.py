@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from sqlalchemy import Connection, Engine, text
 
 from geogrid.errors import InvalidInput, NotFound
+from geogrid.ops.replica_pool import run_on
 from tiles import heat
 from tiles.cache import CachedTile, Snapshot, TileCache, VersionWatcher, compress, make_etag
 from tiles.layers import LAYERS, Layer, case_filter, tile_query, valid_tile
@@ -61,6 +62,9 @@ class TileService:
         self, engine: Engine, *, cache: TileCache | None = None, poll_interval: float = 0.25
     ) -> None:
         self.engine = engine
+        #: read routing (``geogrid.ops.replica_pool.ReadRouter``): renders go to replicas
+        #: that reached the versions read here from the primary; ``None``: all on the primary
+        self.reads: Any = None
         self.cache = cache or TileCache()
         self.watcher = VersionWatcher(engine, poll_interval, on_change=self.cache.purge_stale)
 
@@ -141,21 +145,26 @@ class TileService:
         if hit is not None:
             return hit
         sql, values = tile_query(layer, z, x, y, params)
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
-            with conn.begin():
-                versions = self._versions(conn)
-                key = self._key(layer, versions, z, x, y, params)
-                hit = self.cache.get(key)
-                if hit is not None:
-                    return hit
-                body = conn.execute(text(sql), values).scalar()
+
+        def render(conn: Connection) -> tuple[tuple[object, ...], CachedTile | None, Any]:
+            key = self._key(layer, self._versions(conn), z, x, y, params)
+            hit = self.cache.get(key)
+            return key, hit, None if hit is not None else conn.execute(text(sql), values).scalar()
+
+        needs = {name: snap.versions.get(name, 0) for name in layer.versions}
+        key, hit, body = self._read(render, needs)
+        if hit is not None:
+            return hit
         data = bytes(body or b"")
         tile = CachedTile(data, compress(data), make_etag(key))
         self.cache.put(key, tile)
         return tile
+
+    def _read(self, fn: Any, needs: Mapping[str, int], snapshot: bool = True) -> Any:
+        """``fn(conn)`` on a replica that reached ``needs`` (see :attr:`reads`), else here."""
+        if self.reads is not None:
+            return self.reads.run(fn, needs=needs, snapshot=snapshot)
+        return run_on(self.engine, fn, snapshot=snapshot)
 
     @staticmethod
     def _versions(conn: Connection) -> dict[str, int]:
@@ -243,8 +252,7 @@ class TileService:
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        with self.engine.connect() as conn:
-            body = make(conn).encode()
+        body = self._read(make, dict(key[1]), snapshot=False).encode()  # type: ignore[call-overload]
         tile = CachedTile(body, compress(body), make_etag(key))
         self.cache.put(key, tile)
         return tile

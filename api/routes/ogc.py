@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Connection
 
 from api.auth import Credentials, CredentialsDep, allow, check_layer, may_see_layer
 from api.deps import ConnDep
@@ -80,6 +81,16 @@ def _scope(creds: Credentials, collection_id: str, conn: ConnDep) -> str | None:
             conn.execution_options(isolation_level="REPEATABLE READ")
         return creds.principal.scope.prefix
     return None
+
+
+def _read(request: Request, conn: Connection, coll: features.Collection, fn: Any) -> Any:
+    """``fn(c)`` on a read replica that reached the collection's layer version (read from
+    the primary; see :mod:`geogrid.ops.replica_pool`), else on ``conn`` (the primary)."""
+    reads = getattr(request.app.state, "reads", None)
+    if reads is None:
+        return fn(conn)
+    version = request.app.state.tiles.watcher.current().versions.get(coll.layer, 0)
+    return reads.run(fn, needs={coll.layer: version}, primary=conn)
 
 
 def _params(request: Request) -> list[tuple[str, str]]:
@@ -384,11 +395,11 @@ def items(
     base = _base(request)
     if html:  # the map draws CRS84
         query = dataclasses.replace(query, crs=STORAGE)
-        body = pages.items_page(
-            conn, coll, query, base=base, scope_prefix=_scope(creds, coll.id, conn)
-        )
+    scope = _scope(creds, coll.id, conn)
+    body = _read(request, conn, coll, lambda c: pages.items_page(c, coll, query, base=base,
+                                                                 scope_prefix=scope))  # fmt: skip
+    if html:
         return _items_page(request, coll, query, params, json.loads(body))
-    body = pages.items_page(conn, coll, query, base=base, scope_prefix=_scope(creds, coll.id, conn))
     href = f"{base}/collections/{coll.id}"
     head = [
         features.link(f"{href}/items", "self", GEOJSON, "this collection's items"),
@@ -434,14 +445,9 @@ def item(
     params = strip_lang(_params(request), html)
     reject_unknown(params, ["f", "crs"], f"feature {featureId!r}", HTML_FORMATS)
     crs = parse_crs(dict(params)["crs"], "crs") if "crs" in dict(params) and not html else STORAGE
-    body = pages.get_feature(
-        conn,
-        coll,
-        featureId,
-        base=_base(request),
-        crs=crs,
-        scope_prefix=_scope(creds, coll.id, conn),
-    )
+    scope, base = _scope(creds, coll.id, conn), _base(request)
+    body = _read(request, conn, coll, lambda c: pages.get_feature(
+        c, coll, featureId, base=base, crs=crs, scope_prefix=scope))  # fmt: skip
     if html:
         return _item_page(request, coll, json.loads(body))
     return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>", **_VARY})

@@ -228,3 +228,6 @@ def register(db_app: typer.Typer) -> None:
     db_app.command("upgrade")(upgrade)
     db_app.command("check")(check)
     db_app.add_typer(wal_app, name="wal")
+    from geogrid.cli.replica import replica_app
+
+    db_app.add_typer(replica_app, name="replica")

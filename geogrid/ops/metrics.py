@@ -16,12 +16,16 @@ Series (all prefixed ``geogrid_``):
 ``plan_jobs{status}``
     Background plan jobs per status, read from the database at scrape time (the queue:
     ``queued`` and ``running``).
+``replica_lag_seconds{replica}``, ``replica_lag_bytes{replica}``, ``replica_in_rotation{replica}``
+    With ``GEOGRID_REPLICA_URLS``: each replica's replay lag (seconds, and bytes behind the
+    primary's WAL) and whether it serves reads (1) or is out of rotation (0), as its last
+    health check found, and ``replica_reads_total{replica}`` it answered
+    (:mod:`geogrid.ops.replica_pool`; the scraped process's view).
 
 Several workers (``geogrid serve --workers N``): ``PROMETHEUS_MULTIPROC_DIR`` (a folder
 under ``GEOGRID_HOME``, emptied at start by :func:`prepare_multiprocess_dir`) is set before
 any worker starts; each process then writes its values to files there and a scrape, which
 any worker may answer, sums them. Gauges of processes that died are dropped at scrape time.
-Replica lag is not exported: geogrid has no replicas yet.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from prometheus_client import (
     multiprocess,
     values,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import Engine, event
 
 from geogrid.ops.jobs_store import pid_alive
@@ -141,6 +145,8 @@ class Metrics:
         self._miss = self.tile_cache.labels("miss")
         self._seen_tiles = (0, 0)
         self._children: dict[tuple[str, str, int], Any] = {}
+        #: the read router (``geogrid.ops.replica_pool.ReadRouter``), set by the app
+        self.replicas: Any = None
 
     # -- updates (every request: keep them cheap) -------------------------------------
 
@@ -194,6 +200,8 @@ class Metrics:
             for status, n in plan_jobs.items():
                 jobs.add_metric([status], n)
             registry.register(_Families(lambda: [jobs]))
+        if self.replicas is not None:
+            registry.register(_Families(lambda: _replica_families(self.replicas.gauges())))
         return generate_latest(registry)
 
     def _drop_dead_processes(self) -> None:
@@ -203,3 +211,25 @@ class Metrics:
             match = _LIVE_FILE.fullmatch(entry)
             if match and not pid_alive(int(match.group(1))):
                 multiprocess.mark_process_dead(int(match.group(1)), str(self.path))
+
+
+def _replica_families(
+    rows: Iterable[tuple[str, bool, float | None, int | None, int]],
+) -> list[Metric]:
+    """Gauges of the read replicas: lag (seconds, bytes) and rotation."""
+    seconds = GaugeMetricFamily("geogrid_replica_lag_seconds", "Replica replay lag (seconds) "
+                                "at its last health check.", labels=["replica"])  # fmt: skip
+    size = GaugeMetricFamily("geogrid_replica_lag_bytes", "WAL bytes the replica has not "
+                             "replayed yet.", labels=["replica"])  # fmt: skip
+    rotation = GaugeMetricFamily("geogrid_replica_in_rotation", "1 when the replica serves "
+                                 "reads, 0 when out of rotation.", labels=["replica"])  # fmt: skip
+    served = CounterMetricFamily("geogrid_replica_reads", "Reads the replica answered "
+                                 "(this process).", labels=["replica"])  # fmt: skip
+    for name, live, lag_s, lag_b, reads in rows:
+        if lag_s is not None:
+            seconds.add_metric([name], lag_s)
+        if lag_b is not None:
+            size.add_metric([name], lag_b)
+        rotation.add_metric([name], 1 if live else 0)
+        served.add_metric([name], reads)
+    return [seconds, size, rotation, served]
