@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 LOCAL = dt.timezone(dt.timedelta(hours=8))
 TOWN = "420117105000"
@@ -249,3 +250,18 @@ def build(conn: Connection) -> dict[str, int]:
         {"u": unit},
     )
     return {"w1": int(w1), "w2": int(w2), "p2": int(p2)}
+
+
+def township_db(pg: Any) -> Iterator[tuple[Engine, dict[str, int]]]:
+    """A fresh database holding :func:`build`'s township (for a module fixture)."""
+    from geogrid import store
+
+    name = pg.create_database()
+    engine = store.make_engine(pg.url(name))
+    with engine.begin() as conn:
+        ids = build(conn)
+    try:
+        yield engine, ids
+    finally:
+        engine.dispose()
+        pg.drop_database(name)

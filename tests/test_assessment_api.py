@@ -129,3 +129,69 @@ def test_read_matrix(api: Api) -> None:
     # a town leader of another town: refused for this town's code
     r = api.get("other", "/api/assessment/indicators", level="village", code=TOWN)
     assert r.status_code == 403
+
+
+SCHEME = {
+    "name": "网格月度考核", "level": "grid", "area_code": TOWN,
+    "thresholds": {"A": 90, "B": 80, "C": 70, "D": 60},
+    "items": [{"key": "close_rate", "weight": 60}, {"key": "spot", "kind": "spot", "weight": 40}],
+}  # fmt: skip
+
+
+def test_scheme_and_round_over_http(api: Api) -> None:
+    h = api.headers["leader"]
+    r = api.client.post("/api/assessment/schemes", json=SCHEME, headers=h)
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    bad = {**SCHEME, "items": [{"key": "nope", "weight": 100}]}
+    r = api.client.post("/api/assessment/schemes", json=bad, headers=h)
+    assert r.status_code == 400 and "nope" in r.json()["description"]
+    r = api.client.post("/api/assessment/rounds", json={"scheme_id": sid, "label": "2026-06"},
+                        headers=h)  # fmt: skip
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    score = {"item_key": "spot", "target_code": G1, "score": 95, "checker": "王", "note": "好"}
+    r = api.client.put(f"/api/assessment/rounds/{rid}/scores", json=score, headers=h)
+    assert r.status_code == 200, r.text
+    r = api.client.post(f"/api/assessment/rounds/{rid}/publish", headers=h)
+    assert r.status_code == 200 and r.json()["status"] == "published"
+    r = api.client.post(f"/api/assessment/rounds/{rid}/publish", headers=h)
+    assert r.status_code == 409
+    g1 = {x["target_code"]: x for x in api.get("leader", f"/api/assessment/rounds/{rid}").json()[
+        "results"]}[G1]  # fmt: skip
+    assert g1["score"] == 98.0 and g1["grade"] == "A"  # (60·100 + 40·95) ÷ 100
+    # a village leader sees the rows of their village only; another village's: none
+    rows = api.get("vleader", f"/api/assessment/rounds/{rid}/ranking").json()["results"]
+    assert {x["target_code"] for x in rows} == {G1, G2}
+    assert api.get("vleader2", f"/api/assessment/rounds/{rid}").json()["results"] == []
+    assert api.get("other", f"/api/assessment/rounds/{rid}").status_code == 404
+    assert [x["id"] for x in api.get("leader", "/api/assessment/rounds").json()] == [rid]
+    assert api.get("leader", f"/api/assessment/schemes/{sid}").json()["version"] == 1
+
+
+def test_manage_matrix(api: Api) -> None:
+    """Only town leaders (in their town) and system administrators edit and publish."""
+    body = {**SCHEME, "name": "矩阵"}
+    for who in ("vleader", "worker", "viewer", "planner", "secadmin", "auditor", "anonymous"):
+        r = api.client.post("/api/assessment/schemes", json=body, headers=api.headers[who])
+        assert r.status_code == (401 if who == "anonymous" else 403), who
+        r = api.client.post("/api/assessment/rounds/1/publish", headers=api.headers[who])
+        assert r.status_code == (401 if who == "anonymous" else 403), who
+    r = api.client.post("/api/assessment/schemes", json=body, headers=api.headers["other"])
+    assert r.status_code == 403  # a town leader of another town
+    r = api.client.post("/api/assessment/schemes", json=body, headers=api.headers["sysadmin"])
+    assert r.status_code == 201
+    sid = r.json()["id"]
+    r = api.client.put(f"/api/assessment/schemes/{sid}?version=1", json=body,
+                       headers=api.headers["leader"])  # fmt: skip
+    assert r.status_code == 200 and r.json()["version"] == 2
+    r = api.client.delete(f"/api/assessment/schemes/{sid}", headers=api.headers["vleader"])
+    assert r.status_code == 403
+    r = api.client.delete(f"/api/assessment/schemes/{sid}", headers=api.headers["leader"])
+    assert r.status_code == 204
+    for who in READS:
+        assert api.get(who, "/api/assessment/schemes").status_code == 200
+        assert api.get(who, "/api/assessment/rounds").status_code == 200
+    for who in REFUSED:
+        assert api.get(who, "/api/assessment/schemes").status_code == 403
+        assert api.get(who, "/api/assessment/rounds").status_code == 403

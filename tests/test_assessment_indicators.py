@@ -4,7 +4,6 @@ the expected values are counted by hand from the events listed there (not by the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,24 +14,12 @@ from geogrid.access.policy import Principal, Role
 from geogrid.access.scope import Scope
 from geogrid.assessment import indicators
 from geogrid.errors import Forbidden, InvalidInput
-from tests.assessment_support import G1, G2, JUNE, TODAY, TOWN, V1, V2, build
+from tests.assessment_support import G1, G2, JUNE, TODAY, TOWN, V1, V2, township_db
 
 ALL = Principal(0, "admin", Role.sysadmin, Scope("all"))
 
 
-@pytest.fixture(scope="module")
-def township(pg) -> Iterator[tuple[Engine, dict[str, int]]]:  # type: ignore[no-untyped-def]
-    from geogrid import store
-
-    name = pg.create_database()
-    engine = store.make_engine(pg.url(name))
-    with engine.begin() as conn:
-        ids = build(conn)
-    try:
-        yield engine, ids
-    finally:
-        engine.dispose()
-        pg.drop_database(name)
+township = pytest.fixture(scope="module")(township_db)
 
 
 def _rows(engine: Engine, level: str, prefix: str = "") -> dict[str, dict[str, Any]]:

@@ -29,6 +29,9 @@ TABLES = {
     "client_records",
     # background plan jobs (0022)
     "plan_jobs",
+    # assessment (0026)
+    "assessment_schemes", "assessment_scheme_items", "assessment_rounds",
+    "assessment_manual_scores", "assessment_results",
     # grid teams (0027)
     "grid_teams", "grid_team_members",
     # visits, visit plan, follow-up intervals (0018)
