@@ -494,16 +494,21 @@ def refresh_heat(conn: Connection, *, full: bool = False) -> HeatRefresh:
     if not days:
         return HeatRefresh()
     conn.execute(text("ANALYZE heat_refresh_days"))
+    # the days' span as values: heat_daily is partitioned by month, and only bounds known
+    # when the statement is planned prune the months a join alone would scan
+    first, last = conn.execute(text("SELECT min(day), max(day) FROM heat_refresh_days")).one()
     # the base counts these days had: minus them in the running totals' deltas
     conn.execute(
         text("""
         WITH gone AS (
             DELETE FROM heat_daily h USING heat_refresh_days d
             WHERE h.category = d.category AND h.day = d.day
+              AND h.day BETWEEN :first AND :last
             RETURNING h.bin_x, h.bin_y, h.category, h.day, h.n
         )
         INSERT INTO heat_refresh_delta SELECT bin_x, bin_y, category, day, -n FROM gone
-        """)
+        """),
+        {"first": first, "last": last},
     )
     # recount the days at the base level, straight from cases (index on category, time)
     base = conn.execute(

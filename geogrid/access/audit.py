@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -59,39 +59,16 @@ def record(
     )
 
 
-def ensure_partitions(conn: Connection, *, months_ahead: int = 2) -> list[str]:
-    """Create the monthly partitions from this month to ``months_ahead`` ahead."""
-    made = []
-    first = date.today().replace(day=1)
-    for k in range(months_ahead + 1):
-        y, m = divmod(first.month - 1 + k, 12)
-        start = date(first.year + y, m + 1, 1)
-        y2, m2 = divmod(start.month, 12)
-        end = date(start.year + y2, m2 + 1, 1)
-        name = f"audit_log_{start:%Y%m}"
-        exists = conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar()
-        if exists:
-            continue
-        strays = conn.execute(
-            text("SELECT count(*) FROM audit_log_default WHERE at >= :a AND at < :b"),
-            {"a": start, "b": end},
-        ).scalar()
-        if strays:  # that month already began in the default partition: it stays there
-            continue
-        conn.execute(
-            text(
-                f"CREATE TABLE {name} PARTITION OF audit_log "
-                f"FOR VALUES FROM ('{start}') TO ('{end}')"
-            )
-        )
-        conn.execute(
-            text(
-                f"CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON {name} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION geogrid_audit_refuse()"
-            )
-        )
-        made.append(name)
-    return made
+def ensure_partitions(conn: Connection, *, months_ahead: int = 3) -> list[str]:
+    """Create the monthly partitions from this month to ``months_ahead`` ahead.
+
+    The one mechanism for every monthly-partitioned table (this log, case events, heat
+    rows): :func:`geogrid.ops.partitions.ensure`, which also moves rows that landed in a
+    DEFAULT partition into their own month's. Returns the partitions created.
+    """
+    from geogrid.ops.partitions import ensure
+
+    return ensure(conn, months_ahead=months_ahead).created
 
 
 @dataclass(frozen=True)

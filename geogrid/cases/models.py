@@ -82,7 +82,7 @@ class CaseEvent(Base):
 
     __tablename__ = "case_events"
     __table_args__ = (
-        UniqueConstraint("case_id", "seq"),
+        UniqueConstraint("case_id", "seq", "at"),  # partitioned by month of at (0023)
         CheckConstraint("seq > 0", name="seq"),
         Index("ix_case_events_at", "at"),
         {"comment": "append-only: one row per transition of a case"},
@@ -94,7 +94,7 @@ class CaseEvent(Base):
     action: Mapped[str] = mapped_column(String(24))
     from_status: Mapped[str | None] = mapped_column(String(12))
     to_status: Mapped[str] = mapped_column(String(12))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     actor_id: Mapped[int | None] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(Text)
     actor_role: Mapped[str | None] = mapped_column(String(16))

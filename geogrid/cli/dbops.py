@@ -231,3 +231,6 @@ def register(db_app: typer.Typer) -> None:
     from geogrid.cli.replica import replica_app
 
     db_app.add_typer(replica_app, name="replica")
+    from geogrid.cli.partitions import partitions_app  # monthly partitions (migration 0023)
+
+    db_app.add_typer(partitions_app, name="partitions")

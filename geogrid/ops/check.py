@@ -3,14 +3,13 @@
 The schema check is the one ``tests/test_migrations.py`` runs: Alembic's autogenerate
 comparison of the live database against :data:`geogrid.models.Base.metadata` (tables,
 columns, types, nullability, indexes, constraints), with the tables the models do not
-describe (PostGIS', the working calendar's plain-SQL tables) and the audit log's monthly
-partitions left out, plus the revision being the newest shipped.
+describe (PostGIS', the working calendar's plain-SQL tables) and the monthly partitions
+(audit log, case events, heat rows) left out, plus the revision being the newest shipped.
 The audit check is :func:`geogrid.access.audit.verify`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +20,9 @@ from sqlalchemy import Connection
 from geogrid import store
 from geogrid.access import audit
 from geogrid.models import Base
+from geogrid.ops.partitions import PARTITION_NAME
 
-_PARTITION = re.compile(r"audit_log_(\d{6}|default)")
+_PARTITION = PARTITION_NAME  # the monthly partitions mirror their parents
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, inspect
 
 from geogrid import store
 from geogrid.ops.backup import BackupResult, create_backup
+from geogrid.ops.partitions import PARTITION_NAME
 from geogrid.settings import Settings
 
 
@@ -33,11 +34,11 @@ class UpgradeReport:
 
 
 def _shape(engine: Engine) -> dict[str, dict[str, str]]:
-    """Every table's columns and their types (audit partitions left out)."""
+    """Every table's columns and their types (monthly partitions left out)."""
     insp = inspect(engine)
     shape: dict[str, dict[str, str]] = {}
     for table in insp.get_table_names():
-        if table == "spatial_ref_sys" or table.startswith("audit_log_"):
+        if table == "spatial_ref_sys" or PARTITION_NAME.fullmatch(table):
             continue
         shape[table] = {c["name"]: str(c["type"]) for c in insp.get_columns(table)}
         shape[table].update(
