@@ -195,3 +195,36 @@ def test_manage_matrix(api: Api) -> None:
     for who in REFUSED:
         assert api.get(who, "/api/assessment/schemes").status_code == 403
         assert api.get(who, "/api/assessment/rounds").status_code == 403
+
+
+def test_public_figures_and_exports(api: Api) -> None:
+    """The public grid map's figures (anyone; only published rounds) and the file exports."""
+    before = api.get("anonymous", f"/api/assessment/public/grids/{G2}")
+    assert before.status_code == 200
+    h = api.headers["leader"]
+    sid = api.client.post("/api/assessment/schemes", json={**SCHEME, "name": "公示"},
+                          headers=h).json()["id"]  # fmt: skip
+    rid = api.client.post("/api/assessment/rounds", json={"scheme_id": sid, "label": "2026-Q2"},
+                          headers=h).json()["id"]  # fmt: skip
+    # a draft is not public
+    draft = api.get("anonymous", f"/api/assessment/public/grids/{G1}").json()["published"]
+    assert draft is None or draft["label"] != "2026-Q2"
+    assert api.client.post(f"/api/assessment/rounds/{rid}/publish", headers=h).status_code == 200
+    pub = api.get("anonymous", f"/api/assessment/public/grids/{G1}").json()["published"]
+    # Q2 (April–June) holds June's cases only: closure 1.0, satisfaction 0.5 (see the fixture)
+    assert pub["label"] == "2026-Q2" and pub["close_rate"] == 1.0
+    assert pub["satisfaction_rate"] == 0.5
+    assert set(pub) == {"label", "kind", "period_start", "period_end", "published_at",
+                        "close_rate", "satisfaction_rate"}  # fmt: skip
+    assert api.get("anonymous", "/api/assessment/public/grids/420117105299001").json() == {
+        "code": "420117105299001", "published": None,
+    }  # fmt: skip
+    assert api.get("anonymous", "/api/assessment/public/grids/12345").status_code == 400
+    for fmt, magic in (("xlsx", b"PK"), ("pdf", b"%PDF")):
+        r = api.get("viewer", f"/api/assessment/rounds/{rid}/export", format=fmt)
+        assert r.status_code == 200 and r.content.startswith(magic), r.text[:200]
+        r = api.get("vleader", "/api/assessment/indicators/export", format=fmt, **JUNE)
+        assert r.status_code == 200 and r.content.startswith(magic)
+        assert f".{fmt}" in r.headers["content-disposition"]
+    assert api.get("worker", "/api/assessment/indicators/export").status_code == 403
+    assert api.get("leader", "/api/assessment/indicators/export", format="doc").status_code == 400

@@ -131,3 +131,11 @@ def test_registry_is_complete() -> None:
     assert len(keys) == len(set(keys))
     assert set(keys) == set(indicators._values({}))
     assert all(d["name"] and d["formula"] for d in indicators.definitions())
+
+
+def test_readme_renders_the_registry() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- indicators:begin -->\n")[1].split("\n<!-- indicators:end -->")[0]
+    assert block == indicators.markdown()

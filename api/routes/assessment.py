@@ -14,13 +14,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from api.auth import ScopedConnDep, allow, audited, require
+from api.deps import ConnDep
 from api.schemas import ErrorPublic
 from geogrid.access.policy import Principal
-from geogrid.assessment import exports, indicators, rounds, scheme
+from geogrid.assessment import exports, indicators, public, rounds, scheme
 
 router = APIRouter(prefix="/api/assessment", tags=["assessment"])
 
 ReadDep = Annotated[Principal | None, Depends(allow("assessment.read"))]
+PublicDep = Annotated[Principal | None, Depends(allow("public.read"))]
 ManageDep = Annotated[Principal | None, Depends(allow("assessment.manage"))]
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Code = Annotated[
@@ -333,3 +335,26 @@ def export_round(
     if fmt == "xlsx":
         return _file(exports.round_xlsx(res), fmt, name)
     return _file(exports.round_pdf(res), fmt, name)
+
+
+# --------------------------------------------------------------------------- public
+
+
+class PublicFigures(BaseModel):
+    """A grid's published closure and satisfaction figures (no personal data)."""
+
+    code: str
+    published: dict[str, Any] | None = Field(
+        description="the latest published round holding the grid: label, kind, period, "
+        "published_at, close_rate, satisfaction_rate (fractions; null: nothing to measure); "
+        "null when no round is published yet"
+    )
+
+
+@router.get("/public/grids/{code}", response_model=PublicFigures, responses=ERRORS)
+def public_figures(
+    code: Annotated[str, Path(pattern=r"^\d{15}$")], principal: PublicDep, conn: ConnDep
+) -> dict[str, Any]:
+    """工作绩效公示: the grid's closure rate and resident satisfaction of the last published
+    round, for the public grid map."""
+    return public.published_figures(conn, code)

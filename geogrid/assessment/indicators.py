@@ -44,6 +44,7 @@ __all__ = [
     "Period",
     "compute",
     "definitions",
+    "markdown",
     "period_of",
 ]
 
@@ -149,6 +150,15 @@ def definitions() -> list[dict[str, Any]]:
     return [asdict(i) for i in INDICATORS]
 
 
+def markdown() -> str:
+    """The registry as a Markdown table (README.md holds it between its ``indicators``
+    markers; a test keeps the two equal)."""
+    lines = ["| key | 指标 | unit | formula |", "|---|---|---|---|"]
+    for i in INDICATORS:
+        lines.append(f"| `{i.key}` | {i.name} | {i.unit} | {i.formula} |")
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Period:
     """Local days ``start``–``end`` (both included)."""
@@ -190,36 +200,33 @@ _KEYS: Final[dict[str, dict[str, str]]] = {
         "c": "c.grid_code", "h": "h.grid_code", "p": "p.grid_code", "u": "u.grid_code",
     },
     "staff": {
-        "c": "f.handler::text", "h": "NULL::text", "p": "r.by_user_id::text",
+        "c": "NULL::text", "h": "NULL::text", "p": "r.by_user_id::text",
         "u": "f.by_user_id::text",
     },
 }  # fmt: skip
 
 _DONE: Final = ", ".join(f"'{a}'" for a in COMPLETIONS)
 
-#: one pass over the events of the cases alive in the period: the deadline in force before
-#: each event (two window functions on one sort), then one row per case, then per group
+#: one pass over the events of the cases alive in the period, in (case, seq) order: the
+#: deadline in force before each event (the last ``due_at`` an earlier event set: one window
+#: over the case's earlier events), then one row per case, then one per group
 CASES_SQL: Final = f"""
 WITH ev AS (
     SELECT e.case_id, e.seq, e.action, e.to_status, e.at, e.actor_id, e.data,
-           count(*) FILTER (WHERE e.data -> 'set' ? 'due_at')
-               OVER (PARTITION BY e.case_id ORDER BY e.seq) AS grp
+           {{key}} AS code, e.at >= :since AS inside,
+           e.data -> 'set' ? 'due_at' AS sets_due, e.data -> 'set' ->> 'due_at' AS due_set,
+           array_agg(e.data -> 'set' ->> 'due_at') FILTER (WHERE e.data -> 'set' ? 'due_at')
+               OVER (PARTITION BY e.case_id ORDER BY e.seq
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS dues
     FROM cases c JOIN case_events e ON e.case_id = c.id
     WHERE e.at < :until AND c.reported_at < :until
       AND (c.updated_at >= :since OR c.status NOT IN
            ('rejected', 'voided', 'closed', 'archived', 'merged'))
       AND coalesce(c.grid_code, c.village_code) LIKE :prefix || '%'
-), due AS (
-    SELECT ev.*, first_value(ev.data -> 'set' ->> 'due_at')
-               OVER (PARTITION BY ev.case_id, ev.grp ORDER BY ev.seq) AS due_after
-    FROM ev
 ), timed AS (
-    SELECT due.*, CAST(lag(due.due_after) OVER (PARTITION BY due.case_id ORDER BY due.seq)
-                       AS timestamptz) AS due_before,
-           due.at >= :since AS inside
-    FROM due
+    SELECT ev.*, CAST(ev.dues[cardinality(ev.dues)] AS timestamptz) AS due_before FROM ev
 ), f AS (
-    SELECT t.case_id,
+    SELECT t.case_id, min(t.code) AS code,
         bool_or(t.action = 'report' AND t.inside) AS reported,
         bool_or(t.action = 'register') AS registered_ever,
         bool_or(t.action = 'register' AND t.inside) AS registered,
@@ -247,13 +254,14 @@ WITH ev AS (
         count(*) FILTER (WHERE t.inside AND t.data ->> 'rating' IN ('satisfied', 'basic'))
             AS satisfied,
         (array_agg(t.to_status ORDER BY t.seq DESC))[1] AS status_end,
-        CAST((array_agg(t.due_after ORDER BY t.seq DESC))[1] AS timestamptz) AS due_end,
+        CAST((array_agg(t.due_set ORDER BY t.seq DESC) FILTER (WHERE t.sets_due))[1]
+             AS timestamptz) AS due_end,
         (array_agg(t.actor_id ORDER BY t.seq DESC) FILTER (WHERE t.action = 'handle'))[1]
             AS handler
     FROM timed t
     GROUP BY t.case_id
 )
-SELECT {{key}} AS code,
+SELECT {{group}} AS code,
     count(*) FILTER (WHERE f.reported) AS reported,
     count(*) FILTER (WHERE f.reported AND f.registered_ever) AS reported_registered,
     count(*) FILTER (WHERE f.registered) AS registered,
@@ -273,7 +281,7 @@ SELECT {{key}} AS code,
     count(*) FILTER (WHERE f.status_end NOT IN
         ('rejected', 'voided', 'closed', 'archived', 'merged', 'suspended')
         AND f.due_end < :until) AS overdue
-FROM f JOIN cases c ON c.id = f.case_id
+FROM f
 GROUP BY 1
 """
 
@@ -414,11 +422,13 @@ def compute(
     level: str,
     period: Period,
     today: dt.date | None = None,
+    sources: Literal["all", "cases"] = "all",
 ) -> list[dict[str, Any]]:
     """Every indicator per group of ``level`` inside area ``prefix`` ('' = all) in ``period``.
 
     Rows: ``level``, ``code``, ``name``, ``households`` and one key per indicator, ordered
     by code. The caller checks the scope (:func:`effective_prefix`); the queries bind it.
+    ``sources="cases"`` reads the cases only (the field-work figures stay ``null``).
     """
     if level not in LEVELS:
         raise InvalidInput(f"level must be one of {', '.join(LEVELS)}")
@@ -429,6 +439,8 @@ def compute(
         "prefix": prefix, "today": day,
     }  # fmt: skip
     groups: dict[str, dict[str, Any]] = {}
+    # JIT compiling the window plan costs more than it saves at these sizes
+    conn.execute(text("SET LOCAL jit = off"))
 
     def merge(sql: str) -> None:
         for row in conn.execute(text(sql), params).mappings():
@@ -436,11 +448,13 @@ def compute(
                 continue
             groups.setdefault(row["code"], {}).update({k: v for k, v in row.items() if k != "code"})
 
-    merge(CASES_SQL.format(key=keys["c"]))
-    merge(VISITORS_SQL if level == "staff" else HOUSEHOLDS_SQL.format(key=keys["h"]))
-    for source, alias in ((INSPECTIONS, "p"), (FILINGS, "u")):
-        missed = "NULL::text" if level == "staff" else keys[alias]
-        merge(DUES_SQL.format(key=keys[alias], key_missed=missed, **source))
+    group = "f.handler::text" if level == "staff" else "f.code"
+    merge(CASES_SQL.format(key=keys["c"], group=group))
+    if sources == "all":
+        merge(VISITORS_SQL if level == "staff" else HOUSEHOLDS_SQL.format(key=keys["h"]))
+        for source, alias in ((INSPECTIONS, "p"), (FILINGS, "u")):
+            missed = "NULL::text" if level == "staff" else keys[alias]
+            merge(DUES_SQL.format(key=keys[alias], key_missed=missed, **source))
     names = {r.code: r.name for r in conn.execute(text(NAMES_SQL[level]), {"codes": list(groups)})}
     out = []
     for code in sorted(groups):

@@ -46,6 +46,7 @@
       ' <a href="/print/cards.pdf?grid=' + GG.esc(p.code) + GG.esc(lang) + '" target="_blank" rel="noopener">' + GG.esc(t("public.print_cards")) + "</a></p>";
     panel.dataset.code = p.code;
     showTeam(p.code);
+    showFigures(p.code);
   }
 
   /** The public part of the grid's team (五个一: party organisation, service team, parts). */
@@ -73,6 +74,23 @@
         (members ? '<ul class="gg-team-members">' + members + "</ul>" : '<p class="gg-empty">' + GG.esc(t("teams.none")) + "</p>");
       panel.appendChild(box);
     }).catch(function () { /* the team part is optional: the staff card stays */ });
+  }
+
+  /** 考核公示: the grid's closure rate and satisfaction of the last published round. */
+  function showFigures(code) {
+    GG.fetchJSON("/api/assessment/public/grids/" + encodeURIComponent(code)).then(function (res) {
+      var pub = res.data.published;
+      if (panel.dataset.code !== code || !pub) { return; }
+      var pct = function (v) { return v === null || v === undefined ? t("assessment.no_value") : (v * 100).toFixed(1) + "%"; };
+      var box = document.createElement("section");
+      box.className = "gg-figures";
+      box.id = "gg-figures";
+      box.innerHTML = "<h3>" + GG.esc(t("assessment.public_title")) + "</h3>" +
+        '<p class="gg-muted">' + GG.esc(t("assessment.public_round", { label: pub.label })) + "</p>" +
+        "<p>" + GG.esc(t("assessment.close_rate")) + "：<b>" + GG.esc(pct(pub.close_rate)) + "</b>　" +
+        GG.esc(t("assessment.satisfaction_rate")) + "：<b>" + GG.esc(pct(pub.satisfaction_rate)) + "</b></p>";
+      panel.insertBefore(box, panel.querySelector(".gg-links"));
+    }).catch(function () { /* the figures are optional: the staff card stays */ });
   }
 
   /** Select grid `code`: highlight it, show its card, keep its address in the URL. */
