@@ -1,14 +1,18 @@
 """The fast path of the case workflow (issue 12, speed): the brief answer to an action
 (``Prefer: return=minimal``) says what a full read says, and a bearer token's account is
 read in the request's own transaction, so a disabled account or a changed scope counts at
-once and no connection is left behind."""
+once and no connection is left behind (no account cache). The working calendar is kept in
+the process by version: an edit counts for the next deadline. Writers of different cases
+do not wait for each other (the cases layer's version moves at commit, migration 0024)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +21,7 @@ from sqlalchemy import Engine, text
 from api import auth, create_app
 from geogrid import store
 from geogrid.access import users
+from geogrid.cases import calendar
 from geogrid.plans import activate_plan, create_plan
 from geogrid.settings import Settings
 
@@ -251,3 +256,82 @@ def test_row_level_settings_follow_the_account_row(town: Town) -> None:
         with town.engine.begin() as conn:
             users.set_permissions(conn, username=user.username, grant=[], revoke=["special"])
     assert settings()[1] == "off"
+
+
+# --------------------------------------------------------------------------- calendar cache
+
+
+def _local_day(due_at: str) -> date:
+    return datetime.fromisoformat(due_at).astimezone(ZoneInfo("Asia/Shanghai")).date()
+
+
+def _accepted_due(town: Town) -> str:
+    cid, etag = town.report()
+    r = town.act("worker", cid, etag, "accept", extra=BRIEF)
+    assert r.status_code == 200, r.text
+    due: str | None = r.json()["due_at"]
+    assert due is not None, r.text
+    return due
+
+
+def test_one_calendar_snapshot_per_process_and_version(town: Town) -> None:
+    with town.engine.connect() as a, town.engine.connect() as b:
+        first = calendar.load_calendar(a)
+        assert calendar.load_calendar(b) is first  # shared, not loaded per connection
+        assert calendar.load_calendar(b, version=first.version) is first
+
+
+def test_a_calendar_edit_counts_for_the_next_deadline(town: Town) -> None:
+    """The deadline a transition starts reads the process's calendar snapshot: after an
+    administrator makes the deadline's day a holiday (committed elsewhere), the very next
+    transition counts it, and again after the day is given back."""
+    due = _accepted_due(town)
+    day = _local_day(due)
+    with town.engine.connect() as conn:
+        before = conn.execute(
+            text("SELECT kind, name FROM calendar_days WHERE day = :d"), {"d": day}
+        ).first()
+    assert before is None, f"{day} is a special day already; pick another case time"
+    with town.engine.begin() as conn:
+        calendar.set_day(conn, calendar.DayEntry(day, "holiday", "测试假日"))
+    try:
+        moved = _accepted_due(town)
+        assert _local_day(moved) > day, (due, moved)
+    finally:
+        with town.engine.begin() as conn:
+            calendar.remove_day(conn, day)
+    assert _local_day(_accepted_due(town)) == day
+
+
+# --------------------------------------------------------------------------- no global lock
+
+
+def test_writers_of_different_cases_do_not_wait_for_each_other(town: Town) -> None:
+    """Two open transactions each write a case; neither waits for the other (the cases
+    layer's version, one row, is raised at commit), and each commit raises it by one."""
+    one, two = town.report()[0], town.report()[0]
+
+    def version() -> int:
+        with town.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT version FROM layer_versions WHERE layer = 'cases'")
+                ).scalar_one()
+            )
+
+    start = version()
+    touch = text("UPDATE cases SET priority = priority WHERE id = :id")
+    with town.engine.connect() as a, town.engine.connect() as b:
+        a.execute(touch, {"id": one})
+        a.execute(touch, {"id": one})  # twice in one transaction: one bump
+        b.execute(text("SET LOCAL lock_timeout = '3s'"))
+        b.execute(touch, {"id": two})  # waited for a (and timed out) before 0024
+        assert version() == start  # nothing committed yet
+        a.commit()
+        assert version() == start + 1
+        b.commit()
+        assert version() == start + 2
+    with town.engine.connect() as a:
+        a.execute(touch, {"id": one})
+        a.rollback()
+    assert version() == start + 2  # a rolled-back write raises nothing

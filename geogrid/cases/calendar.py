@@ -25,9 +25,12 @@ Counting rules, written once here:
 * A computation that needs a year the calendar does not know raises
   :class:`CalendarUnknown`; nothing is guessed.
 
-The calendar is read in one query and kept on the connection (``conn.info``) with its
-version: within one transaction no query at all, in a new transaction one small query for
-the version, a reload only after an edit.
+The calendar is read in one query and kept in the process, keyed by the database and the
+calendar's version (:func:`load_calendar`): every connection of a server worker shares one
+snapshot; within one transaction no query at all, in a new transaction one small query for
+the version (none when the caller read it already, e.g. with the case row it locks), a
+reload only after an edit (every edit, through these functions or plain SQL, takes a new
+version from a sequence: triggers of migration 0015).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from itertools import pairwise
+from threading import Lock
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -272,22 +276,58 @@ def build_calendar(
     )
 
 
-def load_calendar(conn: Connection) -> Calendar:
-    """The calendar, read in one query and cached on the connection by version.
+#: Calendars by (database, version), shared by every connection of the process; a few
+#: entries at most (older versions are dropped when a newer one is loaded).
+_SNAPSHOTS: dict[tuple[Any, int], Calendar] = {}
+_SNAPSHOTS_LOCK = Lock()
+MAX_SNAPSHOTS = 8
+#: Which database a connection talks to (cluster start time and port, database name): the
+#: version comes from a sequence of that database only.
+_DB_KEY_SQL = text(
+    "SELECT pg_postmaster_start_time(), inet_server_addr(), inet_server_port(), current_database()"
+)
+_DB_KEY = "geogrid.calendar.db"
 
-    Within one transaction the cached snapshot is used as is; a new transaction checks the
-    version (one small query) and reloads only when the calendar was edited.
-    """
-    cached: tuple[Calendar, Any] | None = conn.info.get(_CACHE_KEY)
-    tx = conn.get_transaction()
-    if cached is not None and tx is not None and cached[1] is tx:
-        return cached[0]
+
+def _db_key(conn: Connection) -> Any:
+    """The database of ``conn`` (read once per physical connection)."""
+    key = conn.info.get(_DB_KEY)
+    if key is None:
+        key = conn.info[_DB_KEY] = tuple(conn.execute(_DB_KEY_SQL).one())
+    return key
+
+
+def calendar_version(conn: Connection) -> int:
+    """The calendar's current version (one small query)."""
     version = conn.execute(_VERSION_SQL).scalar_one_or_none()
     if version is None:
         raise InvalidInput("the working calendar is missing: run `geogrid db upgrade`")
-    if cached is not None and cached[0].version == version:
-        cal = cached[0]
-    else:
+    return int(version)
+
+
+def load_calendar(conn: Connection, version: int | None = None) -> Calendar:
+    """The calendar, cached in the process by database and version.
+
+    Within one transaction the snapshot it used is used again without a query; a new
+    transaction reads the version (one small query, or none when ``version`` gives the
+    value the caller read in this transaction) and reloads only when the calendar was
+    edited since (its version changed). The snapshot is shared by every connection of
+    the process (server workers: one load per edit, not one per pooled connection).
+    """
+    cached: tuple[Calendar, Any] | None = conn.info.get(_CACHE_KEY)
+    tx = conn.get_transaction()
+    if (
+        cached is not None
+        and tx is not None
+        and cached[1] is tx
+        and (version is None or cached[0].version == version)
+    ):
+        return cached[0]
+    if version is None:
+        version = calendar_version(conn)
+    key = (_db_key(conn), version)
+    cal = _SNAPSHOTS.get(key)
+    if cal is None:
         row = conn.execute(_LOAD_SQL).one()
         cal = build_calendar(
             version=row.version,
@@ -297,12 +337,19 @@ def load_calendar(conn: Connection) -> Calendar:
             holidays=row.holidays,
             workdays=row.workdays,
         )
+        with _SNAPSHOTS_LOCK:
+            for old in [k for k in _SNAPSHOTS if k[0] == key[0] and k[1] < cal.version]:
+                del _SNAPSHOTS[old]
+            _SNAPSHOTS[(key[0], cal.version)] = cal
+            while len(_SNAPSHOTS) > MAX_SNAPSHOTS:  # versions of rolled-back edits, say
+                del _SNAPSHOTS[next(iter(_SNAPSHOTS))]
     conn.info[_CACHE_KEY] = (cal, conn.get_transaction())
     return cal
 
 
 def invalidate(conn: Connection) -> None:
-    """Forget the cached calendar of ``conn`` (edits call it; triggers bump the version)."""
+    """Forget the snapshot ``conn``'s transaction used (edits call it: the edit's own
+    transaction then reads the version again, which the triggers moved)."""
     conn.info.pop(_CACHE_KEY, None)
 
 

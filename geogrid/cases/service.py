@@ -32,6 +32,7 @@ from geogrid import files
 from geogrid.access import audit
 from geogrid.access.policy import Principal, check
 from geogrid.cases import machine, routing, workflow
+from geogrid.cases.calendar import load_calendar
 from geogrid.cases.queries import (
     MAX_LIMIT,
     SUMMARY_SQL,
@@ -367,10 +368,12 @@ def create_case(
     return Created(detail, duplicates)
 
 
-#: The case row locked, with its category's step limits (and the plans set as above).
+#: The case row locked, with its category's step limits and the working calendar's
+#: version (the deadline it starts needs no query of its own; the plans set as above).
 _LOCK_SQL: Final = text(
     f"SELECT {_PLAN_ONCE} AS d_plans, c.*, c.source AS src, "
-    f"{workflow.LIMITS_SQL} AS d_limits FROM cases c "
+    f"{workflow.LIMITS_SQL} AS d_limits, "
+    "(SELECT s.version FROM calendar_settings s WHERE s.id = 1) AS d_calendar FROM cases c "
     "WHERE c.id = :id AND coalesce(c.grid_code, c.village_code) LIKE :p || '%' "
     "FOR UPDATE OF c"
 )
@@ -382,6 +385,9 @@ def _lock(conn: Connection, principal: Principal, case_id: int) -> dict[str, Any
         raise NotFound(f"no case {case_id} in your scope")
     out = dict(row._mapping)
     del out["d_plans"]
+    version = out.pop("d_calendar")
+    if version is not None:  # the snapshot this transaction's deadlines use, no query
+        load_calendar(conn, version=int(version))
     return out
 
 
