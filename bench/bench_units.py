@@ -20,6 +20,14 @@ One command:
    quarter — each a service call on a serving connection of the web role (row-level
    security on, as the server runs) — and the two overdue lists over HTTP (the real app
    in a TestClient: sign-in token, JSON encoding). Target: p95 under 200 ms.
+
+Runs of 2026-11-30 (1,204 key units, 2,900 points; 1,828 overdue filings, 2,464 overdue
+points on 2026-06-30), county leader, p50 / p95 ms. Load 1.8–4.9: overdue filings page
+17 / 23, per grid 9 / 12, overdue inspections page 19 / 44, due within 7 days 19 / 273
+(one outlier), completion 7 / 9; HTTP overdue filings 56 / 90, HTTP overdue inspections
+67 / 315 (p95: the load rose to 4.9 during the HTTP rows). Load 12 (other suites running):
+59 / 101, 44 / 69, 87 / 172, 113 / 180, 39 / 81; HTTP 91 / 185 and 175 / 291 — every
+service list under 200 ms at p95 even then; the HTTP inspections list misses only under load.
 """
 
 from __future__ import annotations

@@ -172,6 +172,22 @@ _DUE_STATE = (
     f"WHEN t.next_due <= {_TODAY} + 7 THEN 'due' ELSE 'ok' END"
 )
 _VILLAGE_HOUSEHOLDS = "(SELECT count(*) FROM households h WHERE h.village_code = t.code)"
+#: Basic grids of the active plans, with their identifying properties.
+_ACTIVE_GRIDS = (
+    "FROM grids t JOIN plans p ON p.id = t.plan_id AND p.status = 'active' WHERE t.level = 3"
+)
+_GRID_KEYS = (
+    _str("code", q=True, d="15-digit grid code"),
+    _str("name"),
+    _str("village_code", q=True),
+    _str("town_code", "p.town_code", q=True),
+)
+#: Visit coverage of a grid this quarter (geogrid.fieldwork.coverage; 0025's counting
+#: function sees every visit and answers a number only).
+_QUARTER = f"date_trunc('quarter', {_TODAY})::date"
+_AREA_HOUSEHOLDS = "(SELECT count(*) FROM households h WHERE h.scope_key = t.code)::int"
+_AREA_VISITED = f"geogrid_area_visited(t.code, {_QUARTER}, {_TODAY})"
+_COVERAGE = f"round(100.0 * {_AREA_VISITED} / nullif({_AREA_HOUSEHOLDS}, 0))::int"
 _GROUPS_WITHOUT_TERRITORY = (
     "(SELECT string_agg(g.group_no::text, ',' ORDER BY g.group_no) FROM villager_groups g "
     "WHERE g.village_code = t.code AND g.geom IS NULL)"
@@ -247,18 +263,12 @@ COLLECTIONS: Final[dict[str, Collection]] = {
             id="grids",
             title="Grids of the active plans (网格)",
             description="Basic (level-3) grids of each town's active plan.",
-            from_sql=(
-                "FROM grids t JOIN plans p ON p.id = t.plan_id AND p.status = 'active' "
-                "WHERE t.level = 3"
-            ),
+            from_sql=_ACTIVE_GRIDS,
             fid="t.code",
             order=("t.code",),
             geometry_type="MultiPolygon",
             properties=(
-                _str("code", q=True, d="15-digit grid code"),
-                _str("name"),
-                _str("village_code", q=True),
-                _str("town_code", "p.town_code", q=True),
+                *_GRID_KEYS,
                 _int("plan_id", q=True),
                 _int("households", d="number of households in the grid"),
                 _int("population"),
@@ -335,6 +345,28 @@ COLLECTIONS: Final[dict[str, Collection]] = {
             ),
             time=_LAST_INSPECTED,
             layer="inspection_points",
+        ),
+        Collection(
+            id="visit_coverage",
+            title="Visit coverage per grid (民情走访覆盖率)",
+            description="This quarter's household visit coverage per basic grid: numbers only.",
+            from_sql=_ACTIVE_GRIDS,
+            fid="t.code",
+            order=("t.code",),
+            geometry_type="MultiPolygon",
+            properties=(
+                *_GRID_KEYS,
+                Property("period_start", _QUARTER, "date", False, "first day of the quarter"),
+                _int("households", _AREA_HOUSEHOLDS, d="households of the grid"),
+                _int("visited", _AREA_VISITED, d="households visited this quarter"),
+                _int(
+                    "never_visited",
+                    f"({_AREA_HOUSEHOLDS} - {_AREA_VISITED})",
+                    d="households not visited this quarter",
+                ),
+                _int("coverage_percent", _COVERAGE, d="visited ÷ households, in percent"),
+            ),
+            layer="visit_coverage",
         ),
     )
 }

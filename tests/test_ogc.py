@@ -63,6 +63,17 @@ PUBLIC = {
         "next_due",
         "due_state",
     },
+    "visit_coverage": {
+        "code",
+        "name",
+        "village_code",
+        "town_code",
+        "period_start",
+        "households",
+        "visited",
+        "never_visited",
+        "coverage_percent",
+    },
 }
 #: SQL counting each collection's features (independent of geogrid.features).
 COUNT_SQL = {
@@ -75,6 +86,8 @@ COUNT_SQL = {
     "cases": "SELECT count(*) FROM cases",
     "key_units": "SELECT count(*) FROM key_units",
     "inspection_points": "SELECT count(*) FROM inspection_points",
+    "visit_coverage": "SELECT count(*) FROM grids g JOIN plans p ON p.id = g.plan_id "
+    "WHERE p.status = 'active' AND g.level = 3",
 }
 
 

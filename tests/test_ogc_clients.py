@@ -124,6 +124,8 @@ FROM_SQL = {
     "cases": "FROM cases",
     "key_units": "FROM key_units",
     "inspection_points": "FROM inspection_points",
+    "visit_coverage": "FROM grids g JOIN plans p ON p.id = g.plan_id WHERE p.status = 'active' "
+    "AND g.level = 3",
 }
 
 

@@ -278,6 +278,25 @@ SELECT ST_AsMVT(t, 'inspection_points', 4096, 'geom') FROM (
 ) t WHERE t.geom IS NOT NULL
 """
 
+VISIT_COVERAGE = f"""
+-- visit_coverage: per basic grid of the active plans, this quarter's household visit
+-- coverage (geogrid.fieldwork.coverage; numbers only: 0025's counting function)
+WITH {BOUNDS}
+SELECT ST_AsMVT(t, 'visit_coverage', 4096, 'geom') FROM (
+    SELECT g.code, g.name, g.village_code, c.households, c.visited,
+           c.households - c.visited AS never_visited,
+           round(c.visited::numeric / nullif(c.households, 0), 4)::float8 AS coverage,
+           {POLY.format(g="g.geom")} AS geom
+    FROM grids g, bounds b, LATERAL (
+        SELECT (SELECT count(*) FROM households h WHERE h.scope_key = g.code)::int AS households,
+               geogrid_area_visited(g.code, date_trunc('quarter', CAST(:today AS date))::date,
+                                    :today) AS visited
+    ) c
+    WHERE g.level = 3 AND g.geom && b.area
+      AND g.plan_id IN (SELECT p.id FROM plans p WHERE p.status = 'active')
+) t WHERE t.geom IS NOT NULL
+"""
+
 
 # --------------------------------------------------------------------------- registry
 
@@ -448,6 +467,11 @@ LAYERS: dict[str, Layer] = {
               {"point_no": _S, "name": _S, "schedule": _S, "last_inspected": _S,
                "village_code": _S, "grid_code": _S, "next_due": _S, "due_state": _S},
               _dated(INSPECTION_POINTS), uses=frozenset({"day"})),
+        Layer("visit_coverage", "Visit coverage per grid this quarter (numbers only)",
+              ("visit_coverage", "households", "grids"),
+              {"code": _S, "name": _S, "village_code": _S, "households": _N, "visited": _N,
+               "never_visited": _N, "coverage": _N},
+              _dated(VISIT_COVERAGE), uses=frozenset({"day"})),
         Layer("heat", "Case heat map: counts per bin (?from=&to=&category=&status=&overdue=)",
               ("heat", "cases"),
               {"n": _N}, _heat, maxzoom=heat.MAX_ZOOM, uses=frozenset({"window", "states"}),

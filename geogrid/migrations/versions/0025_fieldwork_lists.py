@@ -14,6 +14,12 @@
   due (or overdue) on the map and in the lists at once, not ``unknown`` until the first
   inspections call. A year the calendar lacks leaves the point to
   :func:`~geogrid.fieldwork.inspections.refresh_points` (which names the year).
+* ``geogrid_area_visited(area, d0, d1)``: how many households of an area (grid, or village
+  without grid) have a visit dated ``d0``–``d1`` — a number only, so it runs with the
+  whole store in view (``SECURITY DEFINER``, ``geogrid.scope = '*'`` for the call) and
+  serves the public visit-coverage layer (OGC API collection and vector tiles) for
+  anonymous readers of a published layer too. The layer's version (``layer_versions``
+  row ``visit_coverage``) is raised by statement triggers on ``visits``.
 
 Revision ID: 0025
 Revises: 0024
@@ -101,6 +107,24 @@ END $$
 """
 
 
+AREA_VISITED = """
+CREATE FUNCTION geogrid_area_visited(area text, d0 date, d1 date) RETURNS integer
+LANGUAGE sql STABLE SECURITY DEFINER
+SET geogrid.scope = '*' SET search_path = public, pg_temp AS $$
+    -- each household's visits looked up by index (a per-row scalar sub-query)
+    SELECT count(*)::int FROM households h WHERE h.scope_key = area
+       AND (SELECT v.id FROM visits v WHERE v.household_id = h.id
+            AND v.visited_on BETWEEN d0 AND d1 LIMIT 1) IS NOT NULL
+$$
+"""
+#: Statement triggers raising the coverage layer's version (0005's functions).
+LAYER_TRIGGERS = {
+    "insert": "AFTER INSERT ON visits REFERENCING NEW TABLE AS changed_rows",
+    "update": "AFTER UPDATE ON visits REFERENCING NEW TABLE AS changed_rows",
+    "delete": "AFTER DELETE ON visits REFERENCING OLD TABLE AS changed_rows",
+}
+
+
 def upgrade() -> None:
     op.create_table(
         "visit_list_cache",
@@ -126,6 +150,17 @@ def upgrade() -> None:
         "last_inspected, registered_on ON inspection_points FOR EACH ROW "
         "EXECUTE FUNCTION geogrid_inspection_point_due()"
     )
+    op.execute(AREA_VISITED)
+    op.execute(f"GRANT EXECUTE ON FUNCTION geogrid_area_visited(text, date, date) TO {WEB_ROLE}")
+    op.execute(
+        "INSERT INTO layer_versions (layer, version) VALUES ('visit_coverage', 1) "
+        "ON CONFLICT (layer) DO NOTHING"
+    )
+    for event, when in LAYER_TRIGGERS.items():
+        op.execute(
+            f"CREATE TRIGGER trg_visits_layer_version_{event} {when} FOR EACH STATEMENT "
+            "EXECUTE FUNCTION geogrid_bump_layer_version_if_changed('visit_coverage')"
+        )
     # points already loaded (by an import before this revision) get their due day now
     op.execute(
         "UPDATE inspection_points SET registered_on = registered_on "
@@ -134,6 +169,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for event in LAYER_TRIGGERS:
+        op.execute(f"DROP TRIGGER IF EXISTS trg_visits_layer_version_{event} ON visits")
+    op.execute("DELETE FROM layer_versions WHERE layer = 'visit_coverage'")
+    op.execute("DROP FUNCTION IF EXISTS geogrid_area_visited(text, date, date)")
     op.execute("DROP TRIGGER IF EXISTS inspection_points_due ON inspection_points")
     op.execute("DROP FUNCTION IF EXISTS geogrid_inspection_point_due()")
     op.execute("DROP FUNCTION IF EXISTS geogrid_inspection_due(text, date)")
