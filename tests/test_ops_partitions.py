@@ -18,6 +18,8 @@ from sqlalchemy import Connection, Engine, event, text
 
 from geogrid import store
 from geogrid.access import audit
+from geogrid.cases import open311_store
+from geogrid.cases import queries as case_queries
 from geogrid.errors import Conflict, InvalidInput
 from geogrid.ops import partitions
 from geogrid.ops.backup import client_tool, pg_connection
@@ -88,15 +90,20 @@ def _captured(conn: Connection) -> Iterator[list[tuple[str, Any]]]:
         event.remove(conn, "before_cursor_execute", hook)
 
 
-def _scanned(conn: Connection, statement: str, parameters: Any, table: str) -> set[str]:
-    """The partitions of ``table`` the plan of ``statement`` reads (EXPLAIN's JSON)."""
+def _scanned(
+    conn: Connection, statement: str, parameters: Any, table: str, *, run: bool = False
+) -> set[str]:
+    """The partitions of ``table`` the plan of ``statement`` reads (EXPLAIN's JSON). With
+    ``run`` the statement runs (EXPLAIN ANALYZE) and only nodes run at least once count:
+    bounds known only while it runs (a subquery's value) prune then ("never executed")."""
     with conn.connection.driver_connection.cursor() as cur:
-        cur.execute(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
+        options = "ANALYZE, FORMAT JSON" if run else "FORMAT JSON"
+        cur.execute(f"EXPLAIN ({options}) {statement}", parameters)
         row = cur.fetchone()
     assert row is not None
 
     def walk(node: dict[str, Any]) -> Iterator[str]:
-        if "Relation Name" in node:
+        if "Relation Name" in node and (not run or node.get("Actual Loops", 0) > 0):
             yield node["Relation Name"]
         for child in node.get("Plans", []):
             yield from walk(child)
@@ -203,6 +210,38 @@ def test_the_audit_reader_reads_only_the_period_asked(db: Db) -> None:
         for needle in ("count(*)", "ORDER BY id DESC"):
             statement, params = _statement(seen, "FROM audit_log", needle)
             assert _scanned(conn, statement, params, "audit_log") == want
+
+
+def test_a_case_timeline_reads_only_the_months_from_its_report_on(db: Db) -> None:
+    feb = MONTHS[1]
+    with db.engine.begin() as conn:
+        case_id = conn.execute(
+            text("SELECT id FROM cases WHERE case_no = :no"), {"no": f"T{feb:%Y%m}1"}
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO case_events (case_id, seq, action, to_status, at, actor, public, "
+                "note) VALUES (:c, 2, 'accept', 'accepted', :at, 'test', true, '已受理')"
+            ),
+            {"c": case_id, "at": _local(MONTHS[2], 9)},
+        )
+    with db.engine.connect() as conn:
+        want = {
+            p.name
+            for p in partitions.list_partitions(conn, "case_events")
+            if p.attached and (p.month is None or p.month >= feb)
+        }
+        with _captured(conn) as seen:
+            steps = case_queries.public_events(conn, case_id)
+        assert [s.to_status for s in steps] == ["reported", "accepted"]
+        statement, params = _statement(seen, "FROM case_events")
+        assert _scanned(conn, statement, params, "case_events", run=True) == want
+        assert _name("case_events", MONTHS[0]) not in want
+        history = conn.execute(text(open311_store._HISTORY_SQL), {"c": case_id}).all()
+        assert [h.note for h in history] == ["已受理"]
+        compiled = text(open311_store._HISTORY_SQL).compile(dialect=conn.dialect)
+        params = {"c": case_id}
+        assert _scanned(conn, str(compiled), params, "case_events", run=True) == want
 
 
 # --------------------------------------------------------------------------- months
@@ -373,7 +412,12 @@ def test_the_cli_lists_creates_detaches_and_archives(db: Db, tmp_path: Path) -> 
         out = run_cli("db", "partitions", "detach", "--before", "2025-02", "--export")
         assert "exported and verified" in out and "dropped" in out
         assert "YYYY-MM" in run_cli("db", "partitions", "detach", "--before", "2025-2", code=1)
-    assert (tmp_path / "archive" / f"{_name('case_events', MONTHS[0])}.dump").is_file()
+        name = _name("case_events", MONTHS[0])
+        dump = tmp_path / "archive" / f"{name}.dump"
+        _restore(Settings(home=tmp_path, database_url=db.url), db.url, dump)
+        assert "attached again" in run_cli("db", "partitions", "reattach", name)
+    with db.engine.connect() as conn:
+        assert _where(conn, "case_events", "at = :at", {"at": _local(MONTHS[0], 1, 0)}) == name
 
 
 # --------------------------------------------------------------------------- rules kept

@@ -427,7 +427,8 @@ def _case_id(request_id: str) -> int:
 
 #: The public events of a case (read-only use of the case service's table, as agreed).
 _HISTORY_SQL = (
-    "SELECT at, action, to_status, note FROM case_events WHERE case_id = :c AND public ORDER BY seq"
+    "SELECT at, action, to_status, note FROM case_events WHERE case_id = :c AND public "
+    "AND at >= (SELECT reported_at FROM cases WHERE id = :c) ORDER BY seq"  # months pruned
 )
 
 

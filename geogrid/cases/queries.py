@@ -430,10 +430,11 @@ SELECT c.id, c.case_no, c.category_code, c.category, c.status, c.description,
        ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat, c.reported_at, c.updated_at, c.due_at,
        c.address, c.merged_into, c.source,
        (SELECT e.note FROM case_events e WHERE e.case_id = c.id AND e.public AND e.note <> ''
-        ORDER BY e.seq DESC LIMIT 1) AS last_public_note,
+        AND e.at >= c.reported_at ORDER BY e.seq DESC LIMIT 1) AS last_public_note,
        coalesce((SELECT array_agg(f.sha256 ORDER BY f.seq, f.sha256) FROM case_files f
                  JOIN stored_files s ON s.sha256 = f.sha256
                  JOIN case_events e ON e.case_id = f.case_id AND e.seq = f.seq
+                      AND e.at >= c.reported_at  -- events follow the report: months pruned
                  WHERE f.case_id = c.id AND s.mime LIKE 'image/%'
                    AND (e.public OR e.seq = 1)), '{}') AS media,
        CASE c.assignee_kind
@@ -459,7 +460,9 @@ def public_events(conn: Connection, case_id: int) -> list[PublicEvent]:
     rows = conn.execute(
         text(
             "SELECT at, to_status, note FROM case_events WHERE case_id = :id "
-            "AND (public OR seq = 1) ORDER BY seq"
+            "AND (public OR seq = 1) "
+            # events follow the report: the months before it are not read (partitions)
+            "AND at >= (SELECT reported_at FROM cases WHERE id = :id) ORDER BY seq"
         ),
         {"id": case_id},
     ).all()

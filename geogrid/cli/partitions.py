@@ -119,3 +119,17 @@ def export(
     settings = Settings()
     manifest = partitions.export(settings, store.database_url(settings), name)
     console.print(f"{name}: exported and verified ({manifest})")
+
+
+@partitions_app.command("reattach")
+def reattach(name: str = typer.Argument(..., help="A detached or restored month table.")) -> None:
+    """Make a detached (or restored from its archive) month a partition of its table again."""
+    from geogrid.ops import partitions
+
+    engine = store.make_engine(store.database_url(Settings()))
+    try:
+        with engine.begin() as conn:
+            partitions.reattach(conn, name)
+    finally:
+        engine.dispose()
+    console.print(f"{name} attached again")
