@@ -31,6 +31,15 @@ verdict: p95 < 50 ms at 10 clients and < 150 ms at 50, >= 300 transitions/s, a t
 inbox or overdue list < 50 ms (p95, quiet). The client, the server's workers and PostgreSQL
 share the machine's cores (and, on a shared machine, with whatever else runs). The private
 cluster is stopped at the end (its data stays for ``--reuse``).
+
+Last runs (2026-11-30, the machine shared, load average 21-25 on 2 cores: figures far from
+what the box does quiet). Migration 0024 (the cases layer's version raised at commit)
+against the statement triggers it replaces, interleaved on one server, 12 s per run:
+transitions/s 57 and 49 before, 102 and 78 after at 10 clients (p95 of every request 349
+and 406 ms before, 165 and 224 after); 74 and 64 before, 94 and 125 after at 50 clients
+(p95 1,636 and 1,980 ms before, 857 and 820 after). The full bench after it, at load 23:
+25 transitions/s, p95 1,113 ms at 10 clients and 4,959 ms at 50 — targets not met, and
+not measurable on a box this loaded.
 """
 
 from __future__ import annotations
