@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -446,8 +447,11 @@ def test_every_filter(world: World) -> None:
     assert c in ids(status="closed") and c not in ids(status="open")
     assert a in ids(status="open") and a not in ids(status="closed")
     assert {a, c} <= set(ids(status="open,closed"))
-    tomorrow = (datetime.now().astimezone() + timedelta(days=1)).date().isoformat()
-    yesterday = (datetime.now().astimezone() - timedelta(days=1)).date().isoformat()
+    # a plain date is a day in China (GeoReport leaves the zone to the server): count the
+    # days there, or between 16:00 and 24:00 UTC "tomorrow" here is already today there
+    china_today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    tomorrow = (china_today + timedelta(days=1)).isoformat()
+    yesterday = (china_today - timedelta(days=1)).isoformat()
     assert ids(start_date=tomorrow) == []
     assert ids(end_date=yesterday, start_date="2025-12-01") == []
     assert a in ids(start_date=yesterday, end_date=tomorrow)
