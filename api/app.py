@@ -14,10 +14,12 @@ from sqlalchemy.exc import DBAPIError
 from api import auth, errors, security
 from api.deps import ConnDep
 from api.routes import admin, ogc, pages, people, plans, tiles
+from api.routes import archives as archive_routes
 from api.routes import assessment as assessment_routes
 from api.routes import auth as auth_routes
 from api.routes import calendar as calendar_routes
 from api.routes import cases as case_routes
+from api.routes import dashboard as dashboard_routes
 from api.routes import desk as desk_routes
 from api.routes import field as field_routes
 from api.routes import grid_teams as grid_team_routes
@@ -106,6 +108,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(visit_routes.router)  # /api/visits: visit logs, plan, coverage
     app.include_router(visit_routes.followups_router)  # /api/followups: special follow-ups
     app.include_router(grid_team_routes.router)  # /api/grid-teams: 五个一 grid teams
+    app.include_router(archive_routes.router)  # /api/archives: 一户一档·一组一本·一格一盒
+    app.include_router(dashboard_routes.router)  # /leader/dashboard, /api/dashboard
 
     @app.get("/health", tags=["meta"], dependencies=[Depends(auth.allow("public.read"))])
     def health(conn: ConnDep) -> dict[str, str]:

@@ -54,6 +54,7 @@ NPM_PACKAGES: dict[str, str] = {
     "leaflet": "dist",
     "leaflet.vectorgrid": "dist",
     "swagger-ui-dist": "",
+    "echarts": "dist",  # the leader's dashboard (/leader/dashboard)
     # the field app (/field/): IndexedDB and the service worker's Workbox modules
     "idb": "build",
     "workbox-sw": "build",

@@ -26,7 +26,7 @@ from geogrid.settings import Settings
 #: Topic modules, each with ``register(app: typer.Typer) -> None``.
 TOPICS = (
     "db", "sample", "coords", "address", "importer", "partition", "plan", "serve", "demo",
-    "mapcmd", "people", "access", "calendar",
+    "mapcmd", "people", "access", "calendar", "archive",
 )  # fmt: skip
 
 err_console = Console(stderr=True)
