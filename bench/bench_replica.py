@@ -13,8 +13,8 @@ One command:
 3. Each run: ``--users`` simulated users (one kept-alive connection each; bench/loopclient.py)
    send, for ``--seconds``, the same seeded mix: half OGC API item pages of a random bbox
    inside the town (villages or groups; never cached) and half vector tiles of random
-   addresses at zooms 14-17 inside the town (villages, groups, heat; cold cache: mostly
-   misses). A writer renames a village on the primary every second (the primary takes
+   addresses at zooms 14-17 (heat: 14-16) inside the town (villages, groups, heat; cold
+   cache: mostly misses). A writer renames a village on the primary every second (the primary takes
    writes; the villages version moves, so tiles of it are made again).
 4. Prints one table: requests/s, p50 and p95 latency, failed requests, and how many reads
    the replica answered (from ``/metrics``), with the ratio of the two throughputs.
@@ -126,9 +126,10 @@ def paths(extent: tuple[float, float, float, float], n: int, seed: int) -> list[
             out.append(f"/ogc/collections/{coll}/items?limit=20&bbox="
                        f"{lx:.5f},{ly:.5f},{lx + w:.5f},{ly + h:.5f}")  # fmt: skip
         else:
-            z = rnd.randint(14, 17)
+            layer = rnd.choice(PUBLIC)
+            z = rnd.randint(14, 16 if layer == "heat" else 17)  # the heat pyramid ends at 16
             tx, ty = lonlat_to_tile(rnd.uniform(x0, x1), rnd.uniform(y0, y1), z)
-            out.append(f"/tiles/{rnd.choice(PUBLIC)}/{z}/{tx}/{ty}.mvt")
+            out.append(f"/tiles/{layer}/{z}/{tx}/{ty}.mvt")
     return out
 
 

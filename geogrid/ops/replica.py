@@ -272,7 +272,7 @@ def add(
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     passfile = folder / "pgpass"
-    _write_private(passfile, f"127.0.0.1:{state.port}:*:{ROLE}:{replication_password(settings)}\n")
+    _write_private(passfile, f"127.0.0.1:*:*:{ROLE}:{replication_password(settings)}\n")
     target.mkdir(parents=True, mode=0o700, exist_ok=True)
     cluster.give_to_server(folder)
     cluster.give_to_server(target)
@@ -323,6 +323,7 @@ def _start(settings: Settings, rep: Replica) -> None:
     log.parent.mkdir(exist_ok=True)
     log.touch()
     cluster.give_to_server(log)
+    _follow_primary_port(cluster, rep)
     with port_lock():  # from choosing the port until the server listens on it
         if not _port_free(rep.port):
             state = cluster.load_state()
@@ -336,6 +337,26 @@ def _start(settings: Settings, rep: Replica) -> None:
     if proc.returncode != 0:
         why = _last_error(_tail(log, 40) or proc.stderr or proc.stdout)
         raise ConfigurationError(f"replica {rep.name} failed to start: {why} (log: {log})")
+
+
+def _follow_primary_port(cluster: PrivateCluster, rep: Replica) -> None:
+    """Point the standby's ``primary_conninfo`` at the primary's current port (the private
+    cluster moves to another port when its own is taken at start)."""
+    state = cluster.load_state()
+    auto_conf = Path(rep.datadir) / "postgresql.auto.conf"
+    if state is None or not auto_conf.exists():
+        return
+    text = auto_conf.read_text()
+    fixed = re.sub(r"(?m)^(primary_conninfo = '.*?\bhost=127\.0\.0\.1 port=)\d+",
+                   rf"\g<1>{state.port}", text)  # fmt: skip
+    if fixed != text:
+        auto_conf.write_text(fixed)
+    passfile = cluster.home / "replicas" / rep.name / "pgpass"
+    if passfile.exists():  # older passfiles named the port
+        old = passfile.read_text()
+        new = re.sub(r"^127\.0\.0\.1:\d+:", "127.0.0.1:*:", old)
+        if new != old:
+            passfile.write_text(new)
 
 
 def _memory() -> str:
