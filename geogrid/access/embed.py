@@ -17,8 +17,9 @@ from geogrid.errors import Forbidden, InvalidInput, Unauthenticated
 AUDIENCE = "geogrid-embed"
 #: Layers an embed may show: no personal data, cases only aggregated.
 EMBEDDABLE = ("towns", "villages", "groups", "grids", "key_units", "inspection_points", "heat")
-#: Layers the security administrator may make public (households only as counts).
-PUBLISHABLE = (*EMBEDDABLE, "households")
+#: Layers the security administrator may make public (households only as counts; visit
+#: coverage only as counts and shares per grid).
+PUBLISHABLE = (*EMBEDDABLE, "households", "visit_coverage")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 
