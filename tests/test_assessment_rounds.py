@@ -173,6 +173,8 @@ def test_round_guards(township, published) -> None:  # type: ignore[no-untyped-d
     engine, sid, june = township[0], published["scheme"].id, published["june"]["id"]
     with pytest.raises(InvalidInput):
         rounds.parse_label("2026-13")
+    with pytest.raises(InvalidInput):  # year 0 (no date)
+        rounds.parse_label("0000-Q1")
     with pytest.raises(Conflict):  # the same month twice
         _run(engine, rounds.create_round, body=rounds.RoundIn(scheme_id=sid, label="2026-06"))
     with pytest.raises(Conflict):  # publishing twice

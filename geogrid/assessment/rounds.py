@@ -87,6 +87,8 @@ def parse_label(label: str) -> tuple[str, dt.date, dt.date]:
     if m is None:
         raise InvalidInput("a round's label is a month (2026-06), a quarter (2026-Q2) or a year")
     year = int(m.group(1))
+    if not 2000 <= year <= 2100:
+        raise InvalidInput("a round's year lies between 2000 and 2100")
     if m.group(2):
         month = int(m.group(2))
         return (
