@@ -154,12 +154,17 @@ def port_lock() -> Iterator[None]:
     import fcntl  # local: POSIX only, like the rest of the cluster manager
 
     path = Path(tempfile.gettempdir()) / "geogrid-cluster-ports.lock"
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    try:  # read-only is enough to lock: another user's lock file (0644) serves everyone
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as exc:  # no usable lock file: start unlocked (only the race is lost)
+        log.debug("cluster port lock %s unavailable: %s", path, exc)
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def pick_port() -> int:
