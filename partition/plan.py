@@ -1092,6 +1092,28 @@ def _empty_result(work: VillageWork) -> VillageResult:
 ProgressFn = Callable[[str], None]
 
 
+def _die_with_parent(parent: int) -> None:
+    """Initializer of the village pool's workers: a worker outlives no parent.
+
+    Forked workers share the pool's pipes (no EOF reaches them) and every descriptor of the
+    parent, a server's listening socket included: orphaned by a killed server process,
+    they would wait forever holding its port. On Linux the kernel kills them with their
+    parent (``PR_SET_PDEATHSIG``); a parent already gone makes the worker leave at once.
+    """
+    import os
+    import signal
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux; elsewhere a no-op failure)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _run_one(work: VillageWork, params: PartitionParams) -> VillageResult:
     if len(work.households) == 0 and not work.groups and params.empty_village == "skip":
         return _empty_result(work)
@@ -1158,7 +1180,10 @@ def run_villages(
             # geopandas and scikit-learn in every worker, seconds each)
             method = "fork" if sys.platform == "linux" else "spawn"
             ctx = mp.get_context(method)
-            with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(
+                max_workers=n, mp_context=ctx, initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            ) as pool:  # fmt: skip
                 futs = [pool.submit(_run_one, w, params) for w in work]
                 for f in cf_completed(futs):
                     done(f.result())
