@@ -19,8 +19,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -440,7 +442,9 @@ def test_case_through_the_desk(live: Live, browser: Any, size: str) -> None:
         for part in (f"grid={live.grid}", f"category={code}", "status=closed"):
             assert part in listed.value.url
         leader.wait_for_selector(f'#gg-d-cases li[data-id="{case_id}"]')
-        tomorrow = leader.evaluate("new Date(Date.now() + 864e5).toISOString().slice(0, 10)")
+        # the desk reads a day in China (as cases are dated): tomorrow there, not in UTC
+        china = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        tomorrow = (china + timedelta(days=1)).isoformat()
         leader.fill("#gg-d-from", tomorrow)
         leader.click("#gg-d-filters button[type=submit]")
         wait_for(leader, "!document.querySelector('#gg-d-cases li[data-id]')")

@@ -133,6 +133,9 @@ def test_tile_layer_worked_out_by_hand_and_following_new_visits(
     assert (props["households"], props["visited"], props["never_visited"]) == (n, 2, n - 2)
     assert props["coverage"] == pytest.approx(round(2 / n, 4))
     _visit(world, ids[3], _today())  # the layer's version moves: the cached tile is stale
+    # the server trusts a version reading for its poll interval (0.25 s, TileService):
+    # past it the new version is seen and the tile is rendered again
+    time.sleep(0.6)
     assert mine()["visited"] == 3
     doc = world.client.get("/tiles/visit_coverage.json", headers=h).json()
     assert set(doc["vector_layers"][0]["fields"]) == TILE_FIELDS
