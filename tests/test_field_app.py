@@ -308,7 +308,11 @@ def test_a_conflicting_edit_is_shown_side_by_side(field: Field, sw_browser: Any)
         phone.open()
         record_visit(page, f.household, "冲突测试原始记录", None)
         wait_for(page, "document.body.dataset.outbox === '0'", timeout=20_000)
-        vid = count(f, "SELECT id FROM visits WHERE notes = '冲突测试原始记录'")
+        sql = "SELECT id FROM visits WHERE notes = '冲突测试原始记录'"
+        deadline = time.monotonic() + 20  # the outbox may read 0 before the record joins it
+        while not query(f.live.url, sql) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        vid = count(f, sql)
         first = count(f, "SELECT version FROM visits WHERE id = :v", v=vid)
         wait_for(page, f"!!document.querySelector('#ff-my-visits li[data-visit=\"{vid}\"]')",
                  timeout=20_000)  # fmt: skip
