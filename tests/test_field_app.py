@@ -307,12 +307,12 @@ def test_a_conflicting_edit_is_shown_side_by_side(field: Field, sw_browser: Any)
         page = phone.page
         phone.open()
         record_visit(page, f.household, "冲突测试原始记录", None)
-        wait_for(page, "document.body.dataset.outbox === '0'", timeout=20_000)
-        sql = "SELECT id FROM visits WHERE notes = '冲突测试原始记录'"
-        deadline = time.monotonic() + 20  # the outbox may read 0 before the record joins it
-        while not query(f.live.url, sql) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        vid = count(f, sql)
+        # queued (the outbox reads 0 before the record joins it), then sent: on a busy
+        # machine the first sending can take many seconds
+        wait_for(page, "document.body.dataset.outbox !== '0' || !!document.querySelector("
+                       "'#ff-sent li')", timeout=20_000)  # fmt: skip
+        wait_for(page, "document.body.dataset.outbox === '0'", timeout=90_000)
+        vid = count(f, "SELECT id FROM visits WHERE notes = '冲突测试原始记录'")
         first = count(f, "SELECT version FROM visits WHERE id = :v", v=vid)
         wait_for(page, f"!!document.querySelector('#ff-my-visits li[data-visit=\"{vid}\"]')",
                  timeout=20_000)  # fmt: skip
