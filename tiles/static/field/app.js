@@ -677,8 +677,10 @@
   function note(text) { $("#ff-outbox-note").textContent = text; }
 
   async function sendOutbox() {
-    if (state.sending) { return; }
+    // a record queued while a sending runs is sent right after it, not at the next retry
+    if (state.sending) { state.again = true; return; }
     state.sending = true;
+    state.again = false;
     document.body.dataset.sending = "1";
     var done = 0, kept = false;
     try {
@@ -723,6 +725,7 @@
       await renderOutbox();
     }
     if (done) { loadBundle(); }
+    if (state.again && navigator.onLine) { state.again = false; sendOutbox(); }
   }
 
   // -- conflicts --------------------------------------------------------------------------------------
