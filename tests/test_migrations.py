@@ -23,6 +23,8 @@ TABLES = {
     "audit_log_default", "household_members", "special_population", "special_followups",
     # open311 (0016)
     "open311_requests", "open311_attributes", "open311_rate",
+    # residents' ratings of closed cases (0030)
+    "case_feedback",
     # key units and fire inspections (0017)
     "key_unit_types", "key_unit_contacts", "key_unit_filings", "key_unit_dues",
     "inspection_templates", "inspection_records", "inspection_case_links",

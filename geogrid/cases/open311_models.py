@@ -87,3 +87,28 @@ class Open311Rate(Base):
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     n: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+FEEDBACK_SOURCES = ("open311", "hotline", "visit")
+
+
+class CaseFeedback(Base):
+    """A resident's rating of how a case was handled (migration 0030): one per case and
+    source (the resident through Open311, a follow-up call, a visit); a later rating by
+    the same source replaces it. Ratings as the evaluation step's (``machine.RATINGS``)."""
+
+    __tablename__ = "case_feedback"
+    __table_args__ = (
+        UniqueConstraint("case_id", "source", name="uq_case_feedback_case_id"),
+        CheckConstraint("source IN ('open311', 'hotline', 'visit')", name="source"),
+        CheckConstraint("rating IN ('satisfied', 'basic', 'unsatisfied')", name="rating"),
+        CheckConstraint("char_length(comment) <= 500", name="comment"),
+        Index("ix_case_feedback_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("cases.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(Text)
+    rating: Mapped[str] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
