@@ -30,6 +30,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
     ("GET", "/open311/v2/requests.{fmt}"): ("open311.read", "/open311/v2/requests.json", None),
     ("GET", "/open311/v2/requests/{request_id}.{fmt}"): (
         "open311.read", "/open311/v2/requests/999999.json", None),
+    ("POST", "/open311/v2/requests/{request_id}/feedback.{fmt}"): (
+        "open311.feedback", "/open311/v2/requests/999999/feedback.json", {"rating": "basic"}),
     ("GET", "/open311/v2/tokens/{token}.{fmt}"): (
         "open311.read", "/open311/v2/tokens/AAAA-BBBB-CCCC.json", None),
     ("GET", "/open311/v2/media/{request_id}/{sha256}.jpg"): (
@@ -43,6 +45,7 @@ ROUTES: dict[tuple[str, str], tuple[str, str, Any]] = {
 ALLOWED = {
     "/open311/v2/requests.json": {200, 400},  # GET lists; POST misses service and place
     "/open311/v2/requests/999999.json": {404},
+    "/open311/v2/requests/999999/feedback.json": {403},  # no token: refused, rule token_invalid
     "/open311/v2/tokens/AAAA-BBBB-CCCC.json": {404},  # no such token, rule token_invalid
     f"/open311/v2/media/999999/{SHA}.jpg": {404},
 }

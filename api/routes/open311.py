@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import allow, client_ip, secret_of
 from api.errors import status_for
+from geogrid.cases import open311_feedback as feedback
 from geogrid.cases import open311_store as store
 from geogrid.cases.open311 import (
     discovery_document,
@@ -288,6 +289,19 @@ def service_detail(
 # --------------------------------------------------------------------------- requests
 
 
+def _count_client(request: Request, kind: str = "") -> None:
+    """Count one submission (``kind`` ``""``) or rating (``"feedback:"``) of this client, in a
+    transaction of its own: a refused one counts too, so hammering does not help
+    (:class:`store.RateLimited` past the limit)."""
+    limit, window_s = getattr(request.app.state, "open311_limits", None) or (
+        store.SUBMIT_LIMIT,
+        store.SUBMIT_WINDOW_S,
+    )
+    key = kind + rate_key(secret_of(request), client_ip(request))
+    with _engine(request).begin() as conn:
+        store.check_rate(conn, key, limit=limit, window_s=window_s)
+
+
 async def _submission_fields(request: Request) -> tuple[dict[str, list[str]], list[Any]]:
     """The submission's fields and uploaded photos, by content type."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -351,15 +365,10 @@ async def create_request(request: Request, fmt: Fmt) -> Response:
         raise Open311Invalid([Problem("media_invalid", f"at most {MAX_PHOTOS} photos")])
     secret = secret_of(request)
     ip = client_ip(request)
-    limits = getattr(request.app.state, "open311_limits", None) or (
-        store.SUBMIT_LIMIT,
-        store.SUBMIT_WINDOW_S,
-    )
 
     def work() -> store.Submitted:
         engine = _engine(request)
-        with engine.begin() as conn:  # counted even when the submission then fails
-            store.check_rate(conn, rate_key(secret, ip), limit=limits[0], window_s=limits[1])
+        _count_client(request)
         with engine.begin() as conn:
             sub = parse_submission(fields, _services(conn))
             return store.submit(
@@ -418,14 +427,7 @@ def get_request(
     its public history. A wrong token is refused with 403."""
     _check_format(fmt)
     given = token or x_open311_token
-    token_hash = None
-    if given is not None:
-        try:
-            token_hash = hash_token(secret_of(request), given)
-        except Forbidden:
-            raise Forbidden(
-                "wrong token for this request", detail={"rule": "token_invalid"}
-            ) from None
+    token_hash = None if given is None else _token_hash(request, given)
     with _engine(request).connect() as conn:
         try:
             record, own = store.get_request(
@@ -435,7 +437,66 @@ def get_request(
             raise Forbidden(
                 "wrong token for this request", detail={"rule": "token_invalid"}
             ) from None
+        rated = feedback.get_feedback(conn, int(record.service_request_id)) if own else None
     body = request_private(record) if own else request_public(record)
+    if own:
+        body["feedback"] = _feedback_body(rated)
+    return respond(request, "service_requests", [body])
+
+
+def _feedback_body(rated: feedback.Feedback | None) -> dict[str, Any] | None:
+    if rated is None:
+        return None
+    return {"rating": rated.rating, "comment": rated.comment, "rated_at": format_datetime(rated.at)}
+
+
+def _token_hash(request: Request, given: str | None) -> str:
+    """The keyed hash of a resident's token; a missing or malformed one is refused (403)."""
+    try:
+        if not given:
+            raise Forbidden("this request's token is needed")
+        return hash_token(secret_of(request), given)
+    except Forbidden:
+        raise Forbidden("wrong token for this request", detail={"rule": "token_invalid"}) from None
+
+
+@router.post(
+    V2 + "/requests/{request_id}/feedback.{fmt}",
+    dependencies=[Depends(allow("open311.feedback"))],
+    summary="Rate one's own ended request (extension)",
+    responses=ERRORS_400,
+)
+async def rate_request(
+    request: Request,
+    fmt: Fmt,
+    request_id: Annotated[str, Path(max_length=20)],
+    x_open311_token: Annotated[str | None, Header(max_length=40)] = None,
+) -> Response:
+    """An extension of GeoReport v2 (群众满意度回访): the resident rates how an ended request
+    (closed, or rejected as not a case) was handled — ``rating`` ``satisfied``, ``basic`` or
+    ``unsatisfied``, an optional ``comment`` (≤ 500 characters) — with the request's
+    ``token`` (a body field or the ``X-Open311-Token`` header). Rating again replaces the
+    earlier rating. 403 for a wrong token, 409 (rule ``not_ended``) before the request has
+    ended, 429 past the client's limit. Returns ``[{service_request_id, rating, comment,
+    rated_at}]``."""
+    _check_format(fmt)
+    fields, media = await _submission_fields(request)
+    if media:
+        raise Open311Invalid([Problem("media_invalid", "a rating takes no photos")])
+    given = x_open311_token or next(iter(fields.pop("token", [])), None)
+    rating, comment = feedback.parse(fields)
+    token_hash = _token_hash(request, given)
+    ip = client_ip(request)
+
+    def work() -> feedback.Feedback:
+        _count_client(request, "feedback:")
+        with _engine(request).begin() as conn:
+            return feedback.rate(
+                conn, request_id, token_hash=token_hash, rating=rating, comment=comment, ip=ip
+            )
+
+    rated = await anyio.to_thread.run_sync(work)
+    body = {"service_request_id": request_id, **(_feedback_body(rated) or {})}
     return respond(request, "service_requests", [body])
 
 

@@ -111,6 +111,10 @@ POLICY: dict[str, Action] = {
         "64 KiB without photos)",
         _rule((ANONYMOUS, *_ALL_ROLES), "any"),
     ),
+    "open311.feedback": Action(
+        "Rate one's own ended Open311 request (the resident's token; rate-limited per client)",
+        _rule((ANONYMOUS, *_ALL_ROLES), "any"),
+    ),
     "page.desk": Action(
         "The case desk page (service centre, village and grid workers)", _rule(_CASE_ROLES, "any")
     ),

@@ -35,6 +35,7 @@ from geogrid.ingest.address import normalise_address
 __all__ = [
     "RateLimited",
     "Submitted",
+    "case_id_of",
     "check_rate",
     "get_request",
     "list_requests",
@@ -419,7 +420,8 @@ def _closed_at(conn: Connection, ids: Sequence[int]) -> dict[int, datetime]:
     return {int(r.case_id): r.at for r in rows}
 
 
-def _case_id(request_id: str) -> int:
+def case_id_of(request_id: str) -> int:
+    """The case id a request id names (:class:`NotFound` for anything but one)."""
     if not request_id.isdigit() or not 0 < int(request_id) < 2**63:
         raise NotFound(f"no service request {request_id!r}")
     return int(request_id)
@@ -452,7 +454,7 @@ def get_request(
     Forbidden
         ``token_hash`` given but not this request's.
     """
-    case_id = _case_id(request_id)
+    case_id = case_id_of(request_id)
     pc = public_case(conn, case_id)
     extra = _extras(conn, [pc.id]).get(pc.id)
     record = _record(
@@ -556,7 +558,7 @@ def list_requests(
     if query.ids:
         for i in dict.fromkeys(query.ids):
             try:
-                cases.append(public_case(conn, _case_id(i)))
+                cases.append(public_case(conn, case_id_of(i)))
             except NotFound:
                 continue
     else:

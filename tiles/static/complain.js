@@ -332,12 +332,49 @@
         map.setView(ll, 16);
       }
       document.body.dataset.found = r.service_request_id;
+      showRating(r);
     }
+
+    /* 满意度回访: an ended request (closed, or rejected as not a case) may be rated by the
+       token holder; rating again replaces it. */
+    var rform = $("gg-r-form"), rbox = $("gg-r-error"), current = null;
+    function showRating(r) {
+      current = r;
+      rform.hidden = r.status !== "closed" || ["closed", "archived", "rejected", "voided"]
+        .indexOf(r.workflow_status) < 0;
+      rbox.hidden = true;
+      $("gg-r-done").hidden = !r.feedback;
+      var fb = r.feedback || {};
+      Array.prototype.forEach.call(rform.elements.rating, function (el) { el.checked = el.value === fb.rating; });
+      $("gg-r-comment").value = fb.comment || "";
+    }
+    rform.addEventListener("submit", function (e) {
+      e.preventDefault();
+      rbox.hidden = true;
+      var picked = rform.querySelector("input[name=rating]:checked");
+      if (!picked) { rbox.textContent = gg.t("complaint.rate_pick"); rbox.hidden = false; return; }
+      var body = { rating: picked.value };
+      var comment = $("gg-r-comment").value.trim();
+      if (comment) { body.comment = comment; }
+      $("gg-r-send").disabled = true;
+      open311("/open311/v2/requests/" + encodeURIComponent(current.service_request_id) + "/feedback.json", {
+        method: "POST", body: JSON.stringify(body),
+        headers: { "Content-Type": "application/json", "X-Open311-Token": $("gg-s-token").value.trim() }
+      }).then(function (data) {
+        current.feedback = data[0];
+        $("gg-r-done").hidden = false;
+        document.body.dataset.rated = data[0].rating;
+      }, function (err) {
+        rbox.textContent = ruleText((err.rules || ["unknown"])[0]);
+        rbox.hidden = false;
+      }).then(function () { $("gg-r-send").disabled = false; });
+    });
 
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       box.hidden = true;
       $("gg-s-result").hidden = true;
+      rform.hidden = true;
       delete document.body.dataset.found;
       var id = $("gg-s-id").value.trim(), token = $("gg-s-token").value.trim();
       if (!/^[0-9]{1,19}$/.test(id) || !token) {
