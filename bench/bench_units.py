@@ -28,6 +28,11 @@ points on 2026-06-30), county leader, p50 / p95 ms. Load 1.8–4.9: overdue fili
 67 / 315 (p95: the load rose to 4.9 during the HTTP rows). Load 12 (other suites running):
 59 / 101, 44 / 69, 87 / 172, 113 / 180, 39 / 81; HTTP 91 / 185 and 175 / 291 — every
 service list under 200 ms at p95 even then; the HTTP inspections list misses only under load.
+
+Quiet run (2026-11-30 18:27 UTC, load 0.9, data rebuilt), county leader, p50 / p95 ms, all
+met: overdue filings page 7.5 / 13, per grid 5.7 / 7.8, overdue inspections page 7.6 / 8.8,
+due within 7 days 11 / 12, completion 5.8 / 6.3; HTTP overdue filings 14 / 19, HTTP overdue
+inspections 16 / 19; one town 2.5–4 / 3–4.5.
 """
 
 from __future__ import annotations
