@@ -20,6 +20,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.assets import asset_response
 from api.auth import allow, check_layer, principal_of, secret_of
 from api.deps import ConnDep
 from api.routes.auth import csrf_for
@@ -347,9 +348,10 @@ def planner_groups(conn: ConnDep, plan_id: Annotated[DbId, Path()]) -> JSONRespo
     dependencies=[Depends(allow("public.read"))],
     include_in_schema=False,
 )
-def npm_asset(ms: SettingsDep, package: str, path: str) -> FileResponse:
-    """A file of an allow-listed npm package (Leaflet, VectorGrid, swagger-ui)."""
-    return FileResponse(tp.npm_asset(package, path, ms), headers={"Cache-Control": _ASSET_CACHE})
+def npm_asset(request: Request, ms: SettingsDep, package: str, path: str) -> Response:
+    """A file of an allow-listed npm package (Leaflet, VectorGrid, swagger-ui), gzipped
+    when the client accepts it (:mod:`api.assets`)."""
+    return asset_response(request, tp.npm_asset(package, path, ms), _ASSET_CACHE)
 
 
 @router.get(
@@ -357,9 +359,9 @@ def npm_asset(ms: SettingsDep, package: str, path: str) -> FileResponse:
     dependencies=[Depends(allow("public.read"))],
     include_in_schema=False,
 )
-def static_asset(path: str) -> FileResponse:
-    """One of geogrid's own page scripts or styles."""
-    return FileResponse(tp.static_asset(path), headers={"Cache-Control": "no-cache"})
+def static_asset(request: Request, path: str) -> Response:
+    """One of geogrid's own page scripts or styles, gzipped when the client accepts it."""
+    return asset_response(request, tp.static_asset(path), "no-cache")
 
 
 @router.get(
