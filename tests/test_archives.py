@@ -5,6 +5,7 @@ the audited unmask, scope, guards, area exports and the command line."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,6 +175,50 @@ def test_unknown_and_out_of_scope_units_are_not_found(world: World, tmp_path: Pa
         conn.rollback()
     with world.engine.connect() as conn, pytest.raises(InvalidInput):
         bundle.area_grids(conn, "4201")
+
+
+def test_listing_puts_narrow_records_two_to_a_line() -> None:
+    from geogrid.archives.pdf import LINE, SPLIT, _listing, _width
+
+    narrow = [("no", "户号"), ("name", "姓名")]
+    rows = [{"no": f"{i:04d}", "name": "张*明" if i % 2 else "Li"} for i in range(5)]
+    lines = _listing(narrow, rows).split("\n")
+    assert len(lines) == 2 + 3  # header, rule, five records on three lines
+    assert lines[0].count("户号") == 2 and lines[1].startswith("─")
+    # read left to right, the right half starting at the same column on every line
+    assert [line.split(SPLIT)[0].split()[0] for line in lines[2:]] == ["0000", "0002", "0004"]
+    assert [line.split(SPLIT)[1].split()[0] for line in lines[2:4]] == ["0001", "0003"]
+    assert len({_width(lines[i].split(SPLIT)[0]) for i in (0, 2, 3)}) == 1
+    assert SPLIT not in lines[4]  # the odd record alone
+    # records too wide for two on a line stay one a line, cut at the column limit
+    wide = [(k, k) for k in ("a", "b", "c")]
+    lines = _listing(wide, [dict.fromkeys("abc", "长" * 30)] * 3).split("\n")
+    assert len(lines) == 2 + 3 and not any(SPLIT in line for line in lines)
+    assert all(_width(line) <= LINE for line in lines)
+
+
+def test_grid_box_pdf_lists_every_household_and_member(world: World, tmp_path: Path) -> None:
+    grid = world.codes["grid"]
+    b = _export(world, "grid", grid, tmp_path)
+    txt, _ = _pdf_text(b.path / "archive.pdf")
+    # numbers as words (a page's footer can run into the line after it in the extraction)
+    words = set(re.findall(r"\d+", txt)) | set(txt.split())
+    with world.engine.connect() as conn:
+        hh = conn.execute(
+            text("SELECT register_no, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM households "
+                 "WHERE grid_code = :g"), {"g": grid}
+        ).all()  # fmt: skip
+    assert hh and {h.register_no for h in hh} <= words
+    assert "张*明" in words and "张*红" in words
+    # the GeoPackage's points are the households' places (EPSG:4326 relabelled CGCS2000)
+    import pyogrio as po
+
+    frame = po.read_dataframe(b.path / "map.gpkg", layer="households")
+    got = {r.register_no: (r.geometry.x, r.geometry.y) for r in frame.itertuples()}
+    assert len(got) == len(hh)
+    for h in hh:
+        x, y = got[h.register_no]
+        assert abs(x - h.lon) < 1e-7 and abs(y - h.lat) < 1e-7
 
 
 def test_village_boxes_with_progress(world: World, tmp_path: Path) -> None:

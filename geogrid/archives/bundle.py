@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import zipfile
@@ -255,6 +256,21 @@ def area_grids(conn: Connection, code: str, prefix: str = "") -> list[str]:
     return grids
 
 
+def _sizes(engine: Engine, grids: list[str], all_scopes: bool) -> dict[str, int]:
+    """Households a grid (the work of its box: listings grow with them)."""
+    with engine.begin() as conn:
+        if all_scopes:
+            from geogrid.people.load import open_all_scopes
+
+            open_all_scopes(conn)
+        rows = conn.execute(
+            text("SELECT grid_code, count(*) FROM households WHERE grid_code = ANY(:g) "
+                 "GROUP BY grid_code"),
+            {"g": grids},
+        ).all()  # fmt: skip
+    return {code: int(n) for code, n in rows}
+
+
 def export_area(
     engine: Engine,
     code: str,
@@ -266,23 +282,28 @@ def export_area(
     reason: str | None = None,
     progress: Progress | None = None,
     all_scopes: bool = True,
-    jobs: int = 1,
+    jobs: int | None = None,
 ) -> list[Bundle]:
     """Write a grid's box for every grid of village or town ``code`` into ``out``.
 
-    The records are read here, grid by grid; the files (PDF, workbook, GeoPackage) are
-    written by ``jobs`` worker processes (1: in this process); each box is hashed and
-    audited in its own transaction as soon as its files are written (a failure keeps the
-    boxes finished before it). ``all_scopes``: the command line runs as the table owner,
-    under forced row-level security, and opens every scope for its reads.
+    The records are read here, grid by grid, the largest grids first (so that no long box
+    is left running alone at the end); the files (PDF, workbook, GeoPackage) are written
+    by ``jobs`` forked worker processes (default: one a core; 1: in this process), which
+    die with this one. Each box is hashed and audited in its own transaction as soon as
+    its files are written (a failure keeps the boxes finished before it). ``all_scopes``:
+    the command line runs as the table owner, under forced row-level security, and opens
+    every scope for its reads.
     """
     why = _check_reason(reason) if provider is not None else None
     with engine.connect() as conn:
         grids = area_grids(conn, code, prefix)
+    sizes = _sizes(engine, grids, all_scopes)
+    grids.sort(key=lambda g: (-sizes.get(g, 0), g))
     out.mkdir(parents=True, exist_ok=True)
     by = actor.username if actor else "command line"
     when = dt.datetime.now(dt.UTC).astimezone()
     done: list[Bundle] = []
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(grids)))
 
     def read(grid: str) -> data.Records:
         with engine.begin() as conn:
@@ -308,19 +329,29 @@ def export_area(
             close(rec, write_files(rec, out / rec.unit.slug, by, when))
     else:
         import multiprocessing
-        from concurrent.futures import Future, ProcessPoolExecutor
+        import sys
+        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
-        ctx = multiprocessing.get_context("spawn")  # no forked database connections
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            pending: list[tuple[data.Records, Future[list[str]]]] = []
-            for grid in grids:
-                rec = read(grid)
-                pending.append((rec, pool.submit(write_files, rec, out / rec.unit.slug, by, when)))
-                while len(pending) > jobs or (pending and pending[0][1].done()):
-                    first, future = pending.pop(0)
-                    close(first, future.result())
-            for rec, future in pending:
-                close(rec, future.result())
+        import weasyprint  # noqa: F401 - imported once here, inherited by the workers
+
+        from partition.plan import _die_with_parent  # imports geopandas (the GeoPackages')
+
+        # fork: the workers inherit the imported modules (spawn re-imports WeasyPrint and
+        # geopandas in each, seconds); they use no database connection
+        ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                                 initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:  # fmt: skip
+            pending: dict[Future[list[str]], data.Records] = {}
+            queue = list(reversed(grids))
+            while queue or pending:
+                # two boxes a worker in flight: the next one is read while they write
+                while queue and len(pending) < 2 * jobs:
+                    rec = read(queue.pop())
+                    pending[pool.submit(write_files, rec, out / rec.unit.slug, by, when)] = rec
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(finished, key=lambda f: pending[f].unit.code):
+                    close(pending.pop(future), future.result())
     done.sort(key=lambda b: b.unit.code)
     index = [
         {"code": b.unit.code, "name": b.unit.name, "folder": b.path.name, **b.manifest["counts"]}
