@@ -296,3 +296,21 @@ def test_leader_page_links_to_the_dashboard(live: Live, browser: Any) -> None:
         assert page.get_attribute("#gg-dashboard-link", "href") == "/leader/dashboard"
     finally:
         page.context.close()
+
+
+def test_first_paint_mark(live: Live, browser: Any) -> None:
+    """bench/bench_dashboard.py times navigation → the mark ``gg-dashboard-drawn``: the page
+    sets it once, after its first charts hold ink, and a reload of the data sets no other."""
+    page = open_page(browser, live.base + "/leader/dashboard",
+                     context=_signed_in(live, "town_leader"), viewport=(1440, 900))  # fmt: skip
+    marks = "performance.getEntriesByName('gg-dashboard-drawn').map(m => m.startTime)"
+    try:
+        wait_for(page, "document.body.dataset.drawn === '1'")
+        first = page.evaluate(marks)
+        assert len(first) == 1 and first[0] > 0
+        assert page.evaluate(CANVAS_INK, "trend_week") > 0
+        page.click("#gg-dash-filters button[type=submit]")
+        wait_for(page, "document.body.dataset.ready === '1'")
+        assert page.evaluate(marks) == first
+    finally:
+        page.context.close()
