@@ -586,6 +586,7 @@ class HeatDirty(Base):
 # The access tables live with their domain; importing them here registers them on Base.
 from geogrid.access import models as _access_models  # noqa: E402, F401
 from geogrid.archives import team_models as _team_models  # noqa: E402, F401
+from geogrid.assessment import models as _assessment_models  # noqa: E402, F401
 from geogrid.cases import models as _case_models  # noqa: E402, F401
 from geogrid.cases import open311_models as _open311_models  # noqa: E402, F401
 from geogrid.fieldwork import sync_models as _field_sync_models  # noqa: E402, F401

@@ -242,6 +242,8 @@ def build(conn: Connection) -> dict[str, int]:
         ),
         {"u": unit, "at": lt(4, 10), "w": w2},
     )
+    # a trigger (0030) gives a new unit its recurring dues: keep only the one wanted
+    conn.execute(text("DELETE FROM key_unit_dues WHERE unit_id = :u"), {"u": unit})
     conn.execute(
         text(
             "INSERT INTO key_unit_dues (unit_id, kind, due_date) VALUES "

@@ -33,6 +33,7 @@ from typing import Any, Final, Literal
 from sqlalchemy import Connection, text
 
 from geogrid.access.policy import Principal
+from geogrid.assessment import facts
 from geogrid.errors import Forbidden, InvalidInput
 
 __all__ = [
@@ -117,8 +118,9 @@ INDICATORS: Final[tuple[Indicator, ...]] = (
     ),
     Indicator(
         "satisfaction_rate", "群众满意率", "%",
-        "期内评价（评价环节及 Open311 回访中带满意度的事件）中“满意”与“基本满意”的次数"
-        " ÷ 期内评价次数",
+        "期内评价的次数中“满意”与“基本满意”的次数 ÷ 期内评价次数；评价 = 评价环节的满意度"
+        "（按评价时间）+ 居民回访评价（Open311、热线、走访回访，按评价时间，计入所评案件的网格；"
+        "同一来源再次评价以最后一次为准）",
     ),
     Indicator(
         "reported_per_1000", "千户上报数", "‰户", "期内上报的案件数 ÷ 户数 × 1000（按网格规模比较）"
@@ -186,28 +188,22 @@ def period_of(start: dt.date, end: dt.date) -> Period:
 
 # --------------------------------------------------------------------------- SQL
 
-#: the group key of each level: cases (c), households (h), inspection points (p), key units (u)
+#: the group key of each level: households (h), inspection points (p), key units (u); the
+#: cases' keys are in :data:`geogrid.assessment.facts.GROUPS`
 _KEYS: Final[dict[str, dict[str, str]]] = {
     "town": {
-        "c": "left(c.village_code, 9) || '000'", "h": "left(h.village_code, 9) || '000'",
-        "p": "left(p.village_code, 9) || '000'", "u": "left(u.village_code, 9) || '000'",
+        "h": "left(h.village_code, 9) || '000'", "p": "left(p.village_code, 9) || '000'",
+        "u": "left(u.village_code, 9) || '000'",
     },
-    "village": {
-        "c": "c.village_code", "h": "h.village_code", "p": "p.village_code",
-        "u": "u.village_code",
-    },
-    "grid": {
-        "c": "c.grid_code", "h": "h.grid_code", "p": "p.grid_code", "u": "u.grid_code",
-    },
-    "staff": {
-        "c": "NULL::text", "h": "NULL::text", "p": "r.by_user_id::text",
-        "u": "f.by_user_id::text",
-    },
+    "village": {"h": "h.village_code", "p": "p.village_code", "u": "u.village_code"},
+    "grid": {"h": "h.grid_code", "p": "p.grid_code", "u": "u.grid_code"},
+    "staff": {"h": "NULL::text", "p": "r.by_user_id::text", "u": "f.by_user_id::text"},
 }  # fmt: skip
 
 _DONE: Final = ", ".join(f"'{a}'" for a in COMPLETIONS)
 
-#: one pass over the events of the cases alive in the period, in (case, seq) order: the
+#: one pass over the events of the cases alive in the period (``source``, ``area``: all
+#: cases, or those :mod:`geogrid.assessment.facts` cannot answer alone), in (case, seq) order: the
 #: deadline in force before each event (the last ``due_at`` an earlier event set: one window
 #: over the case's earlier events), then one row per case, then one per group
 CASES_SQL: Final = f"""
@@ -218,11 +214,11 @@ WITH ev AS (
            array_agg(e.data -> 'set' ->> 'due_at') FILTER (WHERE e.data -> 'set' ? 'due_at')
                OVER (PARTITION BY e.case_id ORDER BY e.seq
                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS dues
-    FROM cases c JOIN case_events e ON e.case_id = c.id
+    {{source}}
     WHERE e.at < :until AND c.reported_at < :until
       AND (c.updated_at >= :since OR c.status NOT IN
            ('rejected', 'voided', 'closed', 'archived', 'merged'))
-      AND coalesce(c.grid_code, c.village_code) LIKE :prefix || '%'
+      AND {{area}}
 ), timed AS (
     SELECT ev.*, CAST(ev.dues[cardinality(ev.dues)] AS timestamptz) AS due_before FROM ev
 ), f AS (
@@ -423,12 +419,15 @@ def compute(
     period: Period,
     today: dt.date | None = None,
     sources: Literal["all", "cases"] = "all",
+    exact: bool = False,
 ) -> list[dict[str, Any]]:
     """Every indicator per group of ``level`` inside area ``prefix`` ('' = all) in ``period``.
 
     Rows: ``level``, ``code``, ``name``, ``households`` and one key per indicator, ordered
     by code. The caller checks the scope (:func:`effective_prefix`); the queries bind it.
     ``sources="cases"`` reads the cases only (the field-work figures stay ``null``).
+    The case figures come from the per-case facts (:func:`geogrid.assessment.facts.case_counts`);
+    ``exact=True`` recounts them from every event instead (the reference, slow on a county).
     """
     if level not in LEVELS:
         raise InvalidInput(f"level must be one of {', '.join(LEVELS)}")
@@ -448,8 +447,8 @@ def compute(
                 continue
             groups.setdefault(row["code"], {}).update({k: v for k, v in row.items() if k != "code"})
 
-    group = "f.handler::text" if level == "staff" else "f.code"
-    merge(CASES_SQL.format(key=keys["c"], group=group))
+    count = facts.recount if exact else facts.case_counts
+    groups.update(count(conn, level=level, event_pass=CASES_SQL, params=params))
     if sources == "all":
         merge(VISITORS_SQL if level == "staff" else HOUSEHOLDS_SQL.format(key=keys["h"]))
         for source, alias in ((INSPECTIONS, "p"), (FILINGS, "u")):
