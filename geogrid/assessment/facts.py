@@ -7,11 +7,15 @@ period ``[since, until)`` every case falls in exactly one of four sets:
 
 * **inside** — all its events inside the period (``since ≤ first``, ``last < until``): its
   facts are exactly its figures for the period (every event is in it, the state at the
-  period's end is the state after its last event); summed from the facts table.
+  period's end is the state after its last event); summed from the facts table, their
+  pending / overdue from the open cases' facts. ``last`` ignores archiving a closed case
+  (nothing any indicator reads changes), so a case archived after the period does not
+  straddle it.
 * **straddling** — events on both sides of ``since`` or of ``until`` (the range
-  ``(first, last]`` contains a bound; a GiST index finds them): recounted from their events
-  by the indicators' event pass (:data:`geogrid.assessment.indicators.CASES_SQL`) — the cases
-  open at a bound, few next to the period's.
+  ``(first, last]`` contains a bound; a GiST index on area and span finds them):
+  recounted from their events by the indicators' event pass
+  (:data:`geogrid.assessment.indicators.CASES_SQL`) — the cases open at a bound, few next
+  to the period's.
 * **stale open** — every event before the period, still pending after the last one: only
   pending / overdue at the period's end (a partial index holds the open cases).
 * every other case has no event before the period's end, or ended before it began: nothing.
@@ -69,20 +73,20 @@ SELECT {{group}} AS code,
     sum(x.dispatch_ok) AS dispatch_ok, sum(x.returns) AS returns,
     sum(x.handles) AS handles, sum(x.handle_timed) AS handle_timed, sum(x.handle_ok) AS handle_ok,
     sum(x.reworks) AS reworks, sum(x.extensions) AS extensions,
-    sum(x.rated) AS rated, sum(x.satisfied) AS satisfied,
-    count(*) FILTER (WHERE x.status NOT IN {_NOT_PENDING}) AS pending,
-    count(*) FILTER (WHERE x.status NOT IN {_NOT_PENDING} AND x.due_at < :until) AS overdue
+    sum(x.rated) AS rated, sum(x.satisfied) AS satisfied
 FROM assessment_case_facts x
 WHERE {_AREA_X} AND x.first_at >= :since AND x.last_at < :until AND x.reported_at < :until
 GROUP BY 1
 """
 
-#: the cases still pending after their last event, which came before the period
-STALE_SQL: Final = f"""
+#: pending at the period's end, of the cases that do not straddle it: the inside ones and
+#: those whose last event came before the period (a partial index holds the open cases)
+OPEN_SQL: Final = f"""
 SELECT {{group}} AS code, count(*) AS pending,
     count(*) FILTER (WHERE x.due_at < :until) AS overdue
 FROM assessment_case_facts x
-WHERE {_AREA_X} AND x.status NOT IN {_NOT_PENDING} AND x.last_at < :since
+WHERE {_AREA_X} AND x.status NOT IN {_NOT_PENDING} AND x.last_at < :until
+  AND x.reported_at < :until AND (x.last_at < :since OR x.first_at >= :since)
 GROUP BY 1
 """
 
@@ -141,7 +145,7 @@ def _counts(
     if not exact:
         group = GROUPS[level]["x"]
         _add(out, conn, FACTS_SQL.format(group=group), p)
-        _add(out, conn, STALE_SQL.format(group=group), p)
+        _add(out, conn, OPEN_SQL.format(group=group), p)
     # the event pass: over the straddling cases' events only, or over every case's
     sql = event_pass.format(
         source=ALL_CASES if exact else STRADDLING, area=_AREA_C if exact else _AREA_X,

@@ -162,7 +162,7 @@ class AssessmentCaseFacts(Base):
     __table_args__ = (
         Index("ix_assessment_case_facts_code_last_at", "code", "last_at"),
         Index(
-            "ix_assessment_case_facts_span", text("tstzrange(first_at, last_at, '(]')"),
+            "ix_assessment_case_facts_span", "code", text("tstzrange(first_at, last_at, '(]')"),
             postgresql_using="gist",
         ),
         Index("ix_assessment_case_facts_open", "code", postgresql_where=text(_OPEN)),

@@ -36,6 +36,14 @@ _DONE = "'accept', 'register', 'dispatch', 'handle', 'check_pass', 'evaluate', '
 #: statuses after which a case is no longer pending (suspended ones are excluded too)
 OPEN = "status NOT IN ('rejected', 'voided', 'closed', 'archived', 'merged', 'suspended')"
 
+#: an event no indicator reads: archiving a closed case (closed and archived count alike
+#: everywhere) that sets no deadline and carries no rating; ``last_at`` ignores it, so a
+#: case archived days after it closed does not straddle the period it closed in
+INERT = (
+    "(e.action = 'archive' AND e.from_status = 'closed' AND NOT e.data ? 'rating' "
+    "AND NOT coalesce(e.data -> 'set' ? 'due_at', false))"
+)
+
 COLUMNS = (
     "case_id, code, village_code, grid_code, reported_at, first_at, last_at, events, last_seq, "
     "reported, "
@@ -50,7 +58,8 @@ COLUMNS = (
 FACTS_SQL = f"""
 INSERT INTO assessment_case_facts AS f ({COLUMNS})
 SELECT t.case_id, min(coalesce(c.grid_code, c.village_code)), min(c.village_code),
-    min(c.grid_code), min(c.reported_at), min(t.at), max(t.at), count(*), max(t.seq),
+    min(c.grid_code), min(c.reported_at), min(t.at),
+    coalesce(max(t.at) FILTER (WHERE NOT t.inert), min(t.at)), count(*), max(t.seq),
     bool_or(t.action = 'report'), bool_or(t.action = 'register'), bool_or(t.action = 'close'),
     coalesce(bool_or(t.action IN ({_DONE}) AND t.at > t.due_before), false),
     count(*) FILTER (WHERE t.action = 'accept' AND t.due_before IS NOT NULL),
@@ -74,6 +83,7 @@ FROM (
     SELECT w.*, CAST(w.dues[cardinality(w.dues)] AS timestamptz) AS due_before FROM (
         SELECT e.case_id, e.seq, e.action, e.to_status, e.at, e.actor_id,
                e.data ? 'rating' AS rated, e.data ->> 'rating' AS rating,
+               {INERT} AS inert,
                e.data -> 'set' ? 'due_at' AS sets_due, e.data -> 'set' ->> 'due_at' AS due_set,
                array_agg(e.data -> 'set' ->> 'due_at') FILTER (WHERE e.data -> 'set' ? 'due_at')
                    OVER (PARTITION BY e.case_id ORDER BY e.seq
@@ -85,12 +95,14 @@ GROUP BY t.case_id
 ON CONFLICT (case_id) DO UPDATE SET ({COLUMNS}) = ROW(EXCLUDED.*)
 """
 
+#: the cases' facts recomputed from their events
 REFRESH_FUNCTION = f"""
 CREATE FUNCTION geogrid_case_facts_refresh(ids bigint[]) RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET geogrid.scope = '*' SET search_path = public, pg_temp AS $$
-{FACTS_SQL.format(where="e.case_id = ANY(ids)")}
-$$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = public, pg_temp AS $$
+BEGIN
+    {FACTS_SQL.format(where="e.case_id = ANY(ids)")};
+END $$
 """
 
 #: one new event (by ``seq`` after the case's last) folded into the case's row: the deadline
@@ -100,18 +112,21 @@ $$
 TRIGGER_FUNCTION = f"""
 CREATE FUNCTION geogrid_case_facts_on_events() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
-SET geogrid.scope = '*' SET search_path = public, pg_temp AS $$
+SET search_path = public, pg_temp AS $$
 DECLARE
     folded bigint[];
     rest bigint[];
 BEGIN
+    -- the case's own row only (reached through the case, whose row the transition locks)
     WITH single AS (
-        SELECT * FROM (SELECT n.*, count(*) OVER (PARTITION BY n.case_id) AS k
-                       FROM new_events n) m
-        WHERE m.k = 1
-    ), done AS (
+        SELECT m.* FROM (SELECT n.*, count(*) OVER (PARTITION BY n.case_id) AS k
+                         FROM new_events n) m
+        JOIN assessment_case_facts f ON f.case_id = m.case_id
+        WHERE m.k = 1 AND m.seq > f.last_seq
+    ), upd AS (
         UPDATE assessment_case_facts f SET
-            first_at = least(f.first_at, e.at), last_at = greatest(f.last_at, e.at),
+            first_at = least(f.first_at, e.at),
+            last_at = CASE WHEN {INERT} THEN f.last_at ELSE greatest(f.last_at, e.at) END,
             events = f.events + 1, last_seq = e.seq,
             reported = f.reported OR e.action = 'report',
             registered = f.registered OR e.action = 'register',
@@ -141,10 +156,10 @@ BEGIN
                           ELSE f.due_at END,
             handler = CASE WHEN e.action = 'handle' THEN e.actor_id ELSE f.handler END
         FROM single e
-        WHERE f.case_id = e.case_id AND e.seq > f.last_seq
+        WHERE f.case_id = e.case_id
         RETURNING f.case_id
     )
-    SELECT array_agg(case_id) INTO folded FROM done;
+    SELECT array_agg(case_id) INTO folded FROM upd;
     rest := ARRAY(SELECT DISTINCT case_id FROM new_events
                   WHERE folded IS NULL OR case_id <> ALL (folded));
     IF cardinality(rest) > 0 THEN
@@ -209,10 +224,12 @@ def upgrade() -> None:
         "CREATE INDEX ix_assessment_case_facts_code_last_at ON assessment_case_facts "
         "(code, last_at)"
     )
-    # the cases whose events straddle a period bound: range (first, last] contains it
+    # the cases of an area whose events straddle a period bound: (first, last] contains it
+    # (btree_gist: the area's code and the span in one index; a trusted extension)
+    op.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
     op.execute(
         "CREATE INDEX ix_assessment_case_facts_span ON assessment_case_facts USING gist "
-        "(tstzrange(first_at, last_at, '(]'))"
+        "(code, tstzrange(first_at, last_at, '(]'))"
     )
     op.execute(
         f"CREATE INDEX ix_assessment_case_facts_open ON assessment_case_facts (code) WHERE {OPEN}"
