@@ -35,7 +35,9 @@ def export(
     town: Annotated[str | None, typer.Option(help="town code: every grid's box")] = None,
     unmask: Annotated[bool, typer.Option("--unmask", help="full personal data")] = False,
     reason: Annotated[str | None, typer.Option(help="why (required with --unmask)")] = None,
-    jobs: Annotated[int, typer.Option(min=1, max=16, help="processes writing boxes")] = 2,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, max=64, help="box writers (default: one a core)")
+    ] = None,
 ) -> None:  # fmt: skip
     """Export one household's file, group's book or grid's box, or a village's or town's
     grid boxes (one folder each, with index.json)."""
