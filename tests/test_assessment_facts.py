@@ -6,6 +6,7 @@ the satisfaction indicator, counted by hand."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import random
 from typing import Any
 
@@ -20,6 +21,7 @@ from geogrid.access.scope import Scope
 from geogrid.assessment import facts, indicators
 from tests.assessment_support import CLEAR, G1, G2, JUNE, TODAY, V1, V2, add_case, build, lt
 
+MIGRATION = importlib.import_module("geogrid.migrations.versions.0029_assessment_facts")
 ALL = Principal(0, "admin", Role.sysadmin, Scope("all"))
 DONE = {"accept", "register", "dispatch", "handle", "check_pass", "evaluate", "close"}
 ACTIONS = [
@@ -112,6 +114,16 @@ def _facts(conn: Connection) -> dict[int, dict[str, Any]]:
     return {r.case_id: {k: getattr(r, k) for k in FIELDS} for r in rows}
 
 
+def _buckets(conn: Connection, afresh: bool = False) -> dict[tuple[Any, ...], tuple[int, ...]]:
+    """The day buckets' sums as the triggers appended them, or as the migration's fill sums
+    the facts now (other code: the fill, not the per-case folding)."""
+    rows = MIGRATION._facts_of("+", "true") if afresh else "assessment_case_rollup"
+    sums = ", ".join(f"sum({k})::int" for k in MIGRATION.ROLLUP_SUMS)
+    sql = f"SELECT {', '.join(MIGRATION._KEY_NAMES)}, {sums} FROM {rows} d GROUP BY 1, 2, 3, 4, 5"
+    out = {tuple(r[:5]): tuple(r[5:]) for r in conn.execute(text(sql))}
+    return {k: v for k, v in out.items() if any(v)}
+
+
 def _events(conn: Connection) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {}
     sql = "SELECT case_id, seq, action, from_status, to_status, at, actor_id, data FROM case_events"
@@ -154,6 +166,12 @@ def test_facts_equal_a_recount_after_arbitrary_transitions(township: Engine) -> 
         assert set(kept) == set(events) and len(kept) == 68
         for case_id, evs in events.items():
             assert kept[case_id] == fold(evs), case_id
+        # the appended day buckets sum to the facts' buckets; compacting keeps the sums
+        buckets = _buckets(conn)
+        assert buckets == _buckets(conn, afresh=True)
+        before, after = facts.compact(conn)
+        assert before > after == len(buckets)
+        assert _buckets(conn) == buckets
         # some cases were archived after they closed: their last_at ignores it
         assert any(kept[c]["last_at"] < max(e["at"] for e in evs) for c, evs in events.items())
         # the kinds of history the brief names all occur

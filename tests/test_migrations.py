@@ -36,7 +36,7 @@ TABLES = {
     "assessment_schemes", "assessment_scheme_items", "assessment_rounds",
     "assessment_manual_scores", "assessment_results",
     # assessment facts (0029)
-    "assessment_case_facts",
+    "assessment_case_facts", "assessment_case_rollup",
     # grid teams (0027)
     "grid_teams", "grid_team_members",
     # visits, visit plan, follow-up intervals (0018)

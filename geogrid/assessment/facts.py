@@ -7,7 +7,9 @@ period ``[since, until)`` every case falls in exactly one of four sets:
 
 * **inside** — all its events inside the period (``since ≤ first``, ``last < until``): its
   facts are exactly its figures for the period (every event is in it, the state at the
-  period's end is the state after its last event); summed from the facts table, their
+  period's end is the state after its last event); summed per area from the day buckets
+  (``assessment_case_rollup``: per area and local day of the first and of the last event,
+  a period of whole days contains a bucket or not), per staff member from the facts; their
   pending / overdue from the open cases' facts. ``last`` ignores archiving a closed case
   (nothing any indicator reads changes), so a case archived after the period does not
   straddle it.
@@ -33,7 +35,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, text
 
-__all__ = ["FACTS_SQL", "FEEDBACK_SQL", "case_counts", "recount", "refresh"]
+__all__ = ["FACTS_SQL", "FEEDBACK_SQL", "case_counts", "compact", "recount", "refresh"]
 
 #: the end states in which a case is no longer pending (suspended ones do not count either)
 _NOT_PENDING: Final = "('rejected', 'voided', 'closed', 'archived', 'merged', 'suspended')"
@@ -57,6 +59,15 @@ STRADDLING: Final = (
 )
 ALL_CASES: Final = "FROM cases c JOIN case_events e ON e.case_id = c.id"
 
+#: the event counts, per case in the facts and per bucket in the roll-up
+_EVENT_SUMS: Final = ", ".join(
+    f"sum(x.{k}) AS {k}"
+    for k in (
+        "accept_timed", "accept_ok", "dispatches", "dispatch_timed", "dispatch_ok", "returns",
+        "handles", "handle_timed", "handle_ok", "reworks", "extensions", "rated", "satisfied",
+    )
+)  # fmt: skip
+
 #: the cases whose events all fall inside the period: their facts summed per group
 FACTS_SQL: Final = f"""
 SELECT {{group}} AS code,
@@ -68,14 +79,22 @@ SELECT {{group}} AS code,
         AS registered_closed,
     count(*) FILTER (WHERE x.closed) AS closed,
     count(*) FILTER (WHERE x.closed AND NOT x.late) AS closed_ok,
-    sum(x.accept_timed) AS accept_timed, sum(x.accept_ok) AS accept_ok,
-    sum(x.dispatches) AS dispatches, sum(x.dispatch_timed) AS dispatch_timed,
-    sum(x.dispatch_ok) AS dispatch_ok, sum(x.returns) AS returns,
-    sum(x.handles) AS handles, sum(x.handle_timed) AS handle_timed, sum(x.handle_ok) AS handle_ok,
-    sum(x.reworks) AS reworks, sum(x.extensions) AS extensions,
-    sum(x.rated) AS rated, sum(x.satisfied) AS satisfied
+    {_EVENT_SUMS}
 FROM assessment_case_facts x
 WHERE {_AREA_X} AND x.first_at >= :since AND x.last_at < :until AND x.reported_at < :until
+GROUP BY 1
+"""
+
+#: the same per area from the day buckets (``assessment_case_rollup``) inside the period
+ROLLUP_SQL: Final = f"""
+SELECT {{group}} AS code,
+    sum(x.reported) AS reported, sum(x.reported_registered) AS reported_registered,
+    sum(x.registered) AS registered, sum(x.registered_active) AS registered_active,
+    sum(x.registered_closed) AS registered_closed, sum(x.closed) AS closed,
+    sum(x.closed_ok) AS closed_ok,
+    {_EVENT_SUMS}
+FROM assessment_case_rollup x
+WHERE x.code >= :prefix AND x.code < :prefix_hi AND x.first_day >= :start AND x.end_day <= :end
 GROUP BY 1
 """
 
@@ -144,7 +163,11 @@ def _counts(
     out: Counts = {}
     if not exact:
         group = GROUPS[level]["x"]
-        _add(out, conn, FACTS_SQL.format(group=group), p)
+        if level == "staff":  # by the case's last handler: the cases' own rows
+            _add(out, conn, FACTS_SQL.format(group=group), p)
+        else:
+            rolled = "nullif(x.grid_code, '')" if level == "grid" else group
+            _add(out, conn, ROLLUP_SQL.format(group=rolled), p)
         _add(out, conn, OPEN_SQL.format(group=group), p)
     # the event pass: over the straddling cases' events only, or over every case's
     sql = event_pass.format(
@@ -189,3 +212,34 @@ def refresh(conn: Connection, case_ids: Iterable[int] | None = None) -> int:
             {"ids": ids[start : start + 50_000]},
         )
     return len(ids)
+
+
+#: the appended bucket rows folded into one row per bucket (empty ones dropped); rows
+#: appended meanwhile (a higher id) are left alone, so transitions never wait for it
+COMPACT_SQL: Final = """
+WITH d AS (DELETE FROM assessment_case_rollup WHERE id <= :upto RETURNING *)
+INSERT INTO assessment_case_rollup ({cols})
+SELECT {keys}, {sums} FROM d GROUP BY {keys}
+HAVING {nonzero}
+"""
+
+
+def compact(conn: Connection) -> tuple[int, int]:
+    """Fold the day buckets' appended rows into one row per bucket (a nightly chore: every
+    change of a case appends two rows; the sums stay equal). Returns the rows before and
+    after. One compaction at a time (an advisory lock); the caller commits."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('assessment_case_rollup'))"))
+    before, upto = conn.execute(text("SELECT count(*), max(id) FROM assessment_case_rollup")).one()
+    if not before:
+        return 0, 0
+    # the columns after id: the bucket's key (5), then its sums
+    cols = list(conn.execute(text("SELECT * FROM assessment_case_rollup LIMIT 0")).keys())[1:]
+    keys, sums = cols[:5], cols[5:]
+    sql = COMPACT_SQL.format(
+        cols=", ".join(cols), keys=", ".join(keys),
+        sums=", ".join(f"sum({c})" for c in sums),
+        nonzero=" OR ".join(f"sum({c}) <> 0" for c in sums),
+    )  # fmt: skip
+    conn.execute(text(sql), {"upto": upto})
+    after = conn.execute(text("SELECT count(*) FROM assessment_case_rollup")).scalar_one()
+    return int(before), int(after)

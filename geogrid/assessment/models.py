@@ -201,3 +201,44 @@ class AssessmentCaseFacts(Base):
     status: Mapped[str] = mapped_column(String(12))
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     handler: Mapped[int | None] = mapped_column(Integer)
+
+
+class AssessmentCaseRollup(Base):
+    """The case facts' contributions per area and (local day of the first event, of the last
+    event or report), appended on every change and compacted by
+    :func:`geogrid.assessment.facts.compact`."""
+
+    __tablename__ = "assessment_case_rollup"
+    __table_args__ = (
+        Index("ix_assessment_case_rollup_code_first_day", "code", "first_day"),
+        {"comment": "derived from assessment_case_facts: contributions per area and "
+                    "(first, last) local day, appended"},
+    )  # fmt: skip
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    code: Mapped[str] = mapped_column(Text(collation="C"))
+    village_code: Mapped[str] = mapped_column(String(12))
+    grid_code: Mapped[str] = mapped_column(String(15))
+    first_day: Mapped[date] = mapped_column(Date)
+    end_day: Mapped[date] = mapped_column(Date)
+    cases: Mapped[int] = mapped_column(Integer)
+    reported: Mapped[int] = mapped_column(Integer)
+    reported_registered: Mapped[int] = mapped_column(Integer)
+    registered: Mapped[int] = mapped_column(Integer)
+    registered_active: Mapped[int] = mapped_column(Integer)
+    registered_closed: Mapped[int] = mapped_column(Integer)
+    closed: Mapped[int] = mapped_column(Integer)
+    closed_ok: Mapped[int] = mapped_column(Integer)
+    accept_timed: Mapped[int] = mapped_column(Integer)
+    accept_ok: Mapped[int] = mapped_column(Integer)
+    dispatches: Mapped[int] = mapped_column(Integer)
+    dispatch_timed: Mapped[int] = mapped_column(Integer)
+    dispatch_ok: Mapped[int] = mapped_column(Integer)
+    returns: Mapped[int] = mapped_column(Integer)
+    handles: Mapped[int] = mapped_column(Integer)
+    handle_timed: Mapped[int] = mapped_column(Integer)
+    handle_ok: Mapped[int] = mapped_column(Integer)
+    reworks: Mapped[int] = mapped_column(Integer)
+    extensions: Mapped[int] = mapped_column(Integer)
+    rated: Mapped[int] = mapped_column(Integer)
+    satisfied: Mapped[int] = mapped_column(Integer)

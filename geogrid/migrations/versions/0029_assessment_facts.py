@@ -8,6 +8,10 @@
   handler). A case whose events all fall inside a period contributes these numbers as they
   are; the few cases with events on both sides of a period bound are recounted from their
   events (:mod:`geogrid.assessment.facts`).
+* ``assessment_case_rollup`` — the facts summed per area and (local day of the first event,
+  of the last event or report): a period of whole days sums the buckets inside it instead
+  of the cases. Append-only (a change appends the old contribution negated and the new
+  one), folded together by :func:`geogrid.assessment.facts.compact`.
 * ``geogrid_case_facts_refresh(ids)`` recomputes the rows of the given cases from their
   events (one pass over each case's events, ordered by ``seq``); a statement trigger on
   ``case_events`` (``AFTER INSERT``, transition table) calls it for the cases a statement
@@ -95,13 +99,64 @@ GROUP BY t.case_id
 ON CONFLICT (case_id) DO UPDATE SET ({COLUMNS}) = ROW(EXCLUDED.*)
 """
 
-#: the cases' facts recomputed from their events
+#: the day buckets: what one case adds to (its area, local day of its first event, local day
+#: of its last event or of its report if later) — a period of whole local days contains the
+#: case exactly when first_day >= start and end_day <= end. Append-only: a change appends
+#: the case's old contribution negated and its new one (no row shared between cases is
+#: updated, so concurrent transitions never wait on each other); :func:`compact` folds them
+_KEY_TERMS = (
+    "x.code", "x.village_code", "coalesce(x.grid_code, '')",
+    "CAST(x.first_at AT TIME ZONE 'Asia/Shanghai' AS date)",
+    "CAST(greatest(x.last_at, x.reported_at) AT TIME ZONE 'Asia/Shanghai' AS date)",
+)  # fmt: skip
+_KEY_NAMES = ("code", "village_code", "grid_code", "first_day", "end_day")
+ROLLUP_SUMS = {
+    "cases": "1",
+    "reported": "x.reported::int",
+    "reported_registered": "(x.reported AND x.registered)::int",
+    "registered": "x.registered::int",
+    "registered_active": "(x.registered AND x.status <> 'suspended')::int",
+    "registered_closed": "(x.registered AND x.status <> 'suspended' AND x.closed)::int",
+    "closed": "x.closed::int",
+    "closed_ok": "(x.closed AND NOT x.late)::int",
+    **{k: f"x.{k}" for k in (
+        "accept_timed", "accept_ok", "dispatches", "dispatch_timed", "dispatch_ok", "returns",
+        "handles", "handle_timed", "handle_ok", "reworks", "extensions", "rated", "satisfied",
+    )},
+}  # fmt: skip
+ROLLUP_COLS = ", ".join((*_KEY_NAMES, *ROLLUP_SUMS))
+
+
+def bucket(sign: str) -> str:
+    """A facts row ``x`` as its bucket's key and its contribution times ``sign``."""
+    key = ", ".join(f"{t} AS {n}" for t, n in zip(_KEY_TERMS, _KEY_NAMES, strict=True))
+    return f"{key}, " + ", ".join(f"{sign}({v}) AS {k}" for k, v in ROLLUP_SUMS.items())
+
+
+#: the summed contributions of rows ``d`` (with :func:`bucket`'s columns), per bucket,
+#: appended when not all zero
+ROLLUP_APPEND = f"""
+INSERT INTO assessment_case_rollup ({ROLLUP_COLS})
+SELECT {", ".join(_KEY_NAMES)}, {", ".join(f"sum({k})" for k in ROLLUP_SUMS)}
+FROM {{rows}} d
+GROUP BY {", ".join(_KEY_NAMES)}
+HAVING {" OR ".join(f"sum({k}) <> 0" for k in ROLLUP_SUMS)}
+"""
+
+
+def _facts_of(sign: str, where: str) -> str:
+    return f"(SELECT {bucket(sign)} FROM assessment_case_facts x WHERE {where})"
+
+
+#: the cases' facts recomputed from their events, their buckets moved with them
 REFRESH_FUNCTION = f"""
 CREATE FUNCTION geogrid_case_facts_refresh(ids bigint[]) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = public, pg_temp AS $$
 BEGIN
+    {ROLLUP_APPEND.format(rows=_facts_of("-", "x.case_id = ANY(ids)"))};
     {FACTS_SQL.format(where="e.case_id = ANY(ids)")};
+    {ROLLUP_APPEND.format(rows=_facts_of("+", "x.case_id = ANY(ids)"))};
 END $$
 """
 
@@ -117,12 +172,15 @@ DECLARE
     folded bigint[];
     rest bigint[];
 BEGIN
-    -- the case's own row only (reached through the case, whose row the transition locks)
+    -- the case's own row (reached through the case, whose row the transition locks); its
+    -- buckets' change appended (a new row: nothing shared is locked)
     WITH single AS (
         SELECT m.* FROM (SELECT n.*, count(*) OVER (PARTITION BY n.case_id) AS k
                          FROM new_events n) m
         JOIN assessment_case_facts f ON f.case_id = m.case_id
         WHERE m.k = 1 AND m.seq > f.last_seq
+    ), gone AS (
+        SELECT {bucket("-")} FROM assessment_case_facts x JOIN single s ON s.case_id = x.case_id
     ), upd AS (
         UPDATE assessment_case_facts f SET
             first_at = least(f.first_at, e.at),
@@ -157,8 +215,10 @@ BEGIN
             handler = CASE WHEN e.action = 'handle' THEN e.actor_id ELSE f.handler END
         FROM single e
         WHERE f.case_id = e.case_id
-        RETURNING f.case_id
-    )
+        RETURNING f.*
+    ), came AS (
+        SELECT {bucket("+")} FROM upd x
+    ), moved AS ({ROLLUP_APPEND.format(rows="(SELECT * FROM gone UNION ALL SELECT * FROM came)")})
     SELECT array_agg(case_id) INTO folded FROM upd;
     rest := ARRAY(SELECT DISTINCT case_id FROM new_events
                   WHERE folded IS NULL OR case_id <> ALL (folded));
@@ -235,7 +295,32 @@ def upgrade() -> None:
         f"CREATE INDEX ix_assessment_case_facts_open ON assessment_case_facts (code) WHERE {OPEN}"
     )
     op.execute("ANALYZE assessment_case_facts")
-    op.execute(f"GRANT SELECT ON assessment_case_facts TO {WEB_ROLE}")
+    sums = ", ".join(f"{k} integer NOT NULL" for k in ROLLUP_SUMS)
+    op.execute(
+        f"""
+        CREATE TABLE assessment_case_rollup (
+            id bigint GENERATED BY DEFAULT AS IDENTITY,
+            code text COLLATE "C" NOT NULL,
+            village_code varchar(12) NOT NULL,
+            grid_code varchar(15) NOT NULL,
+            first_day date NOT NULL,
+            end_day date NOT NULL,
+            {sums},
+            CONSTRAINT pk_assessment_case_rollup PRIMARY KEY (id)
+        )
+        """
+    )
+    op.execute(
+        "COMMENT ON TABLE assessment_case_rollup IS 'derived from assessment_case_facts: "
+        "contributions per area and (first, last) local day, appended'"
+    )
+    op.execute(ROLLUP_APPEND.format(rows=_facts_of("+", "true")))
+    op.execute(
+        "CREATE INDEX ix_assessment_case_rollup_code_first_day ON assessment_case_rollup "
+        "(code, first_day)"
+    )
+    op.execute("ANALYZE assessment_case_rollup")
+    op.execute(f"GRANT SELECT ON assessment_case_facts, assessment_case_rollup TO {WEB_ROLE}")
     op.execute(REFRESH_FUNCTION)
     op.execute(TRIGGER_FUNCTION)
     op.execute("REVOKE ALL ON FUNCTION geogrid_case_facts_refresh(bigint[]) FROM PUBLIC")
@@ -250,4 +335,5 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS case_events_assessment_facts ON case_events")
     op.execute("DROP FUNCTION IF EXISTS geogrid_case_facts_on_events()")
     op.execute("DROP FUNCTION IF EXISTS geogrid_case_facts_refresh(bigint[])")
+    op.execute("DROP TABLE IF EXISTS assessment_case_rollup")
     op.execute("DROP TABLE IF EXISTS assessment_case_facts")
