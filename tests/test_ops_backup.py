@@ -159,6 +159,9 @@ def test_restore_into_a_new_cluster_gives_back_every_table_and_file(
     assert row is not None
     assert len(unseal(keys, "household_members", row[0], "id_number", row[1], bytes(row[2]))) == 18
     with geogrid_env(home=str(home), cluster_fsync="false"):
+        # the sample town's older case events sit in DEFAULT (no partition for their
+        # months when they were loaded): a warning until `partitions create` moves them
+        run_cli("db", "partitions", "create")
         assert "audit chain intact" in run_cli("db", "check")
 
 

@@ -9,6 +9,7 @@ import csv
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -314,3 +315,21 @@ def test_nothing_personal_in_logs_or_metrics(site: Site, json_lines: list[str]) 
         assert canary not in metrics, canary
     assert "/api/people/search" in metrics  # the route, counted
     assert f"/api/people/{site.member}/" not in logs + metrics  # the template, not the id
+
+
+def test_more_requests_at_once_than_threads_do_not_deadlock_the_pool(site: Site) -> None:
+    """120 signed-in reads at once (threads: 40, pooled connections: 20): each request in
+    flight finds a thread, so every wait for a connection ends (without the admission
+    gate they all waited out the pool's 30 s timeout and failed: bench_workers' first run)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def get(i: int) -> int:
+        path = f"/ogc/collections/grids/items?limit=5&offset={i % 7}"
+        return site.client.get(path, headers=site.headers).status_code
+
+    t = time.monotonic()
+    with ThreadPoolExecutor(120) as pool:
+        statuses = list(pool.map(get, range(360)))
+    took = time.monotonic() - t
+    assert set(statuses) == {200}, sorted(set(statuses))
+    assert took < 25, f"{took:.0f} s: requests waited for the pool's timeout"

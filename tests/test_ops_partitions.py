@@ -528,3 +528,21 @@ def test_the_upgrade_keeps_every_row_and_the_ids(empty_url: str) -> None:
             assert {t: _content(conn, t) for t in before} == before
     finally:
         engine.dispose()
+
+
+# --------------------------------------------------------------------------- db check
+
+
+def test_db_check_warns_about_rows_in_a_default_partition(db: Db, tmp_path: Path) -> None:
+    with geogrid_env(home=str(tmp_path), database_url=db.url):
+        out = run_cli("db", "check")  # nothing in DEFAULT: no warning, exit 0
+        assert "warning" not in out and "audit chain intact" in out
+        with db.engine.begin() as conn:  # a month far ahead has no partition: DEFAULT
+            conn.execute(text("INSERT INTO heat_daily VALUES (20, 1, 1, '2099-01-05', "
+                              "'环境卫生', 16, 16, 1)"))  # fmt: skip
+            assert _where(conn, "heat_daily", "day = '2099-01-05'", {}) == "heat_daily_default"
+        out = run_cli("db", "check", code=2)  # a warning: exit 2, the checks themselves pass
+        assert "warning: partitions: 1 rows of heat_daily" in out and "heat_daily_default" in out
+        assert "audit chain intact" in out and "db partitions create" in out
+        run_cli("db", "partitions", "create")  # moves the row into its month
+        assert "warning" not in run_cli("db", "check")

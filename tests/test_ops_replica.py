@@ -187,6 +187,57 @@ def test_replica_serves_tiles_and_items_while_the_primary_takes_writes(
     assert "geogrid_replica_lag_seconds{" in metrics and "geogrid_replica_lag_bytes{" in metrics
 
 
+#: Plain reads sent to replicas with a bounded staleness (api.reads): path -> status.
+_BOUNDED = {
+    "/public": 200,
+    "/public/grids.geojson": 200,
+    "/public/find?address=复制村1组1号": 200,
+    "/api/assessment/public/grids/420117105001001": 200,
+}
+
+
+def test_public_pages_dashboard_and_ogc_tiles_read_from_the_replica(
+    primary: Primary, site: tuple[TestClient, Any], account_maker: Any
+) -> None:
+    client, reads = _in_rotation(site)
+    leader = account_maker(primary.url, "town_leader", "420117105000").headers(client)
+    rep = reads.replicas[0]
+    for path, status in [*_BOUNDED.items(), ("/api/dashboard/cases", 200)]:
+        before = rep.reads
+        r = client.get(path, headers=leader if "dashboard" in path else {})
+        assert r.status_code == status, (path, r.text)
+        assert rep.reads == before + 1, path  # answered by the standby
+        # the bound: GEOGRID_REPLICA_MAX_LAG_S, checked in the read's own snapshot
+        assert r.headers["x-geogrid-staleness"] == f"{MAX_LAG_S:g}", path
+    d = client.get("/api/dashboard/cases", headers=leader).json()
+    assert d["area"]["code"] == "420117105000"  # read on the standby, the town is there
+    missing = client.get("/public/grid/420117105001001")
+    assert missing.status_code == 404  # a domain error raised on the standby stays itself
+    # OGC API – Tiles: a tile not cached yet, and the tile set's bounds, on the standby
+    z, x, y = primary.tile
+    before = rep.reads
+    tile = client.get(f"/ogc/collections/villages/tiles/WebMercatorQuad/{z - 1}/{y // 2}/{x // 2}")
+    assert tile.status_code == 200 and tile.content and tile.headers["etag"]
+    assert rep.reads == before + 1
+    ref = client.get(f"/tiles/villages/{z - 1}/{x // 2}/{y // 2}.mvt")
+    assert ref.headers["etag"] == tile.headers["etag"] and ref.content == tile.content
+    tileset = client.get("/ogc/collections/villages/tiles/WebMercatorQuad")
+    assert tileset.status_code == 200
+    west, south = tileset.json()["boundingBox"]["lowerLeft"]
+    assert abs(west - 114.27) < 1e-3 and abs(south - 30.37) < 1e-3
+    # tiles and items keep their version rule: no staleness header there
+    assert "x-geogrid-staleness" not in tile.headers
+    # without replicas the header is absent
+    with TestClient(
+        create_app(
+            Settings(home=primary.settings.home, database_url=None, cluster_fsync=False),
+            database_url=primary.url,
+        )
+    ) as alone:
+        r = alone.get("/public/grids.geojson")
+        assert r.status_code == 200 and "x-geogrid-staleness" not in r.headers
+
+
 def test_a_replica_stopped_mid_load_fails_no_read(
     primary: Primary, site: tuple[TestClient, Any]
 ) -> None:
@@ -252,6 +303,13 @@ def test_a_lagging_replica_leaves_rotation_and_tiles_keep_the_primary_versions(
             assert tile.headers["etag"] != old_etag
             stale = client.get(_tile_url(primary), headers={"If-None-Match": old_etag})
             assert stale.status_code == 200 and stale.content == ref.content
+            # plain reads: the replica's replay lag (in its snapshot) is over the bound, or
+            # it is out of rotation already: the primary answers, stating no staleness
+            served = reads.replicas[0].reads
+            for path, status in _BOUNDED.items():
+                r = client.get(path)
+                assert r.status_code == status and r.headers["x-geogrid-staleness"] == "0"
+            assert reads.replicas[0].reads == served
             # the checker takes the paused replica out of rotation
             assert _wait(lambda: not reads.healthy(), 10), reads.replicas[0].reason
             assert "lags" in reads.replicas[0].reason
@@ -353,3 +411,27 @@ def test_cli_add_and_remove_a_second_replica(primary: Primary) -> None:
         assert "removed" in run_cli("db", "replica", "remove", "r2")
         assert "r2" not in run_cli("db", "replica", "list")
     assert not datadir.exists()
+
+
+def test_allow_widens_listen_addresses_for_a_standby_elsewhere(primary: Primary) -> None:
+    """``--allow`` for another machine: the primary listens on this machine's address on
+    the route there too (it listened on 127.0.0.1 only), and the hba line is written."""
+    import socket
+
+    far = "192.0.2.77" if replica.listen_address_for("192.0.2.77") != "*" else "10.255.0.7"
+    local = replica.listen_address_for(far)
+    assert replica.widened_listen("127.0.0.1", [far]) == f"127.0.0.1, {local}"
+    assert replica.widened_listen(f"127.0.0.1, {local}", [far]) is None  # nothing to add
+    replica.prepare_primary(primary.settings, [far])
+    cluster = PrivateCluster(primary.settings)
+    auto = (cluster.datadir / "postgresql.auto.conf").read_text()
+    assert f"listen_addresses = '127.0.0.1, {local}'" in auto
+    with psycopg.connect(libpq_dsn(primary.url)) as conn:
+        assert conn.execute("SHOW listen_addresses").fetchone() == (f"127.0.0.1, {local}",)
+        (hba,) = conn.execute("SHOW hba_file").fetchone()  # type: ignore[misc]
+    assert replica.hba_line(far) in Path(hba).read_text()
+    if local != "*":  # the server accepts connections there now
+        port = cluster.load_state().port  # type: ignore[union-attr]
+        socket.create_connection((local, port), timeout=5).close()
+    replica.prepare_primary(primary.settings, [far])  # idempotent: no second line
+    assert Path(hba).read_text().count(replica.hba_line(far)) == 1

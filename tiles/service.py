@@ -191,8 +191,9 @@ class TileService:
         hit = self.cache.get(key)
         if hit is not None:
             return list(json.loads(hit.body))
-        with self.engine.connect() as conn:
-            row = conn.execute(_BOUNDS_SQL).one()
+        # on a replica that reached the towns version (OGC tile sets, TileJSON)
+        needs = {"towns": snap.versions.get("towns", 0)}
+        row = self._read(lambda conn: conn.execute(_BOUNDS_SQL).one(), needs, snapshot=False)
         box = (
             [round(float(v), 6) for v in row]
             if row[0] is not None

@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from api.auth import ScopedConnDep, allow, audited, require
 from api.deps import ConnDep
+from api.reads import read
 from api.schemas import ErrorPublic
 from geogrid.access.policy import Principal
 from geogrid.assessment import exports, indicators, public, rounds, scheme
@@ -353,8 +354,9 @@ class PublicFigures(BaseModel):
 
 @router.get("/public/grids/{code}", response_model=PublicFigures, responses=ERRORS)
 def public_figures(
-    code: Annotated[str, Path(pattern=r"^\d{15}$")], principal: PublicDep, conn: ConnDep
-) -> dict[str, Any]:
+    code: Annotated[str, Path(pattern=r"^\d{15}$")], principal: PublicDep, conn: ConnDep,
+    request: Request,
+) -> dict[str, Any]:  # fmt: skip
     """工作绩效公示: the grid's closure rate and resident satisfaction of the last published
-    round, for the public grid map."""
-    return public.published_figures(conn, code)
+    round, for the public grid map (from a read replica when configured: api.reads)."""
+    return read(request, conn, lambda c: public.published_figures(c, code))

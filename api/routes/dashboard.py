@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.auth import allow, principal_of, require
 from api.deps import ConnDep
+from api.reads import read
 from api.routes.auth import csrf_for
 from api.routes.pages import LangDep, SettingsDep, _html, _who
 from geogrid.access.policy import Principal, check
@@ -101,12 +102,13 @@ def dashboard_page(
 
 @router.get("/api/dashboard/cases", summary="Dashboard figures")
 def dashboard_cases(
-    principal: ReadDep, conn: ConnDep, area: AreaQ = None, start: FromQ = None,
-    end: ToQ = None, category: CategoryQ = None,
+    request: Request, principal: ReadDep, conn: ConnDep, area: AreaQ = None,
+    start: FromQ = None, end: ToQ = None, category: CategoryQ = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Totals (this period, the previous one, overdue now), by week, month, category,
     status, the area's children and workers — counts only, within your scope."""
-    return _data(conn, require(principal), area, start, end, category)
+    who = require(principal)  # read replicas: see api.reads
+    return read(request, conn, lambda c: _data(c, who, area, start, end, category))
 
 
 #: chart → (sheet name, rows key path, columns)
@@ -133,13 +135,14 @@ _ROWS = {"trend_week": "by_week", "trend_month": "by_month", "category": "by_cat
     summary="A chart's data as Excel",
 )  # fmt: skip
 def dashboard_export(
-    principal: ReadDep, conn: ConnDep, chart: Chart = "all", area: AreaQ = None,
-    start: FromQ = None, end: ToQ = None, category: CategoryQ = None,
+    request: Request, principal: ReadDep, conn: ConnDep, chart: Chart = "all",
+    area: AreaQ = None, start: FromQ = None, end: ToQ = None, category: CategoryQ = None,
 ) -> Response:  # fmt: skip
     """The data of one chart (or of all, one sheet each) with the area and period."""
     import xlsxwriter
 
-    d = _data(conn, require(principal), area, start, end, category)
+    who = require(principal)  # read replicas: see api.reads
+    d = read(request, conn, lambda c: _data(c, who, area, start, end, category))
     buf = io.BytesIO()
     book = xlsxwriter.Workbook(buf, {"in_memory": True, "strings_to_formulas": False})
     per = d["period"]

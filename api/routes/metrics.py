@@ -6,6 +6,14 @@ response's ``X-Request-ID``), counts the answer by route template and status cla
 times it, and writes one access line (INFO; see :mod:`geogrid.ops.logs`). It costs a few
 microseconds (``bench/bench_workers.py --middleware`` measures it).
 
+It also admits at most ``threads - THREAD_MARGIN`` requests at once per process (anyio's
+worker threads: 40 by default); the others wait for a turn on the event loop, holding
+nothing. Without that gate, 200 users at once deadlocked a worker until the pool's 30 s
+timeout (bench/bench_workers.py: p50 90 s, 500s): every worker thread waited for a pooled
+connection while the connections were held by requests waiting for a thread to run their
+route or to give the connection back. With fewer requests in flight than threads, a
+request holding a connection always finds a thread, so every wait for a connection ends.
+
 ``/metrics`` answers only clients whose address is in ``GEOGRID_METRICS_ALLOW`` (default:
 this machine); everyone else gets 403 in the usual error shape. Signing in changes
 nothing: Prometheus scrapes anonymously, the address is the rule.
@@ -13,16 +21,20 @@ nothing: Prometheus scrapes anonymously, the address is the rule.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from ipaddress import IPv6Address, ip_address
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import allow
 from api.deps import ConnDep
+from api.reads import staleness_header
 from api.schemas import ErrorPublic
 from geogrid.errors import Forbidden
 from geogrid.ops import jobs_store
@@ -34,6 +46,10 @@ router = APIRouter(tags=["meta"])
 
 _access = logging.getLogger(ACCESS_LOGGER)
 _HEADER = b"x-request-id"
+#: Worker threads kept free of requests (lifespan work, thread hops of requests in flight).
+THREAD_MARGIN = 8
+#: Paths never queued: a load balancer's and Prometheus' questions are answered at once.
+_UNGATED = frozenset({"/health", "/metrics"})
 
 
 class Observe:
@@ -50,6 +66,17 @@ class Observe:
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._gates = weakref.WeakKeyDictionary()
+
+    def gate(self) -> asyncio.Semaphore:
+        """This event loop's admission gate (threads - :data:`THREAD_MARGIN` turns)."""
+        loop = asyncio.get_running_loop()
+        found = self._gates.get(loop)
+        if found is None:
+            threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+            found = self._gates[loop] = asyncio.Semaphore(max(4, threads - THREAD_MARGIN))
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,10 +100,17 @@ class Observe:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
+                stale = staleness_header(scope.get("state") or {})  # replica reads' bound
+                if stale is not None:
+                    message["headers"].append(stale)
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if scope["path"] in _UNGATED:
+                await self.app(scope, receive, send_with_id)
+            else:
+                async with self.gate():
+                    await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"

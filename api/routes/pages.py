@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.assets import asset_response
 from api.auth import allow, check_layer, principal_of, secret_of
 from api.deps import ConnDep
+from api.reads import read
 from api.routes.auth import csrf_for
 from api.schemas import DbId
 from geogrid import i18n
@@ -164,9 +165,9 @@ def leader(request: Request, conn: ConnDep, ms: SettingsDep, lang: LangDep) -> H
     tags=["pages"],
     summary="Public grid map",
 )
-def public(conn: ConnDep, ms: SettingsDep, lang: LangDep) -> HTMLResponse:
+def public(request: Request, conn: ConnDep, ms: SettingsDep, lang: LangDep) -> HTMLResponse:
     """网格化图谱: each grid with its responsible staff; no resident data."""
-    config = tp.page_config(ms, "public", bounds=tp.area_bounds(conn))
+    config = tp.page_config(ms, "public", bounds=read(request, conn, tp.area_bounds))
     return _html(
         tp.render_page("public.html", config=config, title=t("common.nav.public", lang), lang=lang)
     )
@@ -250,11 +251,11 @@ def embed_snippets(request: Request, conn: ConnDep, ms: SettingsDep, lang: LangD
     summary="Public page of one grid",
 )
 def public_grid_page(
-    conn: ConnDep, ms: SettingsDep, lang: LangDep, code: Annotated[str, Path()]
+    request: Request, conn: ConnDep, ms: SettingsDep, lang: LangDep, code: Annotated[str, Path()]
 ) -> HTMLResponse:
     """One grid's staff card on its map (the page the printed QR codes point to)."""
-    card = tpub.grid_by_code(conn, code)
-    config = tp.page_config(ms, "public", bounds=tp.area_bounds(conn), grid=card["code"])
+    card, bounds = read(request, conn, lambda c: (tpub.grid_by_code(c, code), tp.area_bounds(c)))
+    config = tp.page_config(ms, "public", bounds=bounds, grid=card["code"])
     return _html(tp.render_page("public.html", config=config, title=card["name"], lang=lang))
 
 
@@ -268,10 +269,10 @@ def public_grid_page(
     summary="Public grids with staff",
     responses=GEOJSON_200,
 )
-def public_grids(conn: ConnDep, town: TownQuery = None) -> JSONResponse:
+def public_grids(request: Request, conn: ConnDep, town: TownQuery = None) -> JSONResponse:
     """Grids of the active plan with their staff (no resident data)."""
     return JSONResponse(
-        tp.public_grids(conn, town_code=town),
+        read(request, conn, lambda c: tp.public_grids(c, town_code=town)),
         media_type="application/geo+json",
         headers={"Cache-Control": "no-cache"},
     )
@@ -284,11 +285,12 @@ def public_grids(conn: ConnDep, town: TownQuery = None) -> JSONResponse:
     summary="Find the grid of an address",
 )
 def public_find(
+    request: Request,
     conn: ConnDep,
     address: Annotated[str, Query(min_length=1, max_length=tpub.MAX_ADDRESS)],
 ) -> dict[str, Any]:
     """The grid(s) serving an address (village, group, house number); public data only."""
-    return tpub.find_by_address(conn, address)
+    return read(request, conn, lambda c: tpub.find_by_address(c, address))
 
 
 @router.get(
@@ -298,12 +300,13 @@ def public_find(
     summary="Find the grid at a place",
 )
 def public_at(
+    request: Request,
     conn: ConnDep,
     lng: Annotated[float, Query(ge=-180, le=180)],
     lat: Annotated[float, Query(ge=-90, le=90)],
 ) -> dict[str, Any]:
     """The grid covering a WGS84 point (the resident's location); public data only."""
-    return tpub.find_by_point(conn, lng, lat)
+    return read(request, conn, lambda c: tpub.find_by_point(c, lng, lat))
 
 
 @router.get(
@@ -313,9 +316,11 @@ def public_at(
     summary="Staff photo",
     responses=PHOTO_200,
 )
-def staff_photo(conn: ConnDep, ms: SettingsDep, staff_id: Annotated[DbId, Path()]) -> Response:
+def staff_photo(
+    request: Request, conn: ConnDep, ms: SettingsDep, staff_id: Annotated[DbId, Path()]
+) -> Response:
     """The staff member's photo, or a placeholder avatar when none is on file."""
-    name, photo = tp.staff_photo_name(conn, staff_id)
+    name, photo = read(request, conn, lambda c: tp.staff_photo_name(c, staff_id))
     path = photos.photo_path(ms, photo)  # a missing file gets the placeholder, like no photo
     if path is not None:
         return FileResponse(

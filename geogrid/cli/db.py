@@ -16,8 +16,14 @@ db_app = typer.Typer(help="The PostGIS database: private cluster and migrations.
 
 
 @db_app.command("up")
-def up() -> None:
-    """Create (once) and start the private cluster, enable PostGIS, apply all migrations.
+def up(
+    no_wal_archive: bool = typer.Option(
+        False, "--no-wal-archive", help="Leave continuous WAL archiving off (no `--until`)."
+    ),
+) -> None:
+    """Create (once) and start the private cluster, enable PostGIS, apply all migrations,
+    and archive the WAL continuously (GEOGRID_HOME/wal; a first base backup) so that
+    `geogrid db restore --until TIME` works.
 
     With GEOGRID_DATABASE_URL set, start nothing: migrate that database instead.
     """
@@ -33,6 +39,15 @@ def up() -> None:
         state = cluster.start()
     with console.status("applying migrations"):
         store.upgrade(state.url())
+    if not no_wal_archive:
+        from geogrid.ops import wal
+
+        with console.status("turning on WAL archiving"):
+            base = wal.ensure(settings)
+        if base is not None:
+            console.print(f"WAL archiving on into {wal.wal_dir(settings)}; "
+                          f"base backup {base.path.name}")  # fmt: skip
+    state = cluster.load_state() or state  # (archiving restarts it on the same port)
     console.print(
         f"private PostGIS running on 127.0.0.1:{state.port} "
         f"(data: {cluster.datadir}); schema up to date"

@@ -31,7 +31,10 @@ def backup(
         None, "--output", "-o", help="Archive file, or a folder (default GEOGRID_BACKUP_DIR)."
     ),
     keep: int | None = typer.Option(
-        None, "--keep", min=1, help="Keep only the N newest archives of the folder."
+        None,
+        "--keep",
+        min=1,
+        help="Keep only the N newest archives of the folder (and base backups for --until).",
     ),
     unencrypted: bool = typer.Option(
         False,
@@ -69,6 +72,13 @@ def backup(
                   "safe with the backup key")  # fmt: skip
     for path in result.removed:
         console.print(f"removed old backup {path.name} (--keep {keep})")
+    from geogrid.ops.wal import after_backup, base_backups
+
+    with console.status("taking a base backup for point-in-time recovery"):
+        base = after_backup(Settings(), keep)
+    if base is not None:
+        kept = len(base_backups(Settings()))
+        console.print(f"base backup {base.path.name} for `db restore --until` ({kept} kept)")
 
 
 def backup_key() -> None:
@@ -183,17 +193,22 @@ def upgrade(
 
 
 def check() -> None:
-    """Check that the schema matches the code and the audit chain is intact (exit 1 if not)."""
+    """Check that the schema matches the code and the audit chain is intact (exit 1 if not).
+
+    Warnings only (rows in a DEFAULT partition): exit 2.
+    """
     from geogrid.ops.check import run_checks
 
     url = store.database_url(Settings())
     findings, verification = run_checks(url)
     for f in findings:
-        err.print(f"{f.check}: {f.message}")
-    if findings:
+        err.print(f"{'warning: ' if f.warning else ''}{f.check}: {f.message}")
+    if any(not f.warning for f in findings):
         raise typer.Exit(1)
     console.print(f"schema matches the code ({store.head_revision()}); audit chain intact "
                   f"({verification.entries} entries, head {verification.head[:16]}…)")  # fmt: skip
+    if findings:
+        raise typer.Exit(2)
 
 
 @wal_app.command("enable")

@@ -20,6 +20,7 @@ import csv
 import io
 import itertools
 import multiprocessing as mp
+import os
 import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -507,6 +508,16 @@ def _prepare_chunk(bounds: tuple[int, int]) -> tuple[pd.DataFrame, pd.DataFrame]
     )
 
 
+def fork_pool(jobs: int) -> ProcessPoolExecutor:
+    """A pool of ``jobs`` forked workers that die with this process (a server worker killed
+    while it imports must leave no worker holding its port: see
+    ``partition.plan._die_with_parent``, the same guard as the village pool's)."""
+    from partition.plan import _die_with_parent
+
+    return ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))  # fmt: skip
+
+
 def prepare_parallel(
     raw: pd.DataFrame,
     villages: VillageIndex,
@@ -522,7 +533,7 @@ def prepare_parallel(
         cuts = np.linspace(0, len(raw), jobs + 1).astype(int).tolist()
         _FORK_INPUT = (raw, villages, default_crs, new_groups)
         try:
-            with ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork")) as pool:
+            with fork_pool(jobs) as pool:
                 parts = list(pool.map(_prepare_chunk, itertools.pairwise(cuts)))
         finally:
             _FORK_INPUT = None
@@ -622,7 +633,7 @@ def _copy_frame(conn: Connection, table: str, df: pd.DataFrame, columns: tuple[s
         if len(spans) > 2 and "fork" in mp.get_all_start_methods():
             _FORK_FRAME = frame
             try:
-                with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
+                with fork_pool(2) as pool:
                     for data in pool.map(_csv_chunk, spans):
                         cp.write(data)
             finally:

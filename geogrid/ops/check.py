@@ -5,7 +5,9 @@ comparison of the live database against :data:`geogrid.models.Base.metadata` (ta
 columns, types, nullability, indexes, constraints), with the tables the models do not
 describe (PostGIS', the working calendar's plain-SQL tables) and the monthly partitions
 (audit log, case events, heat rows) left out, plus the revision being the newest shipped.
-The audit check is :func:`geogrid.access.audit.verify`.
+The audit check is :func:`geogrid.access.audit.verify`. A warning (not a failure): rows
+sitting in a DEFAULT partition (a month whose partition was missing when they were
+written; ``geogrid db partitions create`` moves them, and until then no query prunes them).
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from geogrid import store
 from geogrid.access import audit
 from geogrid.models import Base
-from geogrid.ops.partitions import PARTITION_NAME
+from geogrid.ops.partitions import PARTITION_NAME, SPECS
 
 _PARTITION = PARTITION_NAME  # the monthly partitions mirror their parents
 
@@ -31,6 +33,8 @@ class Finding:
 
     check: str
     message: str
+    warning: bool = False
+    """A warning (``db check`` exits 2 when there are only warnings) rather than a failure."""
 
 
 def describe(diff: Any) -> str:
@@ -87,6 +91,21 @@ def audit_findings(conn: Connection) -> tuple[list[Finding], audit.Verification]
     return [Finding("audit", f"audit entry {result.broken_at}: {result.reason}")], result
 
 
+def partition_warnings(conn: Connection) -> list[Finding]:
+    """A warning per partitioned table whose DEFAULT partition holds rows."""
+    found = []
+    for table in SPECS:
+        name = f"{table}_default"
+        if conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar() is None:
+            continue
+        rows = conn.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+        if rows:
+            found.append(Finding("partitions", f"{rows} rows of {table} in its DEFAULT partition "
+                                 f"{name}: run `geogrid db partitions create` to move them into "
+                                 "their months", warning=True))  # fmt: skip
+    return found
+
+
 def run_checks(url: str) -> tuple[list[Finding], audit.Verification]:
     """Every check against the database at ``url``: the findings (empty: all is well)."""
     engine = store.make_engine(url)
@@ -94,6 +113,7 @@ def run_checks(url: str) -> tuple[list[Finding], audit.Verification]:
         with engine.connect() as conn:
             findings = schema_findings(conn)
             more, verification = audit_findings(conn)
+            more += partition_warnings(conn)
     finally:
         engine.dispose()
     return findings + more, verification

@@ -9,7 +9,8 @@ own tools, nothing home-made:
    ``geogrid_replicator`` with the ``REPLICATION`` attribute and its own random password
    (kept in ``GEOGRID_HOME/replication.json``, mode 0600) and a ``pg_hba.conf`` line
    letting that role replicate from 127.0.0.1 (``--allow CIDR`` adds a further address,
-   for a standby on another machine);
+   for a standby on another machine, and widens ``listen_addresses`` by this machine's
+   address on the route to it: the private cluster listens on 127.0.0.1 only);
 2. ``pg_basebackup -R -X stream`` copies the cluster into the standby's data directory and
    writes its ``primary_conninfo`` and ``standby.signal``; the password reaches it through
    a ``passfile`` (0600, owned by the server account), never a command line;
@@ -34,6 +35,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
@@ -180,6 +182,43 @@ def hba_line(cidr: str) -> str:
     return f"host replication {ROLE} {net} scram-sha-256"
 
 
+def listen_address_for(cidr: str) -> str:
+    """This machine's address that a standby in ``cidr`` reaches it on: the source address
+    the kernel picks for that destination (no packet is sent); ``*`` when no route is known.
+
+    >>> listen_address_for("127.0.0.5")
+    '127.0.0.1'
+    """
+    net = ipaddress.ip_network(cidr, strict=False)
+    host = net.network_address if net.num_addresses <= 2 else next(net.hosts())
+    family = socket.AF_INET6 if net.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((str(host), 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "*"
+
+
+def widened_listen(current: str, allow: list[str]) -> str | None:
+    """``listen_addresses`` with the addresses the standbys in ``allow`` need added, or
+    ``None`` when it covers them already.
+
+    >>> widened_listen("127.0.0.1", ["127.0.0.9"]) is None
+    True
+    >>> widened_listen("*", ["10.1.2.3"]) is None
+    True
+    """
+    have = [a.strip() for a in current.split(",") if a.strip()]
+    if "*" in have:
+        return None
+    wanted = [listen_address_for(c) for c in allow]
+    if "*" in wanted:
+        return "*"
+    more = [a for a in dict.fromkeys(wanted) if a not in have]
+    return ", ".join([*have, *more]) if more else None
+
+
 def prepare_primary(settings: Settings, allow: list[str] | None = None) -> None:
     """Make the running private cluster ready to stream to standbys (idempotent)."""
     cluster = _private(settings)
@@ -196,7 +235,7 @@ def prepare_primary(settings: Settings, allow: list[str] | None = None) -> None:
         )
         rows = conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('wal_level', 'max_wal_senders', 'hba_file')"
+            "('wal_level', 'max_wal_senders', 'hba_file', 'listen_addresses')"
         ).fetchall()
         now: dict[str, str] = {str(k): str(v) for k, v in rows}
         conn.execute(f"ALTER SYSTEM SET wal_keep_size = '{WAL_KEEP}'")
@@ -206,9 +245,15 @@ def prepare_primary(settings: Settings, allow: list[str] | None = None) -> None:
         if int(now.get("max_wal_senders", "0")) < 4:
             conn.execute("ALTER SYSTEM SET max_wal_senders = 10")
             restart = True
+        listen = widened_listen(now.get("listen_addresses", "127.0.0.1"), allow or [])
+        if listen is not None:  # a standby elsewhere must reach us: listen there too
+            conn.execute(sql.SQL("ALTER SYSTEM SET listen_addresses = {}").format(
+                sql.Literal(listen)))  # fmt: skip
+            restart = True
         hba = Path(str(now["hba_file"]))
         text = hba.read_text()
-        missing = [ln for ln in lines if ln not in text.splitlines()]
+        present = {ln.split("#", 1)[0].strip() for ln in text.splitlines()}  # (less our mark)
+        missing = [ln for ln in lines if ln not in present]
         if missing:  # first match wins: ours go on top
             hba.write_text("".join(f"{ln}  {_HBA_MARK}\n" for ln in missing) + text)
             cluster.give_to_server(hba)

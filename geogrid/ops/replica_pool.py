@@ -9,10 +9,19 @@ replayed commit while received WAL waits to be replayed; bytes behind the primar
 current WAL position). A replica that is down, is not a standby, or lags more than
 ``GEOGRID_REPLICA_MAX_LAG_S`` is out of rotation until a later check finds it healthy.
 
-What goes to replicas: tiles, the heat answers (``/api/heat``, grid statistics) and OGC API
-items, i.e. reads that never write and need no read-your-writes. All writes, sign-in and
+What goes to replicas: tiles (also under OGC API – Tiles), the heat answers (``/api/heat``,
+grid statistics), OGC API items, the public pages and their data (``/public...``, the
+published assessment figures) and the leader's dashboard data (``/api/dashboard/...``),
+i.e. reads that never write and need no read-your-writes. All writes, sign-in and
 sessions, personal data (its reads are audited: writes), plans and everything else keep the
 primary engine (``app.state.engine``).
+
+**Bounded staleness** (public pages, dashboard data: plain reads with no layer version).
+:meth:`ReadRouter.run_bounded` sends such a read to a replica in rotation only when the
+replica's replay lag, measured as the first statement of the read's own snapshot, is at
+most ``GEOGRID_REPLICA_MAX_LAG_S`` (else the primary answers); the response states the
+bound in ``X-Geogrid-Staleness`` (seconds; 0 when the primary answered). These answers
+carry no ETag and are not cached by the server.
 
 **Consistency under lag** (tiles, heat answers, OGC items). Their caches and ETags are
 keyed by layer versions (``layer_versions``, bumped by triggers on every change), and those
@@ -61,6 +70,7 @@ _LSN_DIFF = text(
     "SELECT greatest(pg_wal_lsn_diff(CAST(:p AS pg_lsn), CAST(:r AS pg_lsn)), 0)::bigint"
 )
 _VERSIONS = text("SELECT layer, version FROM layer_versions WHERE layer = ANY(:names)")
+_LAG = text(STANDBY_LAG_SQL)
 
 
 def run_on(engine: Engine, fn: Callable[[Connection], T], *, snapshot: bool = True) -> T:
@@ -275,23 +285,61 @@ class ReadRouter:
         primary
             A primary connection the request holds already, used instead of a new one.
         """
+        ready = (lambda c: self._reached(c, needs)) if needs else None
+        done, result = self._on_replica(fn, ready)
+        if done:
+            return result  # type: ignore[return-value]
+        return self._on_primary(fn, snapshot=snapshot, primary=primary)
+
+    def run_bounded(
+        self, fn: Callable[[Connection], T], *, primary: Connection | None = None
+    ) -> tuple[T, float]:
+        """A plain read (no layer version to wait for) with bounded staleness.
+
+        ``fn(conn)`` runs on a replica in rotation whose replay lag, measured in the read's
+        own snapshot (its first statement), is at most ``max_lag_s``; else on the primary
+        (``primary`` when given, in its transaction).
+
+        Returns
+        -------
+        tuple
+            The result and the staleness bound in seconds: the answer reflects the
+            primary as of at most that long ago (``max_lag_s`` from a replica, 0 from the
+            primary). The web server states it in ``X-Geogrid-Staleness``.
+        """
+        done, result = self._on_replica(fn, self._fresh)
+        if done:
+            return result, self.max_lag_s  # type: ignore[return-value]
+        return self._on_primary(fn, snapshot=False, primary=primary), 0.0
+
+    def _on_replica(
+        self, fn: Callable[[Connection], T], ready: Callable[[Connection], bool] | None
+    ) -> tuple[bool, T | None]:
+        """``(True, fn(conn))`` on a replica in rotation for which ``ready(conn)`` holds
+        (in the same snapshot); ``(False, None)`` when none could answer."""
         rep = self.pick()
-        if rep is not None:
-            try:
-                with rep.engine.connect() as conn:
-                    conn = conn.execution_options(
-                        isolation_level="REPEATABLE READ", postgresql_readonly=True
-                    )
-                    with conn.begin():
-                        if not needs or self._reached(conn, needs):
-                            result = fn(conn)
-                            rep.reads += 1
-                            return result
-                self.behind += 1
-            except OperationalError as exc:  # down, restarting, or a recovery conflict
-                self.fallbacks += 1
-                first = str(exc.orig or exc).strip().splitlines()
-                self._out(rep, f"read failed: {first[0] if first else 'connection error'}")
+        if rep is None:
+            return False, None
+        try:
+            with rep.engine.connect() as conn:
+                conn = conn.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+                with conn.begin():
+                    if ready is None or ready(conn):
+                        result = fn(conn)
+                        rep.reads += 1
+                        return True, result
+            self.behind += 1
+        except OperationalError as exc:  # down, restarting, or a recovery conflict
+            self.fallbacks += 1
+            first = str(exc.orig or exc).strip().splitlines()
+            self._out(rep, f"read failed: {first[0] if first else 'connection error'}")
+        return False, None
+
+    def _on_primary(
+        self, fn: Callable[[Connection], T], *, snapshot: bool, primary: Connection | None
+    ) -> T:
         self.primary_reads += 1
         if primary is not None:
             return fn(primary)
@@ -301,6 +349,11 @@ class ReadRouter:
     def _reached(conn: Connection, needs: Mapping[str, int]) -> bool:
         rows = {str(k): int(v) for k, v in conn.execute(_VERSIONS, {"names": list(needs)})}
         return all(rows.get(name, 0) >= v for name, v in needs.items())
+
+    def _fresh(self, conn: Connection) -> bool:
+        """Is this standby's replay lag (in this snapshot) within ``max_lag_s``?"""
+        standby, seconds, _ = conn.execute(_LAG).one()
+        return bool(standby) and (seconds is None or float(seconds) <= self.max_lag_s)
 
     # -- reporting and shutdown ---------------------------------------------------------
 

@@ -8,7 +8,9 @@ The order is what makes a restore safe:
    is written to the database or the home;
 2. every file's destination is resolved (symlinks followed) and must stay inside its
    folder; an existing key file that differs is not overwritten without ``--force``;
-3. the database must be empty (no table of its own) unless ``--force``, which replaces it;
+3. the database must be empty unless ``--force``, which replaces it: no rows in any data
+   table (:func:`data_rows`; a schema at any revision is fine, so a cluster fresh from
+   ``geogrid db up`` is empty; the reference tables migrations fill are not data);
 4. ``pg_restore`` runs in one transaction (all or nothing; with ``--force`` into a new
    database that replaces the old one only once complete), then the files are put in
    place, each written beside its destination and renamed over it.
@@ -78,6 +80,45 @@ def own_relations(url: str) -> list[str]:
         return [r[0] for r in conn.execute(_OWN_RELATIONS).fetchall()]
 
 
+#: Reference tables the migrations fill (dictionaries, calendars, settings, layer
+#: versions): rows there do not make a database non-empty. A fresh ``db up`` has rows in
+#: these only (tests/test_ops_backup_fresh.py holds the list to that).
+SEEDED: Final = frozenset({
+    "alembic_version", "calendar_days", "calendar_office_hours", "calendar_settings",
+    "calendar_years", "case_categories", "case_settings", "case_time_limits", "followup_rules",
+    "inspection_templates", "key_unit_types", "layer_versions", "open311_attributes",
+    "public_layers", "visit_area_state", "visit_rules", "visit_tags",
+})  # fmt: skip
+_TABLES = """
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind = 'r'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1
+"""
+
+
+def data_rows(url: str, *, seeded: frozenset[str] = SEEDED) -> list[str]:
+    """The tables of ``public`` holding rows, less the extensions' and the ``seeded``
+    reference tables: empty means a database a restore may fill without ``--force``.
+
+    Row-level security is opened for the check (``geogrid.scope = '*'``), so an owner that
+    is not a superuser sees every row too.
+    """
+    with psycopg.connect(libpq_dsn(url), connect_timeout=10) as conn:
+        conn.execute("SELECT set_config('geogrid.scope', '*', true), "
+                     "set_config('geogrid.special', 'on', true)")  # fmt: skip
+        found = []
+        for (table,) in conn.execute(_TABLES).fetchall():
+            if table in seeded:
+                continue
+            query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+            row = conn.execute(query).fetchone()
+            if row and row[0]:
+                found.append(str(table))
+        return found
+
+
 def plan_files(unpacked: archive.Unpacked, settings: Settings) -> list[tuple[str, Path]]:
     """Each file member and the path it goes to; refuses a member that would land outside.
 
@@ -132,7 +173,8 @@ def restore_backup(settings: Settings, path: Path, *, force: bool = False) -> Re
     path
         The archive ``geogrid db backup`` wrote.
     force
-        Replace a database that holds tables, and key files that differ.
+        Replace a database that holds data (:func:`data_rows`; a schema alone is replaced
+        without it), and key files that differ.
 
     Raises
     ------
@@ -158,10 +200,11 @@ def restore_backup(settings: Settings, path: Path, *, force: bool = False) -> Re
             _refuse_changed_keys(unpacked, plan)
         url = store.database_url(settings)
         found = own_relations(url)
-        if found and not force:
+        rows = data_rows(url) if found else []
+        if rows and not force:
             raise Conflict(
-                f"the database is not empty ({len(found)} tables and sequences, e.g. "
-                f"{', '.join(found[:3])}): restore into an empty database, or use --force "
+                f"the database is not empty ({len(rows)} tables hold rows, e.g. "
+                f"{', '.join(rows[:3])}): restore into an empty database, or use --force "
                 "to replace it"
             )
         dump = unpacked.path(archive.DUMP_MEMBER)

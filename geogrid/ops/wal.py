@@ -1,14 +1,17 @@
 """Continuous WAL archiving and point-in-time recovery for the private cluster.
 
-``geogrid db wal enable`` turns on PostgreSQL's own archiving (``archive_mode``,
-``archive_command`` copying each finished WAL segment to ``WAL_DIR/archive``,
-``archive_timeout`` of 60 s so at most a minute of writes waits in an unfinished segment),
-restarts the cluster and takes a base backup (``pg_basebackup``) into ``WAL_DIR/base``.
+``geogrid db up`` (:func:`ensure`) and ``geogrid db wal enable`` turn on PostgreSQL's own
+archiving (``archive_mode``, ``archive_command`` copying each finished WAL segment to
+``WAL_DIR/archive``, ``archive_timeout`` of 60 s so at most a minute of writes waits in an
+unfinished segment), restart the cluster and take a base backup (``pg_basebackup``) into
+``WAL_DIR/base``.
 ``geogrid db wal backup`` takes another (weekly from cron, say: replay from a recent base
-is faster). ``geogrid db restore --until TIME`` builds a **new data directory** from the
-newest base backup finished before ``TIME``, lets PostgreSQL replay the archived WAL up
-to ``TIME`` (``recovery_target_time``) and promotes it; the old data directory is kept
-beside it (``pgdata.before-<time>``), never deleted.
+is faster); ``geogrid db backup [--keep N]`` takes one too (:func:`after_backup`), keeping
+the ``N`` newest base backups and the WAL they need, so the point-in-time window follows
+the archives' retention. ``geogrid db restore --until TIME`` builds a **new data
+directory** from the newest base backup finished before ``TIME``, lets PostgreSQL replay
+the archived WAL up to ``TIME`` (``recovery_target_time``) and promotes it; the old data
+directory is kept beside it (``pgdata.before-<time>``), never deleted.
 
 WAL holds the database only: attachments are content-addressed files that are never
 changed or deleted, so the home's file store already holds every file of any earlier
@@ -106,6 +109,25 @@ def enable(settings: Settings) -> BaseBackup:
         with psycopg.connect(_dsn(cluster), autocommit=True) as conn:
             conn.execute("SELECT pg_reload_conf()")
     return base_backup(settings)
+
+
+def ensure(settings: Settings) -> BaseBackup | None:
+    """What ``geogrid db up`` does on the private cluster: archiving on, and a base backup
+    to replay from when there is none (the new one), so that ``db restore --until`` works
+    on a fresh install; ``None`` when both were in place already."""
+    if archiving(settings) and base_backups(settings):
+        return None
+    return enable(settings)
+
+
+def after_backup(settings: Settings, keep: int | None) -> BaseBackup | None:
+    """What ``geogrid db backup [--keep N]`` adds on an archiving private cluster: a new
+    base backup, keeping the ``N`` newest and the WAL they need (the point-in-time window
+    follows the archives' retention). ``None`` elsewhere (an external database, archiving
+    off)."""
+    if settings.database_url or not archiving(settings):
+        return None
+    return base_backup(settings, keep=keep)
 
 
 def archiving(settings: Settings) -> bool:
