@@ -29,17 +29,29 @@ One command:
 Prints requests/s, p50 and p95 per request kind and level, and each target with its
 verdict: p95 < 50 ms at 10 clients and < 150 ms at 50, >= 300 transitions/s, a town's
 inbox or overdue list < 50 ms (p95, quiet). The client, the server's workers and PostgreSQL
-share the machine's cores (and, on a shared machine, with whatever else runs). The private
-cluster is stopped at the end (its data stays for ``--reuse``).
+share the machine's cores (and, on a shared machine, with whatever else runs). It also
+prints the CPU time each level cost per request — this process (the client), the server's
+process tree, the cluster's process tree — and the transitions/s the machine's cores could
+carry at that cost: a figure other load barely moves (busy neighbours inflate latencies and
+rates, not the CPU a request takes). The private cluster is stopped at the end (its data
+stays for ``--reuse``).
 
-Last runs (2026-11-30, the machine shared, load average 21-25 on 2 cores: figures far from
-what the box does quiet). Migration 0024 (the cases layer's version raised at commit)
-against the statement triggers it replaces, interleaved on one server, 12 s per run:
-transitions/s 57 and 49 before, 102 and 78 after at 10 clients (p95 of every request 349
-and 406 ms before, 165 and 224 after); 74 and 64 before, 94 and 125 after at 50 clients
-(p95 1,636 and 1,980 ms before, 857 and 820 after). The full bench after it, at load 23:
-25 transitions/s, p95 1,113 ms at 10 clients and 4,959 ms at 50 — targets not met, and
-not measurable on a box this loaded.
+Last runs (2026-11-30, the machine shared with four other engineers' work, load average
+14-28 on 2 cores: latencies and rates far from what the box does quiet).
+
+* 19:30 UTC, load 20, ``--reuse --clients 10,50 --seconds 30 --reps 20``: 82 transitions/s
+  at 10 clients (p95 of every request 206 ms), 108/s at 50 (p95 753 ms), no errors; quiet
+  lists p95 128 ms (inbox) and 117 ms (overdue), 40-60 ms and 13-24 ms in the runs before
+  at load 14-15. CPU per request: 7.9 ms at 10 clients (server 3.9, PostgreSQL 3.7, client
+  0.2), 8.6 at 50 -> the 2 cores could carry ~190-200 transitions/s at that cost; 300/s
+  needs ~2.5 ms less per request. A report now takes 7 statements instead of 12 (its
+  number, first step limit, calendar version and duplicate settings come back from its
+  INSERT); runs before that change gave 8.6-10.3 ms per request (the figure moves +-15 %
+  with the neighbours' load, so the change is within the noise here).
+* Earlier (load 21-25), migration 0024 (the cases layer's version raised at commit) against
+  the statement triggers it replaces, interleaved on one server, 12 s per run:
+  transitions/s 57 and 49 before, 102 and 78 after at 10 clients (p95 349 and 406 ms
+  before, 165 and 224 after); 74 and 64 before, 94 and 125 after at 50 clients.
 """
 
 from __future__ import annotations
@@ -383,6 +395,63 @@ async def case_loop(
                         headers=team.centre_headers)  # fmt: skip
 
 
+# --------------------------------------------------------------------------- CPU
+
+
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds of the process and its reaped children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        # after the name: state ppid ... utime(12) stime(13) cutime(14) cstime(15)
+        out[int(entry)] = (int(fields[1]), sum(int(v) for v in fields[11:15]) / tick)
+    return out
+
+
+def tree_cpu(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds spent so far by each named process and all its descendants."""
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out = {}
+    for name, root in roots.items():
+        todo, total = [root], 0.0
+        while todo:
+            pid = todo.pop()
+            total += table.get(pid, (0, 0.0))[1]
+            todo.extend(children.get(pid, ()))
+        out[name] = total
+    return out
+
+
+@dataclass
+class Cpu:
+    """CPU seconds per part (client, server, PostgreSQL) during a level."""
+
+    roots: dict[str, int]
+    spent: dict[str, float] = field(default_factory=dict)
+
+    def __enter__(self) -> Cpu:
+        self._t0 = tree_cpu(self.roots)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        t1 = tree_cpu(self.roots)
+        self.spent = {k: t1[k] - self._t0[k] for k in self.roots}
+
+
+def postmaster_pid() -> int:
+    return int((HOME / "pgdata" / "postmaster.pid").read_text().split()[0])
+
+
 async def run_level(
     port: int, all_teams: list[Team], n: int, seconds: float, lists_every: int
 ) -> tuple[Stats, float]:
@@ -522,7 +591,13 @@ def profile_hot_path(url: str, n: int) -> None:
         print(f"  {sum(lat) * 1000:8.1f} ms {len(lat):6d}x {pct(lat, 0.5):6.2f} ms  {key}")
 
 
-async def drive(url: str, port: int, args: argparse.Namespace) -> list[tuple[str, Stats, float]]:
+#: CPU seconds per level and part (client, server, postgres), filled by :func:`drive`.
+CPU_SPENT: dict[str, dict[str, float]] = {}
+
+
+async def drive(
+    url: str, port: int, args: argparse.Namespace, server_pid: int
+) -> list[tuple[str, Stats, float]]:
     password = set_password(url)
     accounts, points = teams(url)
     signin = Stats()
@@ -538,7 +613,11 @@ async def drive(url: str, port: int, args: argparse.Namespace) -> list[tuple[str
     random.Random(7).shuffle(all_teams)
     out = []
     for n in args.clients:
-        stats, seconds = await run_level(port, all_teams, n, args.seconds, args.lists_every)
+        with Cpu({"server": server_pid, "postgres": postmaster_pid()}) as cpu:
+            c0 = time.process_time()
+            stats, seconds = await run_level(port, all_teams, n, args.seconds, args.lists_every)
+            client = time.process_time() - c0
+        CPU_SPENT[f"{n} clients"] = {"client": client, **cpu.spent}
         out.append((f"{n} clients", stats, seconds))
     out.append(("quiet", await quiet_lists(port, all_teams[0], args.reps), 0.0))
     out.append(("in process", in_process_lists(url, args.reps), 0.0))
@@ -574,6 +653,19 @@ def report(results: list[tuple[str, Stats, float]], args: argparse.Namespace) ->
             p95 = pct(every, 0.95)
             verdicts.append((f"p95 of every request at {n} clients < {P95_TARGETS[n]:.0f} ms",
                              f"{p95:.1f} ms", p95 < P95_TARGETS[n]))  # fmt: skip
+    cores = os.cpu_count() or 1
+    print("\nCPU per request (every kind) by part, and the transitions/s the machine's "
+          f"{cores} cores allow at that cost (independent of other load):")  # fmt: skip
+    for label, stats, _ in results:
+        spent = CPU_SPENT.get(label)
+        if not spent:
+            continue
+        n_req = sum(len(v) for v in stats.lat.values()) or 1
+        total = sum(spent.values())
+        parts = ", ".join(f"{k} {v / n_req * 1000:.1f}" for k, v in spent.items())
+        share = len(stats.lat.get("transition", [])) / n_req
+        print(f"{label:10} ms/request: {parts}, total {total / n_req * 1000:.1f}; "
+              f"-> {cores * share / (total / n_req):.0f} transitions/s")  # fmt: skip
     rates = [len(s.lat.get("transition", [])) / sec for lab, s, sec in results if sec]
     best = max(rates, default=0.0)
     verdicts.append((f"transitions/s >= {TRANSITIONS_PER_S:.0f} (best level)", f"{best:.0f}/s",
@@ -627,7 +719,7 @@ def main() -> None:
         proc, port = start_server(url, args.workers, home=HOME, log_path=SERVER_LOG,
                                   startup_s=STARTUP_S)  # fmt: skip
         try:
-            results = asyncio.run(drive(url, port, args))
+            results = asyncio.run(drive(url, port, args, proc.pid))
         finally:
             stop(proc)
         if args.profile:

@@ -43,6 +43,11 @@ class Town:
     headers: dict[str, dict[str, str]]
 
     def report(self) -> tuple[int, str]:
+        made = self.report_json()
+        return made["case"]["id"], made["etag"]
+
+    def report_json(self) -> dict[str, Any]:
+        """A case reported in the grid by its worker: the answer, with its ETag."""
         with self.engine.connect() as conn:
             lon, lat = conn.execute(
                 text(
@@ -58,7 +63,7 @@ class Town:
             json={"category": "0401", "lon": lon, "lat": lat, "description": "路灯不亮"},
         )
         assert r.status_code == 201, r.text
-        return r.json()["case"]["id"], r.headers["etag"]
+        return {**r.json(), "etag": r.headers["etag"]}
 
     def act(self, who: str, case_id: int, etag: str, action: str, **kw: Any) -> Any:
         return self.client.post(
@@ -335,3 +340,82 @@ def test_writers_of_different_cases_do_not_wait_for_each_other(town: Town) -> No
         a.execute(touch, {"id": one})
         a.rollback()
     assert version() == start + 2  # a rolled-back write raises nothing
+
+
+# --------------------------------------------------------------------------- fewer round trips
+
+
+def test_a_report_numbers_and_times_itself_in_its_insert(town: Town) -> None:
+    """The case number (E, the local day of the report, seven digits of the sequence),
+    the first deadline (the category's accept limit on the calendar) and the duplicate
+    settings come with the row's INSERT: each as the separate queries gave it."""
+    from geogrid.cases import workflow
+
+    case = town.report_json()["case"]
+    reported = datetime.fromisoformat(case["reported_at"])
+    local = reported.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert case["case_no"][:9] == f"E{local:%Y%m%d}", case["case_no"]
+    assert len(case["case_no"]) == 16 and case["case_no"][9:].isdigit(), case["case_no"]
+    with town.engine.connect() as conn:
+        last = conn.execute(text("SELECT last_value FROM case_no_seq")).scalar_one()
+        fresh = workflow.deadline(conn, "0401", "accept", reported)  # limits queried
+    assert int(case["case_no"][9:]) == int(last) % 10**7
+    assert fresh["due_at"] is not None
+    assert datetime.fromisoformat(case["due_at"]) == datetime.fromisoformat(fresh["due_at"])
+
+
+def test_duplicate_settings_count_for_the_next_report(town: Town) -> None:
+    """Two reports at one point: the second names the first as a possible duplicate;
+    with the window set to nothing (committed elsewhere) the next names none."""
+    first = town.report_json()["case"]["id"]
+    second = town.report_json()
+    assert first in [d["id"] for d in second["duplicates"]], second["duplicates"]
+    with town.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE case_settings SET value = '0' WHERE key = 'duplicate_window_hours'")
+        )
+    try:
+        third = town.report_json()
+        assert third["duplicates"] == []
+    finally:
+        with town.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE case_settings SET value = '72' WHERE key = 'duplicate_window_hours'")
+            )
+    assert first in [d["id"] for d in town.report_json()["duplicates"]]
+
+
+def test_department_membership_counts_in_the_next_transaction(town: Town) -> None:
+    """A department's members stand at its post: read once per transaction, so a member
+    added elsewhere counts on the same (pooled) connection's next transaction."""
+    from geogrid.cases import routing
+
+    with town.engine.begin() as conn:
+        town_code = conn.execute(
+            text("SELECT code FROM admin_areas WHERE level = 'town' ORDER BY code LIMIT 1")
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO case_departments (code, town_code, name) VALUES "
+                "('speed-dept', :t, '测试科') ON CONFLICT DO NOTHING"
+            ),
+            {"t": town_code},
+        )
+        worker = users.get_user(conn, username=town.names["worker"]).principal()
+    member = text(
+        "INSERT INTO case_department_members (department_code, user_id) VALUES ('speed-dept', :u)"
+    )
+    try:
+        with town.engine.connect() as conn:
+            assert not routing.user_at_post(conn, worker, "department", "speed-dept")
+            with town.engine.begin() as other:
+                other.execute(member, {"u": worker.user_id})
+            # the same transaction keeps what it read; the next one reads again
+            assert not routing.user_at_post(conn, worker, "department", "speed-dept")
+            conn.rollback()
+            assert routing.user_at_post(conn, worker, "department", "speed-dept")
+    finally:
+        with town.engine.begin() as conn:
+            conn.execute(text("DELETE FROM case_department_members WHERE user_id = :u"),
+                         {"u": worker.user_id})  # fmt: skip
+            conn.execute(text("DELETE FROM case_departments WHERE code = 'speed-dept'"))

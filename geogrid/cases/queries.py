@@ -299,12 +299,26 @@ def setting(conn: Connection, key: str, default: float) -> float:
     return settings(conn, {key: default})[key]
 
 
-def settings(conn: Connection, defaults: Mapping[str, float]) -> dict[str, float]:
-    """Numbers of ``case_settings`` (one query), ``defaults`` where absent or not numbers."""
-    rows = conn.execute(
-        text("SELECT key, value FROM case_settings WHERE key = ANY(:k)"), {"k": list(defaults)}
-    ).all()
-    found = {r.key: r.value for r in rows}
+#: The settings :func:`find_duplicates` reads, and a subquery giving them as one JSON
+#: object (another statement reads them for it: :func:`geogrid.cases.service.create_case`).
+DUPLICATE_DEFAULTS: Final = {"duplicate_radius_m": 50.0, "duplicate_window_hours": 72.0}
+DUPLICATE_SETTINGS_SQL: Final = (
+    "(SELECT coalesce(json_object_agg(s.key, s.value), '{}') FROM case_settings s "
+    f"WHERE s.key IN ({', '.join(repr(k) for k in DUPLICATE_DEFAULTS)}))"
+)
+
+
+def settings(
+    conn: Connection, defaults: Mapping[str, float], found: Mapping[str, Any] | None = None
+) -> dict[str, float]:
+    """Numbers of ``case_settings`` (one query, none when ``found`` gives the rows read
+    already), ``defaults`` where absent or not numbers."""
+    if found is None:
+        rows = conn.execute(
+            text("SELECT key, value FROM case_settings WHERE key = ANY(:k)"),
+            {"k": list(defaults)},
+        ).all()
+        found = {r.key: r.value for r in rows}
     return {
         k: float(found[k]) if isinstance(found.get(k), int | float) else d
         for k, d in defaults.items()
@@ -321,12 +335,14 @@ def find_duplicates(
     exclude: int | None = None,
     limit: int = 5,
     resolved: bool = False,
+    found: Mapping[str, Any] | None = None,
 ) -> list[DuplicateHint]:
     """Open cases of the same category class within the configured radius and time window
     (``case_settings``: ``duplicate_radius_m``, ``duplicate_window_hours``), nearest first;
-    ``resolved``: ``category`` is a code already resolved (no dictionary query)."""
+    ``resolved``: ``category`` is a code already resolved (no dictionary query); ``found``:
+    those settings as read in this transaction (:data:`DUPLICATE_SETTINGS_SQL`, no query)."""
     code = category if resolved else resolve_category(conn, category)[0]
-    tune = settings(conn, {"duplicate_radius_m": 50.0, "duplicate_window_hours": 72.0})
+    tune = settings(conn, DUPLICATE_DEFAULTS, found)
     radius, window = tune["duplicate_radius_m"], tune["duplicate_window_hours"]
     rows = conn.execute(
         text(
@@ -373,15 +389,20 @@ def find_duplicates(
 # --------------------------------------------------------------------------- dictionary
 
 
-def resolve_category(conn: Connection, value: str) -> tuple[str, str]:
-    """(code, class name) of a category given by code, name or alias (active entries)."""
+def resolve_category(conn: Connection, value: str, *, first: str = "") -> tuple[str, str]:
+    """(code, class name) of a category given by code, name or alias (active entries).
+
+    ``first``: an SQL expression evaluated with the lookup (a ``set_config`` the
+    statements after it need, saving its own round trip).
+    """
     v = (value or "").strip()
     if not v:
         raise InvalidInput("a case needs a category (事件类别)")
     row = conn.execute(
         text(
-            """
-            SELECT k.code, coalesce(p.name, k.name) AS class_name FROM case_categories k
+            f"""
+            SELECT {first + " AS d_first, " if first else ""}k.code,
+                   coalesce(p.name, k.name) AS class_name FROM case_categories k
             LEFT JOIN case_categories p ON p.code = k.parent_code
             WHERE k.active AND (k.code = CAST(:v AS text) OR k.name = CAST(:v AS text)
                                 OR CAST(:v AS text) = ANY (k.aliases))

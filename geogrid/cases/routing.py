@@ -185,15 +185,24 @@ def validate_post(conn: Connection, post: Any, town_code: str) -> Post:
 
 
 def _departments(conn: Connection, user_id: int) -> set[str]:
-    cache = conn.info.setdefault("geogrid.case_departments", {})
-    if user_id not in cache:
-        cache[user_id] = set(
-            conn.execute(
-                text("SELECT department_code FROM case_department_members WHERE user_id = :u"),
-                {"u": user_id},
-            ).scalars()
-        )
-    return set(cache[user_id])
+    """The departments ``user_id`` belongs to, read once per transaction (``conn.info``
+    outlives the transaction: the pooled connection keeps it across requests)."""
+    key = "geogrid.case_departments"
+    kept: tuple[Any, dict[int, set[str]]] | None = conn.info.get(key)
+    tx = conn.get_transaction()
+    if kept is not None and tx is not None and kept[0] is tx and user_id in kept[1]:
+        return set(kept[1][user_id])
+    found = set(
+        conn.execute(
+            text("SELECT department_code FROM case_department_members WHERE user_id = :u"),
+            {"u": user_id},
+        ).scalars()
+    )
+    tx = conn.get_transaction()  # the query began one if none was open
+    if kept is None or kept[0] is not tx:
+        kept = conn.info[key] = (tx, {})
+    kept[1][user_id] = found
+    return set(found)
 
 
 def user_at_post(

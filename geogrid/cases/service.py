@@ -34,6 +34,7 @@ from geogrid.access.policy import Principal, check
 from geogrid.cases import machine, routing, workflow
 from geogrid.cases.calendar import load_calendar
 from geogrid.cases.queries import (
+    DUPLICATE_SETTINGS_SQL,
     MAX_LIMIT,
     SUMMARY_SQL,
     due_cases,
@@ -247,7 +248,21 @@ def _json(value: Any) -> str:
 #: instead of every time, as the serving engine does by default
 #: (``plan_cache_mode=force_custom_plan``, see :data:`geogrid.store.SERVING_OPTIONS`).
 _PLAN_ONCE: Final = "set_config('plan_cache_mode', 'auto', true)"
-_GENERIC_PLANS: Final = text(f"SELECT {_PLAN_ONCE}")
+
+
+#: A report's row, numbered (E, the local day, seven digits of ``case_no_seq``), answering
+#: what its first deadline and the duplicate search need: its category's step limits, the
+#: working calendar's version and the duplicate settings (no queries of their own).
+_INSERT_SQL: Final = text(
+    "INSERT INTO cases AS c (case_no, category, category_code, status, reported_at, geom, "
+    "village_code, grid_code, current_grid_code, description, source, priority, address, "
+    "version) VALUES ('E' || to_char(CAST(:at AS timestamptz) AT TIME ZONE "
+    f"'{LOCAL.key}', 'YYYYMMDD') || lpad((nextval('case_no_seq') % 10000000)::text, 7, '0'), "
+    ":cat, :code, 'reported', :at, ST_SetSRID(ST_MakePoint(:x, :y), 4326), :v, :g, :g, :d, "
+    f":src, :prio, :addr, 0) RETURNING c.id, {workflow.LIMITS_SQL} AS d_limits, "
+    "(SELECT s.version FROM calendar_settings s WHERE s.id = 1) AS d_calendar, "
+    f"{DUPLICATE_SETTINGS_SQL} AS d_settings"
+)
 
 
 def create_case(
@@ -284,8 +299,7 @@ def create_case(
     if addr is not None and len(addr) > 200:
         raise InvalidInput("an address has at most 200 characters")
     x, y = _point(lon, lat)
-    conn.execute(_GENERIC_PLANS)
-    code, class_name = resolve_category(conn, category)
+    code, class_name = resolve_category(conn, category, first=_PLAN_ONCE)
     who = _reporter(reporter)
     shas = _attachments(conn, attachments)
     now = datetime.now(UTC)
@@ -298,18 +312,9 @@ def create_case(
         check(principal, "case.report", grid or village)
     post = routing.route(conn, category_code=code, village_code=village, grid_code=grid)
     town = routing.town_of(village)
-    number = conn.execute(text("SELECT nextval('case_no_seq')")).scalar_one()
-    case_no = f"E{when.astimezone(LOCAL):%Y%m%d}{int(number) % 10**7:07d}"
-    case_id = conn.execute(
-        text(
-            "INSERT INTO cases (case_no, category, category_code, status, reported_at, geom, "
-            "village_code, grid_code, current_grid_code, description, source, priority, "
-            "address, version) VALUES (:no, :cat, :code, 'reported', :at, "
-            "ST_SetSRID(ST_MakePoint(:x, :y), 4326), :v, :g, :g, :d, :src, :prio, :addr, 0) "
-            "RETURNING id"
-        ),
+    made = conn.execute(
+        _INSERT_SQL,
         {
-            "no": case_no,
             "cat": class_name,
             "code": code,
             "at": when,
@@ -322,7 +327,10 @@ def create_case(
             "prio": priority,
             "addr": addr,
         },
-    ).scalar_one()
+    ).one()
+    case_id = made.id
+    if made.d_calendar is not None:  # the snapshot the first deadline uses, no query
+        load_calendar(conn, version=int(made.d_calendar))
     row = {**machine.STATE_FIELDS, "id": case_id, "status": None}
     data = {
         "set": {
@@ -330,7 +338,7 @@ def create_case(
             "route_code": post.code,
             "assignee_kind": "centre",
             "assignee_code": town,
-            **workflow.deadline(conn, code, "accept", when),
+            **workflow.deadline(conn, code, "accept", when, made.d_limits or {}),
         },
         "report": {
             "category_code": code,
@@ -362,8 +370,9 @@ def create_case(
             {"c": case_id, "n": who.name, "p": who.phone, "u": who.user_id},
         )
     duplicates = find_duplicates(
-        conn, category=code, lon=x, lat=y, at=when, exclude=case_id, resolved=True
-    )
+        conn, category=code, lon=x, lat=y, at=when, exclude=case_id, resolved=True,
+        found=made.d_settings,
+    )  # fmt: skip
     detail = _detail(conn, principal, case_id) if principal else _detail_unscoped(conn, case_id)
     return Created(detail, duplicates)
 
@@ -503,20 +512,23 @@ def _take(
             f"{row['version']}; reload it and try again",
             detail={"version": row["version"]},
         )
-    allowed = [a.action for a in workflow.allowed(conn, principal, row)]
+
+    def allowed() -> list[str]:  # for the refusals only
+        return [a.action for a in workflow.allowed(conn, principal, row)]
+
     possible = [t for t in rows if workflow.applies(t, row)]
     if not possible:
         extra = {"merged_into": row["merged_into"]} if row["status"] == "merged" else {}
         raise IllegalTransition(
             f"{action} is not possible while the case is {row['status']}"
             + (f" (pending {row['pending']})" if row["pending"] else ""),
-            detail={"status": row["status"], "allowed": allowed, **extra},
+            detail={"status": row["status"], "allowed": allowed(), **extra},
         )
     mine = [t for t in possible if workflow.may(conn, principal, t, row)]
     if not mine:
         raise Forbidden(
             f"{action} on this case is not yours to take (role {principal.role})",
-            detail={"status": row["status"], "allowed": allowed},
+            detail={"status": row["status"], "allowed": allowed()},
         )
     t = mine[0]
     body = workflow.body(conn, principal, t, row, data or {})
