@@ -39,6 +39,11 @@ stays for ``--reuse``).
 Last runs (2026-11-30, the machine shared with four other engineers' work, load average
 14-28 on 2 cores: latencies and rates far from what the box does quiet).
 
+* 19:50 UTC, load 12 at the end (quieter during the 10-client level), same command, after
+  the change below: 211 transitions/s at 10 clients (p95 of every request 67 ms: create 103,
+  transition 54), 179/s at 50 (p95 435 ms); quiet inbox p95 21 ms, overdue 20 ms (met);
+  CPU per request 5.8 ms at 10 clients (server 3.0, PostgreSQL 2.7) -> ~270 transitions/s,
+  7.9 ms at 50 -> ~200/s. The whole run takes 1.5-4 minutes.
 * 19:30 UTC, load 20, ``--reuse --clients 10,50 --seconds 30 --reps 20``: 82 transitions/s
   at 10 clients (p95 of every request 206 ms), 108/s at 50 (p95 753 ms), no errors; quiet
   lists p95 128 ms (inbox) and 117 ms (overdue), 40-60 ms and 13-24 ms in the runs before
