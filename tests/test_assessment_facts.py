@@ -295,3 +295,33 @@ def test_refresh_repairs_a_damaged_row(township: Engine) -> None:
         conn.execute(text("UPDATE assessment_case_facts SET handles = 99, status = 'closed'"))
         assert facts.refresh(conn) == 8
         assert _facts(conn) == kept
+
+
+def test_a_case_in_no_village_has_no_facts_and_is_not_refused(db_conn) -> None:  # type: ignore[no-untyped-def]
+    # a case placed in no village (imported history outside the township, a point no
+    # village holds) belongs to no area: its events are kept, it simply has no facts
+    case = db_conn.execute(
+        text(
+            "INSERT INTO cases (case_no, category, reported_at, geom) VALUES ('T-nowhere', "
+            "'环境卫生', now(), ST_SetSRID(ST_MakePoint(100.0, 20.0), 4326)) RETURNING id"
+        )
+    ).scalar_one()
+    db_conn.execute(
+        text(
+            "INSERT INTO case_events (case_id, seq, action, to_status, at, actor) "
+            "VALUES (:c, 1, 'report', 'reported', now(), 'test')"
+        ),
+        {"c": case},
+    )
+    assert (
+        db_conn.execute(
+            text("SELECT count(*) FROM case_events WHERE case_id = :c"), {"c": case}
+        ).scalar_one()
+        == 1
+    )
+    assert (
+        db_conn.execute(
+            text("SELECT count(*) FROM assessment_case_facts WHERE case_id = :c"), {"c": case}
+        ).scalar_one()
+        == 0
+    )

@@ -94,7 +94,7 @@ FROM (
                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS dues
         FROM case_events e WHERE {{where}}
     ) w
-) t JOIN cases c ON c.id = t.case_id
+) t JOIN cases c ON c.id = t.case_id AND c.village_code IS NOT NULL  -- no area: no facts
 GROUP BY t.case_id
 ON CONFLICT (case_id) DO UPDATE SET ({COLUMNS}) = ROW(EXCLUDED.*)
 """
