@@ -234,6 +234,29 @@ def wal_backup(
     console.print(f"base backup {base.path}")
 
 
+def maintain(
+    months: int = typer.Option(3, "--months", min=0, max=120, help="Months of partitions ahead."),
+) -> None:
+    """The nightly chores: monthly partitions ahead (and rows moved out of DEFAULT
+    partitions), the assessment roll-up compacted. The backup timer's service runs it after
+    each backup."""
+    from geogrid.ops.maintain import maintain as run
+
+    with console.status("maintaining"):
+        done = run(store.database_url(Settings()), months_ahead=months)
+    console.print(f"partitions created: {', '.join(done.created) or 'none'}")
+    for name, rows in done.moved.items():
+        console.print(f"moved {rows:,} rows out of a DEFAULT partition into {name}")
+    if done.rollup_rows is not None:
+        console.print(
+            f"assessment roll-up: {done.rollup_rows[0]:,} rows -> {done.rollup_rows[1]:,}"
+        )
+    if done.blocked:
+        err.print(f"[red]months without a partition (a detached table holds the name): "
+                  f"{', '.join(done.blocked)}[/red]")  # fmt: skip
+        raise typer.Exit(2)
+
+
 def register(db_app: typer.Typer) -> None:
     """Add the operations commands to ``geogrid db``."""
     db_app.command("backup")(backup)
@@ -242,6 +265,7 @@ def register(db_app: typer.Typer) -> None:
     db_app.command("restore")(restore)
     db_app.command("upgrade")(upgrade)
     db_app.command("check")(check)
+    db_app.command("maintain")(maintain)
     db_app.add_typer(wal_app, name="wal")
     from geogrid.cli.replica import replica_app
 

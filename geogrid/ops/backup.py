@@ -231,7 +231,8 @@ def prune(folder: Path, keep: int) -> list[Path]:
 
 
 def timer_units(settings: Settings, *, keep: int, at: str, python: str) -> dict[str, str]:
-    """A systemd service and timer that run ``geogrid db backup --keep N`` daily at ``at``.
+    """A systemd service and timer that run ``geogrid db backup --keep N`` daily at ``at``,
+    then the nightly chores (``geogrid db maintain``).
 
     >>> units = timer_units(Settings(home="/var/lib/geogrid"), keep=14, at="02:30",
     ...                     python="/opt/geogrid/.venv/bin/python")
@@ -250,6 +251,7 @@ def timer_units(settings: Settings, *, keep: int, at: str, python: str) -> dict[
         "[Unit]\nDescription=geogrid backup (database and files)\n"
         "After=network.target\n\n[Service]\nType=oneshot\n"
         f"{environment}ExecStart={python} -m geogrid db backup --keep {keep}\n"
+        f"ExecStartPost={python} -m geogrid db maintain\n"
         "Nice=10\nIOSchedulingClass=idle\n"
     )
     timer = (
