@@ -64,9 +64,6 @@ def _ours(diff: Any) -> bool:
     table = getattr(getattr(obj, "table", None), "name", None) or getattr(obj, "name", "")
     if isinstance(first, tuple) and first[0].startswith("modify_"):
         table = first[2]
-    unmodelled = table not in Base.metadata.tables
-    if isinstance(first, tuple) and first[0] == "remove_index" and unmodelled:
-        return False  # an index of such a table (made in plain SQL): not compared either
     return _PARTITION.fullmatch(str(table or "")) is None
 
 
