@@ -1,4 +1,8 @@
-"""Cases: fewer round trips per transition (issue 12 speed).
+"""No schema change (a revision reserved for the case-speed work, which needed none).
+
+The report and transition statements were shortened in :mod:`geogrid.cases.service`
+without new database objects; the revision stays so that databases stamped with it
+during development keep a known place in the chain.
 
 Revision ID: 0028
 Revises: 0027
@@ -16,8 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Reserved: filled by the change this revision is named for."""
+    """Nothing to do."""
 
 
 def downgrade() -> None:
-    """Reserved: nothing to undo yet."""
+    """Nothing to undo."""
