@@ -57,6 +57,14 @@ Last runs (2026-11-30, the machine shared with four other engineers' work, load 
   the statement triggers it replaces, interleaved on one server, 12 s per run:
   transitions/s 57 and 49 before, 102 and 78 after at 10 clients (p95 349 and 406 ms
   before, 165 and 224 after); 74 and 64 before, 94 and 125 after at 50 clients.
+
+Quiet run (lead, 2026-11-30 20:09 UTC, nothing else running; the load average the bench
+itself makes: 13.7), 1,008,326 cases, 9.69M events, with the assessment facts trigger (0029):
+10 clients: 238 transitions/s, p95 transition 53 ms, create 100 ms, every request 64 ms;
+50 clients: 196/s, p95 every request 397 ms; the town's inbox and overdue lists quiet p95 20
+and 10 ms. CPU per request 6.1 ms at 10 clients (server 3.0, PostgreSQL 2.9) -> 258/s the
+two cores could carry; 7.8 ms at 50. Targets met: the lists. MISSED: p95 < 50 / 150 ms and
+300 transitions/s.
 """
 
 from __future__ import annotations

@@ -34,6 +34,12 @@ before ECharts runs), the first charts drawn at ~1170 ms (ECharts' first render 
 charts ~400 ms at that load). Before this work (full ECharts, Leaflet's styles and
 VectorGrid, the data requested after ECharts ran; 503 KB cold) a cold load drew at
 1.3–1.6 s at load ~8.
+
+Quiet runs (lead, 2026-11-30 20:17–20:19 UTC, load 3.7–4.2; two runs after the bench
+town's schema was brought to the head): first chart drawn, cold p50 695–779 ms, p95 807–1,052
+ms (one cold load of 16 over 1 s); warm p50 307–330 ms, p95 361–404 ms; 358 KB moved cold,
+64 KB warm. An earlier run against the bench town's stale schema (0029 half-applied) got a
+500 from the indicators request: a bench-database problem, gone after the upgrade.
 """
 
 from __future__ import annotations

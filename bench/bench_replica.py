@@ -31,6 +31,11 @@ Last run (2026-11-30, 16 users x 20 s, load average 11 from other work on the 2 
 primary alone 257 req/s (p50 37 ms, p95 178 ms); primary + 1 replica 224 req/s (p50 44 ms,
 p95 219 ms; the replica answered 3,393 reads), ratio 0.87, no failed request. On one
 2-core machine the replica's replay and its own backends take CPU from the server.
+
+Quiet run (lead, 2026-11-30 20:14 UTC, 16 users x 20 s): primary alone 305.6 req/s (p95
+120 ms), primary + 1 replica 302.4 req/s (p95 127 ms), ratio 0.99, the replica answering 73%
+of the reads, no failed request: on one 2-core machine the standby's replay and backends take
+the cores the server would use; a replica on its own machine adds that machine's cores.
 """
 
 from __future__ import annotations
