@@ -1052,6 +1052,10 @@ def import_overlay(
         inserted, updated, unplaced = load_overlay(
             conn, kind, good, with_status="status" in raw.columns
         )
+        if kind == "cases":  # imported history: its months get partitions of their own
+            from geogrid.ops.partitions import ensure
+
+            ensure(conn, tables=("case_events",))
         id_col = _STORED[kind][0]
         stats = conn.execute(
             text(

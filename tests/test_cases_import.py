@@ -76,6 +76,26 @@ def test_histories_replay_to_the_rows(imported: Engine, sample_town) -> None:  #
         assert history[0]["action"] == "report"
 
 
+def test_imported_history_lands_in_its_months_partitions(imported: Engine) -> None:
+    # the history's months get partitions of their own at import: nothing is left in the
+    # DEFAULT partition, where no query would prune it (and `db check` would warn)
+    with imported.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM case_events_default")).scalar_one()
+        months = conn.execute(
+            text(
+                "SELECT count(DISTINCT date_trunc('month', at AT TIME ZONE 'Asia/Shanghai')) "
+                "FROM case_events"
+            )
+        ).scalar_one()
+        parts = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'case_events'::regclass "
+                "AND inhrelid::regclass::text ~ '^case_events_[0-9]{6}$'"
+            )
+        ).scalar_one()
+    assert left == 0 and months > 3 and parts >= months
+
+
 def test_a_year_shows_queues_overdue_cases_and_rework(imported: Engine) -> None:
     with imported.connect() as conn:
         by_status = dict(conn.execute(text("SELECT status, count(*) FROM cases GROUP BY 1")).all())
