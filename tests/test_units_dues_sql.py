@@ -10,12 +10,15 @@ awkward stretches, and a year the calendar does not know must stay empty for
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 
 from sqlalchemy import Connection, text
 
 from geogrid import overlays, store
+from geogrid.access.policy import Principal, Role
+from geogrid.access.scope import Scope
 from geogrid.cases.calendar import CalendarUnknown
-from geogrid.fieldwork import filings
+from geogrid.fieldwork import filings, units
 
 D = dt.date
 RECURRING = ("maintenance", "self_assessment")
@@ -120,3 +123,76 @@ def test_imported_units_are_due_at_once(town_url: str, sample_town) -> None:  # 
             assert filings.refresh_dues(conn) == expected.count(None)
     finally:
         engine.dispose()
+
+
+BACKFILL = importlib.import_module("geogrid.migrations.versions.0031_fieldwork_dues_backfill")
+ALL = Principal(0, "admin", Role.sysadmin, Scope("all"))
+
+
+def _insert_pre_0030_units(conn: Connection, days: list[D]) -> None:
+    """Units as they were before 0030: inserted with no trigger to give them dues."""
+    conn.execute(text("ALTER TABLE key_units DISABLE TRIGGER trg_key_units_dues"))
+    _insert_units(conn, days)
+    conn.execute(text("ALTER TABLE key_units ENABLE TRIGGER trg_key_units_dues"))
+
+
+def test_units_registered_before_0030_get_their_dues_from_0031(db_conn) -> None:  # type: ignore[no-untyped-def]
+    _insert_pre_0030_units(db_conn, list(BASES))
+    assert _dues(db_conn) == {}
+    # a unit filed on by SQL before it had dues counts from its last filing of that kind
+    filed = db_conn.execute(text("SELECT id FROM key_units WHERE unit_no = 'DUE-1'")).scalar_one()
+    last = D(2025, 9, 15)
+    db_conn.execute(
+        text(
+            "INSERT INTO key_unit_filings (unit_id, kind, event_date, by_name) "
+            "VALUES (:u, 'maintenance', :d - 40, '张三'), (:u, 'maintenance', :d, '张三')"
+        ),
+        {"u": filed, "d": last},
+    )
+    db_conn.execute(text(BACKFILL.BACKFILL))
+    dues = _dues(db_conn)
+    assert set(dues) == {(b, k) for b in BASES for k in RECURRING}
+    expected = {(b, k): _python(db_conn, k, b) for b in BASES for k in RECURRING}
+    expected[(BASES[0], "maintenance")] = _python(db_conn, "maintenance", last)
+    assert expected[(BASES[0], "maintenance")] != _python(db_conn, "maintenance", BASES[0])
+    assert {key: due for key, (due, _) in dues.items()} == expected
+    assert any(v is None for v in expected.values())  # the undeclared year stays empty
+    assert all((cal is None) == (due is None) for due, cal in dues.values())
+    # run again (a second upgrade after a downgrade): nothing added, nothing changed
+    before = db_conn.execute(text("SELECT count(*), sum(xmin::text::bigint) FROM key_unit_dues"))
+    db_conn.execute(text(BACKFILL.BACKFILL))
+    after = db_conn.execute(text("SELECT count(*), sum(xmin::text::bigint) FROM key_unit_dues"))
+    assert before.one() == after.one()
+
+
+def test_key_unit_lists_write_no_dues(db_conn) -> None:  # type: ignore[no-untyped-def]
+    known = [b for b in BASES if _python(db_conn, "maintenance", b) is not None
+             and _python(db_conn, "self_assessment", b) is not None][:5]  # fmt: skip
+    _insert_units(db_conn, [*known, D(2025, 4, 1)])
+    orphan = db_conn.execute(
+        text("SELECT max(id) FROM key_units WHERE unit_no LIKE 'DUE-%'")
+    ).scalar_one()
+    # a unit left without dues (as if 0031 had not run): the lists must not make them
+    db_conn.execute(text("DELETE FROM key_unit_dues WHERE unit_id = :u"), {"u": orphan})
+
+    def state() -> list[tuple[int, str, D | None, str]]:
+        rows = db_conn.execute(
+            text(
+                "SELECT unit_id, kind, due_date, xmin::text AS x FROM key_unit_dues "
+                "ORDER BY unit_id, kind"
+            )
+        ).all()
+        return [tuple(r) for r in rows]
+
+    before = state()
+    for _ in range(2):
+        listed = units.list_units(db_conn, principal=ALL, limit=500)
+        assert filings.refresh_dues(db_conn) == 0
+    assert state() == before  # the same rows, not rewritten (same xmin)
+    by_id = {u.id: u for u in listed}
+    assert by_id[orphan].dues == []  # the read path no longer inserts missing dues
+    for u in listed:
+        if u.unit_no.startswith("DUE-") and u.id != orphan:
+            assert {d.kind: d.due_date for d in u.dues} == {
+                k: _python(db_conn, k, u.registered_on) for k in RECURRING
+            }

@@ -160,23 +160,14 @@ def start_staff_change(conn: Connection, unit_id: int, changed_on: dt.date) -> N
     _set_due(conn, unit_id, "staff_change", changed_on)
 
 
-_MISSING = text(
-    """
-    INSERT INTO key_unit_dues (unit_id, kind, basis)
-    SELECT u.id, k.kind, coalesce((SELECT max(f.event_date) FROM key_unit_filings f
-                                   WHERE f.unit_id = u.id AND f.kind = k.kind), u.registered_on)
-    FROM key_units u CROSS JOIN (VALUES ('maintenance'), ('self_assessment')) AS k(kind)
-    WHERE NOT EXISTS (SELECT 1 FROM key_unit_dues d WHERE d.unit_id = u.id AND d.kind = k.kind)
-    ON CONFLICT DO NOTHING
-    """
-)
-
-
 def refresh_dues(conn: Connection) -> int:
-    """Give units registered by import their recurring dues, and recompute the dues
-    computed with another version of the calendar (or never). Returns how many changed."""
+    """Recompute the dues computed with another version of the calendar (or never: a year
+    it did not know). Returns how many changed.
+
+    Writes nothing while the calendar is unchanged: every unit gets its recurring dues when
+    it is inserted (0030's trigger; 0031 gave them to the units registered before).
+    """
     cal = load_calendar(conn)
-    conn.execute(_MISSING)
     rows = conn.execute(
         text(
             "SELECT unit_id, kind, basis FROM key_unit_dues WHERE due_cal IS DISTINCT FROM :v "
