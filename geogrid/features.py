@@ -458,5 +458,5 @@ def layer_versions(conn: Connection) -> dict[str, int]:
     """Per-layer data versions (bumped by triggers): a cache key for extents."""
     return {
         str(k): int(v)
-        for k, v in conn.execute(text("SELECT layer, version FROM layer_versions")).all()
+        for k, v in conn.execute(text("SELECT layer, version FROM layer_versions_now")).all()
     }

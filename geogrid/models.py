@@ -531,6 +531,24 @@ class LayerVersion(Base):
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class LayerVersionShard(Base):
+    """A busy layer's version bumps spread over rows by backend (0032): the layer's version
+    is its :class:`LayerVersion` plus the sum of its shards (view ``layer_versions_now``)."""
+
+    __tablename__ = "layer_version_shards"
+    __table_args__ = (
+        {"comment": "bumps of a busy layer's version spread over rows (by backend): the "
+                    "version is layer_versions plus their sum"},
+    )  # fmt: skip
+
+    layer: Mapped[str] = mapped_column(
+        Text, ForeignKey("layer_versions.layer", ondelete="CASCADE"), primary_key=True
+    )
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class HeatDaily(Base):
     """Cases per level-20 heat bin, category and local day: the heat pyramid's base.
 

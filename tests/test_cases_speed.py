@@ -320,7 +320,7 @@ def test_writers_of_different_cases_do_not_wait_for_each_other(town: Town) -> No
         with town.engine.connect() as conn:
             return int(
                 conn.execute(
-                    text("SELECT version FROM layer_versions WHERE layer = 'cases'")
+                    text("SELECT version FROM layer_versions_now WHERE layer = 'cases'")
                 ).scalar_one()
             )
 
@@ -340,6 +340,51 @@ def test_writers_of_different_cases_do_not_wait_for_each_other(town: Town) -> No
         a.execute(touch, {"id": one})
         a.rollback()
     assert version() == start + 2  # a rolled-back write raises nothing
+
+
+def test_commits_of_different_cases_do_not_queue_on_one_version_row(town: Town) -> None:
+    """Two transactions that have both raised the cases layer's version (as a commit does)
+    stay open side by side: their bumps went to their connections' shards (0032), not to
+    one row a commit holds through its WAL flush. The version is the row plus the shards."""
+    one, two = town.report()[0], town.report()[0]
+    touch = text("UPDATE cases SET priority = priority WHERE id = :id")
+    conns = [town.engine.connect() for _ in range(4)]
+    try:
+        pids = [int(c.execute(text("SELECT pg_backend_pid()")).scalar_one()) for c in conns]
+        for c in conns:
+            c.rollback()
+        # two of the four connections on different shards
+        by_shard: dict[int, list[int]] = {}
+        for i, pid in enumerate(pids):
+            by_shard.setdefault(pid % 64, []).append(i)
+        firsts = [ids[0] for ids in by_shard.values()]
+        a, b = conns[firsts[0]], conns[firsts[1]]
+        with town.engine.connect() as reader:
+            start = int(
+                reader.execute(
+                    text("SELECT version FROM layer_versions_now WHERE layer = 'cases'")
+                ).scalar_one()
+            )
+        a.execute(touch, {"id": one})
+        a.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))  # the bump now, row held till commit
+        b.execute(text("SET LOCAL lock_timeout = '2s'"))
+        b.execute(touch, {"id": two})
+        b.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))  # waited for a's commit before 0032
+        a.commit()
+        b.commit()
+        with town.engine.connect() as reader:
+            now = reader.execute(
+                text(
+                    "SELECT v.version, (SELECT version FROM layer_versions WHERE layer = 'cases'),"
+                    " (SELECT sum(version) FROM layer_version_shards WHERE layer = 'cases') "
+                    "FROM layer_versions_now v WHERE v.layer = 'cases'"
+                )
+            ).one()
+        assert now[0] == start + 2
+        assert now[0] == now[1] + now[2]
+    finally:
+        for c in conns:
+            c.close()
 
 
 # --------------------------------------------------------------------------- fewer round trips

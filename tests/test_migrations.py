@@ -18,6 +18,8 @@ TABLES = {
     "admin_areas", "villager_groups", "households", "plans", "grids", "grid_groups",
     "address_points", "cases", "key_units", "inspection_points", "staff",
     "staff_assignments", "layer_versions", "heat_daily", "heat_cum", "heat_dirty",
+    # the cases layer's version shards (0032)
+    "layer_version_shards",
     # access (0007) and people (0008)
     "users", "web_sessions", "refresh_tokens", "embed_tokens", "public_layers", "audit_log",
     "audit_log_default", "household_members", "special_population", "special_followups",
@@ -177,7 +179,7 @@ def test_layer_versions_bump_on_change(db_conn) -> None:  # type: ignore[no-unty
     def version(layer: str) -> int:
         return int(
             db_conn.execute(
-                text("SELECT version FROM layer_versions WHERE layer = :l"), {"l": layer}
+                text("SELECT version FROM layer_versions_now WHERE layer = :l"), {"l": layer}
             ).scalar_one()
         )
 
@@ -197,7 +199,7 @@ def test_layer_versions_do_not_move_when_nothing_changed(db_conn) -> None:  # ty
     def version() -> int:
         return int(
             db_conn.execute(
-                text("SELECT version FROM layer_versions WHERE layer = 'cases'")
+                text("SELECT version FROM layer_versions_now WHERE layer = 'cases'")
             ).scalar_one()
         )
 

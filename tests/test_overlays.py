@@ -94,7 +94,7 @@ def test_sample_town_overlays_load_and_reimport_changes_nothing(
                 "WHERE case_no = 'C2025000001'"
             )
         ).one()
-        versions = dict(conn.execute(text("SELECT layer, version FROM layer_versions")).all())
+        versions = dict(conn.execute(text("SELECT layer, version FROM layer_versions_now")).all())
     stated = pd.read_csv(sample_town.cases, dtype=str).set_index("case_id").loc["C2025000001"]
     assert first[0] == "消防隐患" and first[4] == stated["status"]
     assert first[1].isoformat() == "2025-01-01T00:49:33+00:00"
@@ -106,7 +106,7 @@ def test_sample_town_overlays_load_and_reimport_changes_nothing(
         assert (again.inserted, again.updated, again.unchanged, again.rejected) == (0, 0, n, 0)
         assert _stamps(town_engine, kind, key) == stamps[kind]
     with town_engine.connect() as conn:
-        after = dict(conn.execute(text("SELECT layer, version FROM layer_versions")).all())
+        after = dict(conn.execute(text("SELECT layer, version FROM layer_versions_now")).all())
     assert after == versions  # a no-op re-import leaves tile caches valid
 
 

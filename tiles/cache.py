@@ -148,7 +148,7 @@ class VersionWatcher:
     """
 
     QUERY = text(
-        "SELECT layer, version FROM layer_versions "
+        "SELECT layer, version FROM layer_versions_now "
         "UNION ALL SELECT '#heat_dirty', CASE WHEN EXISTS (SELECT 1 FROM heat_dirty) "
         "THEN 1 ELSE 0 END"
     )

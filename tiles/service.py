@@ -168,7 +168,7 @@ class TileService:
 
     @staticmethod
     def _versions(conn: Connection) -> dict[str, int]:
-        rows = conn.execute(text("SELECT layer, version FROM layer_versions")).all()
+        rows = conn.execute(text("SELECT layer, version FROM layer_versions_now")).all()
         return {str(k): int(v) for k, v in rows}
 
     def ensure_heat(self, snap: Snapshot | None = None) -> Snapshot:

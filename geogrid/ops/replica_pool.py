@@ -69,7 +69,7 @@ CHECK_INTERVAL: Final = 1.0
 _LSN_DIFF = text(
     "SELECT greatest(pg_wal_lsn_diff(CAST(:p AS pg_lsn), CAST(:r AS pg_lsn)), 0)::bigint"
 )
-_VERSIONS = text("SELECT layer, version FROM layer_versions WHERE layer = ANY(:names)")
+_VERSIONS = text("SELECT layer, version FROM layer_versions_now WHERE layer = ANY(:names)")
 _LAG = text(STANDBY_LAG_SQL)
 
 

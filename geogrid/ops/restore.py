@@ -86,7 +86,8 @@ def own_relations(url: str) -> list[str]:
 SEEDED: Final = frozenset({
     "alembic_version", "calendar_days", "calendar_office_hours", "calendar_settings",
     "calendar_years", "case_categories", "case_settings", "case_time_limits", "followup_rules",
-    "inspection_templates", "key_unit_types", "layer_versions", "open311_attributes",
+    "inspection_templates", "key_unit_types", "layer_version_shards", "layer_versions",
+    "open311_attributes",
     "public_layers", "visit_area_state", "visit_rules", "visit_tags",
 })  # fmt: skip
 _TABLES = """
