@@ -7,6 +7,7 @@ is started), else the private cluster in ``GEOGRID_HOME`` (started on demand).
 from __future__ import annotations
 
 import re
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from geogrid.cluster import PrivateCluster
 from geogrid.errors import ConfigurationError
@@ -100,10 +103,51 @@ def make_serving_engine(
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
             raise ConfigurationError(f"GEOGRID_WEB_ROLE is not a plain role name: {role!r}")
         options += f" -c role={role}"
-    return make_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow,
+    engine = make_engine(
+        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False,
         connect_args={"options": options},
     )  # fmt: skip
+    ping_when_idle(engine)
+    return engine
+
+
+#: A pooled connection back in use within this many seconds is not pinged first.
+PING_IDLE_S = 2.0
+
+
+def ping_when_idle(engine: Engine, idle_s: float = PING_IDLE_S) -> None:
+    """Ping a pooled connection before use only when it sat idle ``idle_s`` or longer.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: one more round trip, and one
+    more empty statement for the server, per request (on the cases bench, 6.5 % of the web
+    server's samples waited on it). A connection used moments ago was alive moments ago;
+    one that sat idle (a restarted server, a dropped link, an idle timeout) is pinged, and a
+    dead one is replaced before the request sees it (``DisconnectionError``: the pool
+    retries with a fresh connection). A server that dies between two close requests fails
+    those in flight, as it would with any ping.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(
+        dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+    ) -> None:
+        returned = record.info.get("returned_at")
+        if returned is not None and time.monotonic() - returned < idle_s:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except psycopg.Error as exc:  # a ping fails only on a connection that is unusable
+            raise DisconnectionError("the pooled connection is gone") from exc
+        if not alive:
+            raise DisconnectionError("the pooled connection is gone")
 
 
 def check_connection(url: str) -> str:
