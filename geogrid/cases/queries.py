@@ -129,20 +129,41 @@ def _scoped(principal: Principal) -> tuple[list[str], dict[str, Any]]:
 
 
 def _paged(
-    conn: Connection, where: list[str], params: dict[str, Any], order: str, limit: int, offset: int
+    conn: Connection,
+    where: list[str],
+    params: dict[str, Any],
+    order: str,
+    limit: int,
+    offset: int,
+    *,
+    sorted_whole: bool = False,
 ) -> tuple[list[CaseSummary], int]:
+    """A page of the cases ``where`` selects, in ``order``, and how many there are.
+
+    ``sorted_whole``: the order sorts every matching row anyway (an inbox: overdue first,
+    then by deadline), so the page's scan counts them too (``count(*) OVER ()``) instead of
+    a second scan; a page past the end falls back to the count."""
     _page(limit, offset)
     cond = " AND ".join(where)
-    total = conn.execute(text(f"SELECT count(*) FROM cases c WHERE {cond}"), params).scalar_one()
-    # the page's ids first, then the joins and names for those rows only
+    count_sql = text(f"SELECT count(*) FROM cases c WHERE {cond}")
+    total = None if sorted_whole else conn.execute(count_sql, params).scalar_one()
+    counted = ", count(*) OVER () AS d_total" if sorted_whole else ""
+    select = SUMMARY_SQL.replace(" c.route_code", " c.route_code, page.d_total", 1)
+    # the page's ids first (a top-N sort), then the joins and names for those rows only,
+    # sorted again (``order`` names the columns of ``c``, the same in both)
     rows = conn.execute(
         text(
-            f"WITH page AS (SELECT c.id, row_number() OVER (ORDER BY {order}) AS rn "
-            f"FROM cases c WHERE {cond} ORDER BY {order} LIMIT :lim OFFSET :off) "
-            f"{SUMMARY_SQL} JOIN page ON page.id = c.id ORDER BY page.rn"
+            f"WITH page AS (SELECT c.id{counted} FROM cases c WHERE {cond} "
+            f"ORDER BY {order} LIMIT :lim OFFSET :off) "
+            f"{select if sorted_whole else SUMMARY_SQL} "
+            f"JOIN page ON page.id = c.id ORDER BY {order}"
         ),
         {**params, "lim": limit, "off": offset},
     ).all()
+    if total is None:
+        total = (
+            rows[0]._mapping["d_total"] if rows else conn.execute(count_sql, params).scalar_one()
+        )
     return [summary(r) for r in rows], int(total)
 
 
@@ -245,7 +266,7 @@ def inbox(
     where += [OPEN_SQL, cond]
     params.update(extra)
     order = f"coalesce({OVERDUE_SQL}, false) DESC, c.due_at NULLS LAST, c.id"
-    return _paged(conn, where, params, order, limit, offset)
+    return _paged(conn, where, params, order, limit, offset, sorted_whole=True)
 
 
 def due_cases(
@@ -347,12 +368,18 @@ def find_duplicates(
     rows = conn.execute(
         text(
             f"""
-            WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g)
+            WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g),
+            -- the open cases around the point first (ix_cases_open_geom): left to itself the
+            -- planner also intersects the window's recent cases (reported_at), tens of
+            -- thousands in a busy week, to drop a few dozen
+            near AS MATERIALIZED (
+              SELECT c.id, c.case_no, c.status, c.category, c.category_code, c.reported_at,
+                     c.description, c.geom
+              FROM cases c, pt WHERE {OPEN_SQL} AND ST_DWithin(c.geom, pt.g, :deg))
             SELECT c.id, c.case_no, c.status, c.category, c.reported_at, c.description,
                    ST_Distance(c.geom::geography, pt.g::geography) AS d
-            FROM cases c, pt
-            WHERE {OPEN_SQL} AND c.category_code LIKE :cls || '%'
-              AND ST_DWithin(c.geom, pt.g, :deg)
+            FROM near c, pt
+            WHERE c.category_code LIKE :cls || '%'
               AND ST_DWithin(c.geom::geography, pt.g::geography, :radius)
               AND c.reported_at >= coalesce(CAST(:at AS timestamptz), now())
                                    - make_interval(secs => :window)
