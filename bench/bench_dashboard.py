@@ -65,6 +65,8 @@ sys.path.insert(0, str(HERE))
 import bench_archives as ba  # noqa: E402 - the town and its cluster
 
 from geogrid import store  # noqa: E402
+from geogrid.cluster import PrivateCluster  # noqa: E402
+from geogrid.settings import Settings  # noqa: E402
 
 TARGET_MS = 1000.0
 CHROMIUM = "/usr/bin/chromium"
@@ -168,6 +170,12 @@ def start_server(url: str, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("geogrid serve did not answer within 120 s")
 
 
+def stop_cluster() -> None:
+    """Stop the archives town's private cluster that :func:`bench_archives.start_cluster`
+    started (or found running)."""
+    PrivateCluster(Settings(home=ba.HOME, database_url=None)).stop()
+
+
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)  # the server we started, and its workers
@@ -256,24 +264,8 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--reuse", action="store_true", help="keep the cached town if built")
-    ap.add_argument("--loads", type=int, default=8, help="cold loads per layout")
-    args = ap.parse_args()
-    url = ba.start_cluster()
-    if not (args.reuse and ba.loaded(url)):
-        print("building the town (once; --reuse keeps it)", flush=True)
-        ba.load(url)
-    recent_cases(url)
-    town_leader(url)
-    port = _free_port()
-    server = start_server(url, port)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        rows = measure(base, sign_in(base), args.loads)
-    finally:
-        stop_server(server)
+def print_table(base: str, rows: list[dict[str, Any]]) -> None:
+    """The table: p50/p95 per layout and cache state, the target and the verdicts."""
     load1, load5, _ = os.getloadavg()
     print(f"/leader/dashboard on {base} (geogrid serve, 1 worker), headless Chromium; load "
           f"average {load1:.1f} / {load5:.1f} (1 / 5 min) on {os.cpu_count()} cores")  # fmt: skip
@@ -291,6 +283,30 @@ def main() -> None:
               f"{statistics.median(data) if data else float('nan'):>11.0f} | {kb:>8.0f} | "
               f"{TARGET_MS:>6.0f} | {ok:<3} |")  # fmt: skip
     print("\nverdict on p95 (every load under the target but the slowest 5 %)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reuse", action="store_true", help="keep the cached town if built")
+    ap.add_argument("--loads", type=int, default=8, help="cold loads per layout")
+    args = ap.parse_args()
+    url = ba.start_cluster()
+    try:
+        if not (args.reuse and ba.loaded(url)):
+            print("building the town (once; --reuse keeps it)", flush=True)
+            ba.load(url)
+        recent_cases(url)
+        town_leader(url)
+        port = _free_port()
+        server = start_server(url, port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            rows = measure(base, sign_in(base), args.loads)
+        finally:
+            stop_server(server)
+        print_table(base, rows)
+    finally:
+        stop_cluster()  # after the server; the data stays for --reuse
 
 
 if __name__ == "__main__":

@@ -77,13 +77,14 @@ QUARTER = "2026-Q3"
 SHIFT = "left({c}, 6) || lpad((substr({c}, 7, 3)::int + :k)::text, 3, '0') || substr({c}, 10)"
 
 
-def start_cluster() -> str:
+def start_cluster() -> tuple[PrivateCluster, str]:
+    """The private cluster (started) and the bench database's URL."""
     HOME.mkdir(parents=True, exist_ok=True)
     HOME.chmod(0o755)
     os.environ["GEOGRID_HOME"] = str(HOME)  # the people import's data key lives here
     cluster = PrivateCluster(Settings(home=HOME, database_url=None, cluster_fsync=False))
     cluster.start()
-    return cluster.url().rsplit("/", 1)[0] + "/" + DB
+    return cluster, cluster.url().rsplit("/", 1)[0] + "/" + DB
 
 
 def _admin(url: str) -> str:
@@ -308,42 +309,45 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--reuse", action="store_true", help="keep the cached county if built")
     args = ap.parse_args()
-    url = start_cluster()
-    if not (args.reuse and loaded(url, args.towns)):
-        print(f"building a county of {args.towns} towns (once; --reuse keeps it)")
-        load(url, args.towns)
-    else:
-        store.upgrade(url)  # a county kept from an older schema gets the newer migrations
-    engine = store.make_engine(url)
-    with engine.connect() as conn:
-        sizes = conn.execute(
-            text(
-                "SELECT (SELECT count(*) FROM admin_areas WHERE level = 'town'), "
-                "(SELECT count(*) FROM households), (SELECT count(*) FROM visits), "
-                "(SELECT count(*) FROM special_population), "
-                "(SELECT count(DISTINCT grid_code) FROM households)"
-            )
-        ).one()
-    engine.dispose()
-    print(
-        f"county: {sizes[0]} towns, {sizes[1]:,} households in {sizes[4]:,} grids, "
-        f"{sizes[2]:,} visits, {sizes[3]:,} special-population records; "
-        f"web role under RLS, {args.reps} reps after 2 warm-up calls"
-    )
-    rows = measure(url, args.reps)
-    print(f"\n| {'measure':<46} | {'rows':>8} | target | {'p50 ms':>7} | {'p95 ms':>7} | ok |")
-    print(f"|{'-' * 48}|{'-' * 10}|--------|{'-' * 9}|{'-' * 9}|----|")
-    failed = False
-    for name, n, times in rows:
-        p50, p95 = statistics.median(times), pct(times, 0.95)
-        ok = p50 < TARGET_MS
-        failed |= not ok
+    cluster, url = start_cluster()
+    try:
+        if not (args.reuse and loaded(url, args.towns)):
+            print(f"building a county of {args.towns} towns (once; --reuse keeps it)")
+            load(url, args.towns)
+        else:
+            store.upgrade(url)  # a county kept from an older schema gets the newer migrations
+        engine = store.make_engine(url)
+        with engine.connect() as conn:
+            sizes = conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM admin_areas WHERE level = 'town'), "
+                    "(SELECT count(*) FROM households), (SELECT count(*) FROM visits), "
+                    "(SELECT count(*) FROM special_population), "
+                    "(SELECT count(DISTINCT grid_code) FROM households)"
+                )
+            ).one()
+        engine.dispose()
         print(
-            f"| {name:<46} | {n:>8,} | <{TARGET_MS:.0f} | {p50:>7.1f} | {p95:>7.1f} | "
-            f"{'yes' if ok else 'NO':<2} |"
+            f"county: {sizes[0]} towns, {sizes[1]:,} households in {sizes[4]:,} grids, "
+            f"{sizes[2]:,} visits, {sizes[3]:,} special-population records; "
+            f"web role under RLS, {args.reps} reps after 2 warm-up calls"
         )
-    print("\n(rows: areas or workers listed, or the total of a paged list)")
-    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        rows = measure(url, args.reps)
+        print(f"\n| {'measure':<46} | {'rows':>8} | target | {'p50 ms':>7} | {'p95 ms':>7} | ok |")
+        print(f"|{'-' * 48}|{'-' * 10}|--------|{'-' * 9}|{'-' * 9}|----|")
+        failed = False
+        for name, n, times in rows:
+            p50, p95 = statistics.median(times), pct(times, 0.95)
+            ok = p50 < TARGET_MS
+            failed |= not ok
+            print(
+                f"| {name:<46} | {n:>8,} | <{TARGET_MS:.0f} | {p50:>7.1f} | {p95:>7.1f} | "
+                f"{'yes' if ok else 'NO':<2} |"
+            )
+        print("\n(rows: areas or workers listed, or the total of a paged list)")
+        print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    finally:
+        cluster.stop()  # the data stays for --reuse; no server left running
     sys.exit(1 if failed else 0)
 
 
