@@ -55,3 +55,48 @@ def test_the_backup_service_runs_the_chores_after_the_backup() -> None:
     assert service.index("ExecStart=/py -m geogrid db backup --keep 7") < service.index(
         "ExecStartPost=/py -m geogrid db maintain"
     )
+
+
+def test_maintain_exits_2_when_a_detached_table_blocks_a_month(cli, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    month = shift(dt.date.today().replace(day=1), -14)
+    name = f"case_events_{month:%Y%m}"
+    engine = store.make_engine(db_url)
+
+    def event(seq: int) -> None:  # a case event of that month (a late import, say)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO case_events (case_id, seq, action, from_status, to_status, at, "
+                    "actor, data) SELECT id, :s, 'handle', 'in_progress', 'handled', "
+                    "CAST(:at AS timestamptz), 'test', '{}' FROM cases WHERE case_no = 'OLD-1'"
+                ),
+                {"s": seq, "at": f"{month:%Y-%m}-15 12:00+08"},
+            )
+
+    def in_default() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM case_events_default")).scalar_one())
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO cases (case_no, category, reported_at, geom) VALUES ('OLD-1', "
+                    "'其他', CAST(:at AS timestamptz), ST_SetSRID(ST_MakePoint(114.3, 30.4), 4326))"
+                ),
+                {"at": f"{month:%Y-%m}-15 11:00+08"},
+            )
+        event(100)
+        assert in_default() >= 1
+        out = cli("db", "maintain")  # the month gets its partition, the rows move there
+        assert name in out and in_default() == 0
+        cli("db", "partitions", "detach", "--before", f"{shift(month, 1):%Y-%m}")
+        event(101)  # the month's partition is detached: the row lands in DEFAULT
+        assert in_default() == 1
+        out = " ".join(cli("db", "maintain", code=2).split())
+        assert f"months without a partition (a detached table holds the name): {name}" in out
+        assert in_default() == 1  # the row stays where it is, the detached table untouched
+        with engine.connect() as conn:
+            assert conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one() >= 1
+    finally:
+        engine.dispose()
