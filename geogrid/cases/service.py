@@ -175,6 +175,20 @@ def _reporter(reporter: Reporter | None) -> Reporter | None:
 # --------------------------------------------------------------------------- writes
 
 
+#: the event and the row in one round trip (one statement, one snapshot), built once
+_APPEND_SQL: Final = text(
+    "WITH event AS (INSERT INTO case_events (case_id, seq, action, from_status, to_status, "
+    "at, actor_id, actor, actor_role, note, public, attachments, data) VALUES (:id, :seq, "
+    ":action, :frm, :to, :at, :uid, :actor, :role, :note, :public, :att, "
+    "CAST(:data AS jsonb))) UPDATE cases SET "
+    + ", ".join(
+        f"{k} = CAST(:{k} AS jsonb)" if k == "pending_data" else f"{k} = :{k}"
+        for k in machine.STATE_FIELDS
+    )
+    + ", updated_at = :at WHERE id = :id"
+)
+
+
 def _append(
     conn: Connection,
     row: Mapping[str, Any],
@@ -192,21 +206,10 @@ def _append(
     """Append the event after ``row`` and bring the row in step; the new state."""
     seq = int(row["version"]) + 1
     state = machine.apply({k: row[k] for k in machine.STATE_FIELDS}, seq, to_status, data)
-    assignments = ", ".join(
-        f"{k} = CAST(:{k} AS jsonb)" if k == "pending_data" else f"{k} = :{k}"
-        for k in machine.STATE_FIELDS
-    )
     params = {k: state[k] for k in machine.STATE_FIELDS}
     params["pending_data"] = _json(params["pending_data"]) if params["pending_data"] else None
-    # the event and the row in one round trip (one statement, one snapshot)
     conn.execute(
-        text(
-            "WITH event AS (INSERT INTO case_events (case_id, seq, action, from_status, "
-            "to_status, at, actor_id, actor, actor_role, note, public, attachments, data) "
-            "VALUES (:id, :seq, :action, :frm, :to, :at, :uid, :actor, :role, :note, :public, "
-            f":att, CAST(:data AS jsonb))) UPDATE cases SET {assignments}, updated_at = :at "
-            "WHERE id = :id"
-        ),
+        _APPEND_SQL,
         {
             **params,
             "id": row["id"],
@@ -644,21 +647,22 @@ def _assemble(conn: Connection, principal: Principal | None, row: Any) -> CaseDe
     )
 
 
+#: one case in scope, and one case (built once: a long text parsed per call costs)
+_DETAIL_SCOPED: Final = text(
+    f"{DETAIL_SQL} WHERE c.id = :id AND coalesce(c.grid_code, c.village_code) LIKE :p || '%'"
+)
+_DETAIL_ONE: Final = text(f"{DETAIL_SQL} WHERE c.id = :id")
+
+
 def _detail(conn: Connection, principal: Principal, case_id: int) -> CaseDetail:
-    row = conn.execute(
-        text(
-            f"{DETAIL_SQL} WHERE c.id = :id AND "
-            "coalesce(c.grid_code, c.village_code) LIKE :p || '%'"
-        ),
-        {"id": case_id, "p": principal.scope.prefix},
-    ).first()
+    row = conn.execute(_DETAIL_SCOPED, {"id": case_id, "p": principal.scope.prefix}).first()
     if row is None:
         raise NotFound(f"no case {case_id} in your scope")
     return _assemble(conn, principal, row)
 
 
 def _detail_unscoped(conn: Connection, case_id: int) -> CaseDetail:
-    row = conn.execute(text(f"{DETAIL_SQL} WHERE c.id = :id"), {"id": case_id}).one()
+    row = conn.execute(_DETAIL_ONE, {"id": case_id}).one()
     return _assemble(conn, None, row)
 
 
