@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import re
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
 
 import pytest
 import shapely
 from pyproj import Geod
 
 from geogrid.errors import InvalidInput
-from geogrid.printing import check_grid_code, check_paper, parse_code, public_grid_url
+from geogrid.printing import check_grid_code, check_paper, parse_code, public_grid_url, svgmap
 from geogrid.printing.i18n import check_lang
 from geogrid.printing.svgmap import (
     Layer,
@@ -138,3 +141,49 @@ def test_bad_language_is_refused(lang: str) -> None:
 def test_bad_base_urls_are_refused(base: str) -> None:
     with pytest.raises(InvalidInput, match="base URL"):
         public_grid_url(base, "420117105201003")
+
+
+def _village(lon: float, lat: float) -> shapely.Polygon:
+    return shapely.box(lon - 0.02, lat - 0.015, lon + 0.02, lat + 0.015)
+
+
+def test_transformers_are_built_once_per_zone() -> None:
+    a = MapFrame.fit([_village(114.3, 30.4)], 250.0, 200.0)
+    b = MapFrame.fit([_village(114.5, 30.6)], 180.0, 120.0)  # the same zone (CM 114E)
+    c = MapFrame.fit([_village(87.6, 43.8)], 250.0, 200.0)  # another zone (CM 87E)
+    assert a.crs == b.crs and a._to_metric is b._to_metric
+    assert c.crs != a.crs and c._to_metric is not a._to_metric
+
+
+def _drawn(lon: float, lat: float) -> str:
+    frame = MapFrame.fit([_village(lon, lat)], 250.0, 200.0)
+    ring = shapely.Polygon(
+        [(lon + 0.001 * i, lat + 0.0007 * (i % 7)) for i in range(200)] + [(lon, lat)]
+    )
+    return frame.project(ring).wkt
+
+
+def test_threads_share_the_cached_transformers_safely() -> None:
+    places = [(114.3, 30.4), (114.4, 30.5), (87.6, 43.8), (126.6, 45.8)] * 6
+    serial = [_drawn(*p) for p in places]
+    with ThreadPoolExecutor(max_workers=6) as pool:  # as the API's thread pool draws posters
+        assert list(pool.map(lambda p: _drawn(*p), places)) == serial
+
+
+def _child(conn: Connection) -> None:
+    conn.send((svgmap._from_wgs84.cache_info().currsize, _drawn(114.3, 30.4)))
+    conn.close()
+
+
+def test_forked_workers_build_their_own_transformers() -> None:
+    here = _drawn(114.3, 30.4)
+    assert svgmap._from_wgs84.cache_info().currsize >= 1
+    ctx = multiprocessing.get_context("fork")  # as the archive export's workers
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_child, args=(child,))
+    proc.start()
+    cached_at_fork, there = parent.recv()
+    proc.join(30)
+    assert proc.exitcode == 0
+    assert cached_at_fork == 0  # nothing of the parent's PROJ state is used in the child
+    assert there == here

@@ -7,8 +7,10 @@ CRS: the CGCS2000 3-degree Gauss–Krüger zone inside China, else the WGS84 UTM
 
 from __future__ import annotations
 
+import functools
 import html
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +36,23 @@ def metric_crs(lon: float, lat: float) -> CRS:
     if 73.5 <= lon < 136.5 and 3.0 <= lat <= 54.0:
         return CRS.from_epsg(_GK_FIRST + round((lon - _GK_CM0) / 3))
     return utm_crs(lon, lat)
+
+
+@functools.lru_cache(maxsize=16)
+def _from_wgs84(crs: CRS) -> Transformer:
+    """The EPSG:4326 → ``crs`` transformer, built once per process and target CRS (building
+    one takes tens of milliseconds: a town export draws a map per grid in a few zones).
+
+    Shared by threads (the API renders posters in its thread pool): since pyproj 3.1 a
+    :class:`~pyproj.Transformer` makes its PROJ object per thread (``threading.local``), so
+    one cached transformer is safe in every thread. Not shared with forked processes (the
+    archive export's workers): the cache is emptied in the child, which builds its own
+    rather than use PROJ state made in the parent.
+    """
+    return Transformer.from_crs(4326, crs, always_xy=True)
+
+
+os.register_at_fork(after_in_child=_from_wgs84.cache_clear)
 
 
 def nice_scale(needed: float) -> int:
@@ -88,7 +107,7 @@ class MapFrame:
         """Fit the outlines ``geoms`` (EPSG:4326) into a box with a 6 mm margin."""
         lon0, lat0, lon1, lat1 = shapely.union_all(list(geoms)).bounds
         crs = metric_crs((lon0 + lon1) / 2, (lat0 + lat1) / 2)
-        tr = Transformer.from_crs(4326, crs, always_xy=True)
+        tr = _from_wgs84(crs)
         xs, ys = tr.transform([lon0, lon1, lon0, lon1], [lat0, lat0, lat1, lat1])
         x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
         margin = 6.0
