@@ -3,6 +3,7 @@ access tokens. Each guard gets inputs it must reject, one per rule."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -236,3 +237,20 @@ def test_tampered_payload_fails_the_signature() -> None:
     other, _ = tokens.issue_access_token(SECRET, user_id=8, minutes=5)
     with pytest.raises(Unauthenticated):
         tokens.read_access_token(SECRET, f"{head}.{other.split('.')[1]}.{sig}")
+
+
+def test_a_remembered_token_still_expires() -> None:
+    """The signature is checked once per token; the expiry on every use."""
+    token = _forged(exp=datetime.now(UTC) + timedelta(seconds=2))
+    assert tokens.read_access_token(SECRET, token) == 7  # verified and remembered
+    assert tokens.read_access_token(SECRET, token) == 7  # from memory
+    time.sleep(2.1)
+    with pytest.raises(Unauthenticated, match="expired"):
+        tokens.read_access_token(SECRET, token)
+
+
+def test_a_remembered_token_is_not_valid_under_another_secret() -> None:
+    token, _ = tokens.issue_access_token(SECRET, user_id=7, minutes=5)
+    assert tokens.read_access_token(SECRET, token) == 7
+    with pytest.raises(Unauthenticated):
+        tokens.read_access_token(b"z" * 48, token)  # a rotated server secret

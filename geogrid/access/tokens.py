@@ -8,8 +8,10 @@ confused) revokes the whole family, so the thief's copy dies with the owner's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,7 +48,25 @@ def issue_access_token(secret: bytes, *, user_id: int, minutes: int) -> tuple[st
 
 def read_access_token(secret: bytes, token: str) -> int:
     """The user id of a valid access token; :class:`Unauthenticated` for anything else
-    (malformed, bad signature, another algorithm, expired, not yet valid, wrong audience)."""
+    (malformed, bad signature, another algorithm, expired, not yet valid, wrong audience).
+
+    A token's signature and claims are checked once (:func:`_verified`, remembered for
+    the last :data:`VERIFIED_KEPT` tokens: a client sends the same token with every request
+    until it expires); its expiry is checked on every use."""
+    user_id, expires = _verified(secret, token)
+    if time.time() >= expires:
+        raise Unauthenticated("the access token has expired; refresh it or sign in again")
+    return user_id
+
+
+#: How many verified access tokens are remembered (per process).
+VERIFIED_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=VERIFIED_KEPT)
+def _verified(secret: bytes, token: str) -> tuple[int, float]:
+    """(user id, expiry) of a token whose signature and claims are valid now; raises (and
+    so remembers nothing) otherwise."""
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -62,7 +82,7 @@ def read_access_token(secret: bytes, token: str) -> int:
         raise Unauthenticated("the access token is not valid") from None
     if claims.get("typ") != "access" or not str(claims.get("sub", "")).isdigit():
         raise Unauthenticated("the access token is not valid")
-    return int(claims["sub"])
+    return int(claims["sub"]), float(claims["exp"])
 
 
 def issue_refresh_token(
