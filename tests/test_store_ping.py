@@ -87,3 +87,40 @@ def test_the_serving_engine_pings_only_when_idle(db_url: str) -> None:
         assert _backend(engine) != pid  # idle, pinged, replaced: no error
     finally:
         engine.dispose()
+
+
+# --------------------------------------------------------------------------- direct_rows
+
+
+def test_direct_rows_run_in_the_connections_transaction(db_url: str) -> None:
+    """A statement run on the driver first still commits with ``conn.commit()``."""
+    engine = store.make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS direct_probe (v int)"))
+            conn.execute(text("TRUNCATE direct_probe"))
+        with engine.connect() as conn:
+            sql = store.driver_sql(text("INSERT INTO direct_probe VALUES (:v) RETURNING v * 2"))
+            assert store.direct_rows(conn, sql, {"v": 21}) == [{"?column?": 42}]
+            conn.commit()  # a no-op had SQLAlchemy not known of the driver's transaction
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT v FROM direct_probe")).scalars().all() == [21]
+            sql = store.driver_sql(text("SELECT v FROM direct_probe WHERE v::text LIKE :p || '%'"))
+            assert store.direct_rows(conn, sql, {"p": "2"}) == [{"v": 21}]  # % escaped
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS direct_probe"))
+        engine.dispose()
+
+
+def test_direct_rows_raise_sqlalchemy_errors(db_url: str) -> None:
+    """A driver error comes as SQLAlchemy's (the API maps those: a lost database is a 503,
+    never a 500 with the driver's text)."""
+    from sqlalchemy.exc import DataError
+
+    engine = store.make_engine(db_url)
+    try:
+        with engine.connect() as conn, pytest.raises(DataError):
+            store.direct_rows(conn, store.driver_sql(text("SELECT 1 / :z")), {"z": 0})
+    finally:
+        engine.dispose()

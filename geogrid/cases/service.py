@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, text
 
-from geogrid import files
+from geogrid import files, store
 from geogrid.access import audit
 from geogrid.access.policy import Principal, check
 from geogrid.cases import machine, routing, workflow
@@ -208,8 +208,9 @@ def _append(
     state = machine.apply({k: row[k] for k in machine.STATE_FIELDS}, seq, to_status, data)
     params = {k: state[k] for k in machine.STATE_FIELDS}
     params["pending_data"] = _json(params["pending_data"]) if params["pending_data"] else None
-    conn.execute(
-        _APPEND_SQL,
+    store.direct_rows(
+        conn,
+        _APPEND_DRIVER,
         {
             **params,
             "id": row["id"],
@@ -391,11 +392,16 @@ _LOCK_SQL: Final = text(
 )
 
 
+#: the two statements of every action, as the driver runs them (store.direct_rows)
+_LOCK_DRIVER: Final = store.driver_sql(_LOCK_SQL)
+_APPEND_DRIVER: Final = store.driver_sql(_APPEND_SQL)
+
+
 def _lock(conn: Connection, principal: Principal, case_id: int) -> dict[str, Any]:
-    row = conn.execute(_LOCK_SQL, {"id": case_id, "p": principal.scope.prefix}).first()
-    if row is None:
+    rows = store.direct_rows(conn, _LOCK_DRIVER, {"id": case_id, "p": principal.scope.prefix})
+    if not rows:
         raise NotFound(f"no case {case_id} in your scope")
-    out = dict(row._mapping)
+    out = rows[0]
     del out["d_plans"]
     version = out.pop("d_calendar")
     if version is not None:  # the snapshot this transaction's deadlines use, no query
