@@ -160,17 +160,29 @@ def durability(url: str, on: bool) -> dict[str, str]:
 
 
 def loaded(url: str, n_cases: int) -> bool:
+    """Is the database built, with every table the models declare? A database stamped
+    past migrations it never ran (an upgrade while a migration was an empty stub) measures
+    another schema: it is built afresh."""
+    from sqlalchemy import inspect
+
+    from geogrid.models import Base
+
     try:
+        store.upgrade(url)
         e = store.make_engine(url)
         with e.connect() as conn:
             users = conn.execute(
                 text("SELECT count(*) FROM users WHERE username LIKE 'bench-%'")
             ).scalar_one()
             cases = conn.execute(text("SELECT count(*) FROM cases")).scalar_one()
+            missing = set(Base.metadata.tables) - set(inspect(conn).get_table_names())
         e.dispose()
-        return bool(users) and cases >= n_cases
     except Exception:  # no database yet, or an older schema: load afresh
         return False
+    if missing:
+        print(f"{DB} lacks tables its migrations make ({', '.join(sorted(missing)[:5])}...): "
+              "building it afresh")  # fmt: skip
+    return bool(users) and cases >= n_cases and not missing
 
 
 def load(url: str, n_cases: int) -> None:
@@ -719,8 +731,6 @@ def main() -> None:
         if not (args.reuse and loaded(url, args.cases)):
             print(f"building {DB}: sample town, {args.cases:,} historical cases")
             load(url, args.cases)
-        else:
-            store.upgrade(url)  # a database built by an older checkout gets new migrations
         settings = durability(url, True)
         print("durability:", ", ".join(f"{k} {v}" for k, v in settings.items()))
         e = store.make_engine(url)
