@@ -90,6 +90,15 @@ class Settings(BaseSettings):
             return [v for v in value.replace(" ", ",").split(",") if v]
         return value
 
+    request_turns: int = Field(default=6, ge=1, le=64)
+    """Requests a web server process runs at once; the others wait their turn on its event
+    loop, holding nothing (see :mod:`api.routes.metrics`). A request that has run
+    ``request_turn_s`` seconds gives its turn back."""
+
+    request_turn_s: float = Field(default=1.0, gt=0, le=60)
+    """Seconds after which a running request gives its turn back (long exports do not
+    hold back short requests)."""
+
     # -- map pages -------------------------------------------------------------------
 
     basemap: BasemapKind = "none"

@@ -14,6 +14,16 @@ connection while the connections were held by requests waiting for a thread to r
 route or to give the connection back. With fewer requests in flight than threads, a
 request holding a connection always finds a thread, so every wait for a connection ends.
 
+Within that, a request runs only in one of ``GEOGRID_REQUEST_TURNS`` turns per process
+(default 6), and gives its turn back when it ends or after ``GEOGRID_REQUEST_TURN_S``
+(1 s), whichever comes first. The web server's Python runs on one core per process (the
+GIL): six requests keep it busy while others wait on the database, and more in flight only
+make them wait for each other's threads, holding open transactions and pooled connections
+meanwhile. On the cases bench at 50 clients, 32 requests in flight per process took
+9.0 ms of CPU per request and made 170 transitions/s; six took 5.8 ms and made 261/s
+(bench/bench_cases.py, same run conditions). A long request (an export) gives its turn
+back after a second and keeps only its place in the gate.
+
 ``/metrics`` answers only clients whose address is in ``GEOGRID_METRICS_ALLOW`` (default:
 this machine); everyone else gets 403 in the usual error shape. Signing in changes
 nothing: Prometheus scrapes anonymously, the address is the rule.
@@ -22,9 +32,11 @@ nothing: Prometheus scrapes anonymously, the address is the rule.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
+from collections.abc import AsyncIterator
 from ipaddress import IPv6Address, ip_address
 
 import anyio.to_thread
@@ -63,11 +75,17 @@ class Observe:
         Where requests are counted.
     """
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, turns: int = 6, turn_s: float = 1.0
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.turns = turns
+        self.turn_s = turn_s
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._gates = weakref.WeakKeyDictionary()
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._turns = weakref.WeakKeyDictionary()
 
     def gate(self) -> asyncio.Semaphore:
         """This event loop's admission gate (threads - :data:`THREAD_MARGIN` turns)."""
@@ -77,6 +95,31 @@ class Observe:
             threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
             found = self._gates[loop] = asyncio.Semaphore(max(4, threads - THREAD_MARGIN))
         return found
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """One of this event loop's :attr:`turns`, given back when the request ends or
+        once it has run :attr:`turn_s` seconds (a long request, an export, say, keeps
+        its place in :meth:`gate` but no longer holds back the short ones)."""
+        loop = asyncio.get_running_loop()
+        turns = self._turns.get(loop)
+        if turns is None:
+            turns = self._turns[loop] = asyncio.Semaphore(self.turns)
+        await turns.acquire()
+        held = True
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                turns.release()
+
+        timer = loop.call_later(self.turn_s, give_back)
+        try:
+            yield
+        finally:
+            timer.cancel()
+            give_back()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,7 +152,7 @@ class Observe:
             if scope["path"] in _UNGATED:
                 await self.app(scope, receive, send_with_id)
             else:
-                async with self.gate():
+                async with self.gate(), self.turn():
                     await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - start
@@ -143,7 +186,9 @@ class Observe:
 def install(app: FastAPI, settings: Settings) -> None:
     """Add :class:`Observe` (outermost: call after every other middleware) and the route."""
     metrics = app.state.metrics = Metrics()
-    app.add_middleware(Observe, metrics=metrics)
+    app.add_middleware(
+        Observe, metrics=metrics, turns=settings.request_turns, turn_s=settings.request_turn_s
+    )
     app.include_router(router)
 
 
