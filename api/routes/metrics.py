@@ -36,7 +36,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from ipaddress import IPv6Address, ip_address
 
 import anyio.to_thread
@@ -45,6 +45,7 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import allow
+from api.balance import Balancer
 from api.deps import ConnDep
 from api.reads import staleness_header
 from api.schemas import ErrorPublic
@@ -58,6 +59,7 @@ router = APIRouter(tags=["meta"])
 
 _access = logging.getLogger(ACCESS_LOGGER)
 _HEADER = b"x-request-id"
+_CLOSE = (b"connection", b"close")
 #: Worker threads kept free of requests (lifespan work, thread hops of requests in flight).
 THREAD_MARGIN = 8
 #: Paths never queued: a load balancer's and Prometheus' questions are answered at once.
@@ -86,6 +88,9 @@ class Observe:
         self._gates = weakref.WeakKeyDictionary()
         self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._turns = weakref.WeakKeyDictionary()
+        #: spreads kept-alive connections over the workers (``--workers N`` only)
+        self.balancer = Balancer.from_env()
+        self._stop_balancing: Callable[[], None] | None = None
 
     def gate(self) -> asyncio.Semaphore:
         """This event loop's admission gate (threads - :data:`THREAD_MARGIN` turns)."""
@@ -137,6 +142,7 @@ class Observe:
         header = (_HEADER, rid.encode("ascii"))
         token = REQUEST_ID.set(rid)
         status = 500
+        balancer = self.balancer
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -146,6 +152,8 @@ class Observe:
                 stale = staleness_header(scope.get("state") or {})  # replica reads' bound
                 if stale is not None:
                     message["headers"].append(stale)
+                if balancer is not None and balancer.close_after(scope.get("client")):
+                    message["headers"].append(_CLOSE)
             await send(message)
 
         try:
@@ -171,13 +179,19 @@ class Observe:
             REQUEST_ID.reset(token)
 
     def _on_startup(self, scope: Scope, send: Send) -> Send:
-        """Follow the database pool once the app's lifespan has opened it."""
+        """Follow the database pool once the app's lifespan has opened it; balance the
+        connections while the app runs."""
 
         async def watch(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
                 engine = getattr(scope["app"].state, "engine", None) if "app" in scope else None
                 if engine is not None:
                     self.metrics.instrument_engine(engine)
+                if self.balancer is not None and self._stop_balancing is None:
+                    self._stop_balancing = self.balancer.start(asyncio.get_running_loop())
+            elif message["type"].startswith("lifespan.shutdown") and self._stop_balancing:
+                self._stop_balancing()
+                self._stop_balancing = None
             await send(message)
 
         return watch

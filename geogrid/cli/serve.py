@@ -56,6 +56,7 @@ def run_server(
     import uvicorn  # local: the core package does not depend on the web stack
 
     from api import create_app
+    from api.balance import prepare_dir
     from geogrid.access.keys import server_secret
     from geogrid.ops.metrics import prepare_multiprocess_dir
 
@@ -88,9 +89,11 @@ def run_server(
     if workers > 1:
         # each worker process builds its own app (and pool) from the environment; plan
         # jobs live in the database; metrics go to files summed by whichever worker is
-        # scraped (the folder is emptied first: the environment names it to the workers)
+        # scraped (the folder is emptied first: the environment names it to the workers);
+        # kept-alive connections are spread evenly over the workers (api.balance)
         os.environ["GEOGRID_DATABASE_URL"] = url
         prepare_multiprocess_dir(settings.home)
+        prepare_dir(settings.home)
         uvicorn.run("api.app:create_app_from_env", factory=True, workers=workers, **common)
         return
     uvicorn.run(create_app(settings, database_url=url), **common)
