@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 from api import auth, create_app
 from geogrid import store
@@ -385,6 +386,67 @@ def test_commits_of_different_cases_do_not_queue_on_one_version_row(town: Town) 
     finally:
         for c in conns:
             c.close()
+
+
+def test_every_connection_bumps_a_shard_of_its_own(town: Town) -> None:
+    """40 connections each holding a bump of the cases layer's version (as a commit does)
+    stay open side by side: each claimed a shard of its own (0033). With shards chosen by
+    ``pg_backend_pid() % 64`` (0032), 40 connections share one almost surely (all differ
+    with a chance of 1 in 200,000) and the second of a pair waits for the first's commit."""
+    ids = [town.report()[0] for _ in range(40)]
+    touch = text("UPDATE cases SET priority = priority WHERE id = :id")
+    many = create_engine(town.engine.url, poolclass=NullPool)  # 40 at once
+    conns = [many.connect() for _ in ids]
+    try:
+        for conn, case_id in zip(conns, ids, strict=True):
+            conn.execute(text("SET LOCAL lock_timeout = '2s'"))
+            conn.execute(touch, {"id": case_id})
+            conn.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))  # the bump now, held
+        shards = [
+            int(c.execute(text("SELECT current_setting('geogrid.layer_shard')")).scalar_one())
+            for c in conns
+        ]
+        assert len(set(shards)) == len(conns)
+        for conn in conns:
+            conn.commit()
+        # a connection keeps its shard for its life (the claim outlives the transaction)
+        again = conns[0]
+        again.execute(touch, {"id": ids[0]})
+        again.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+        assert again.execute(text("SELECT geogrid_layer_shard()")).scalar_one() == shards[0]
+        again.commit()
+    finally:
+        for c in conns:
+            c.close()
+        many.dispose()
+
+
+def test_a_rolled_back_claim_is_claimed_again(town: Town) -> None:
+    """A connection whose first bump was rolled back (its claim's setting with it) claims a
+    shard again on its next bump, and still bumps the version exactly once per commit."""
+    one = town.report()[0]
+    touch = text("UPDATE cases SET priority = priority WHERE id = :id")
+    version = text("SELECT version FROM layer_versions_now WHERE layer = 'cases'")
+    fresh = create_engine(town.engine.url, poolclass=NullPool)  # a connection never used
+    with fresh.connect() as conn:
+        conn.execute(touch, {"id": one})
+        conn.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+        conn.rollback()
+        assert conn.execute(
+            text("SELECT current_setting('geogrid.layer_shard', true)")
+        ).scalar() in (
+            None,
+            "",
+        )
+        start = int(conn.execute(version).scalar_one())
+        conn.rollback()
+        conn.execute(touch, {"id": one})
+        conn.commit()
+        assert int(conn.execute(version).scalar_one()) == start + 1
+        shard = conn.execute(text("SELECT current_setting('geogrid.layer_shard')")).scalar_one()
+        assert 0 <= int(shard) < 64
+        conn.rollback()
+    fresh.dispose()
 
 
 # --------------------------------------------------------------------------- fewer round trips
