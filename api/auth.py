@@ -27,6 +27,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import Connection, Engine, text
 from starlette.routing import Mount
 
+from geogrid import store
 from geogrid.access import audit, rls, sessions, tokens, users
 from geogrid.access import embed as embeds
 from geogrid.access.keys import server_secret
@@ -169,6 +170,7 @@ _TOKEN_USER_SQL = text(
     "set_config('geogrid.special', :p, true) AS _special, "
     f"{users._COLS} FROM users WHERE id = :id"
 )
+_TOKEN_USER_DRIVER = store.driver_sql(_TOKEN_USER_SQL)
 
 
 def _open_for_token(engine: Engine, user_id: int) -> tuple[Connection, Principal]:
@@ -183,10 +185,13 @@ def _open_for_token(engine: Engine, user_id: int) -> tuple[Connection, Principal
     conn = engine.connect()
     try:
         guess = _LAST_SETTINGS.get(user_id, ("", "off"))
-        row = conn.execute(_TOKEN_USER_SQL, {"s": guess[0], "p": guess[1], "id": user_id}).first()
-        if row is None:
+        # on the driver (store.direct_rows): every signed-in request of the API runs it
+        rows = store.direct_rows(
+            conn, _TOKEN_USER_DRIVER, {"s": guess[0], "p": guess[1], "id": user_id}
+        )
+        if not rows:
             raise Unauthenticated("the account no longer exists")
-        user = users._user(row)
+        user = users.user_from(rows[0])
         if user.disabled:
             raise Unauthenticated("the account is disabled")
         principal = user.principal(via="token")

@@ -8,8 +8,10 @@ password hashes.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
@@ -65,7 +67,11 @@ _COLS = (
 
 
 def _user(row: object) -> User:
-    r = row._mapping  # type: ignore[attr-defined]
+    return user_from(row._mapping)  # type: ignore[attr-defined]
+
+
+def user_from(r: Mapping[str, Any]) -> User:
+    """The account of a row of :data:`_COLS` (a mapping: a SQLAlchemy row's or a driver's)."""
     return User(
         id=r["id"],
         username=r["username"],
