@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from api import auth, errors, security
 from api.deps import ConnDep
-from api.routes import admin, ogc, pages, people, plans, tiles
+from api.routes import admin, cases_lane, ogc, pages, people, plans, tiles
 from api.routes import archives as archive_routes
 from api.routes import assessment as assessment_routes
 from api.routes import auth as auth_routes
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         return {"status": "ok", "version": __version__, "postgis": str(postgis)}
 
     auth.check_routes(app)
+    cases_lane.install(app)  # bearer-token transitions in one thread (after check_routes)
     auth.document_access(app)
     open311_routes.document(app)  # GeoReport error arrays (after the other hooks)
     return app

@@ -243,20 +243,7 @@ class Allow:
         principal = creds.principal
         request.state.action = self.action
         try:
-            if self.page and principal is None:
-                raise LoginRequired("sign in first (请先登录)")
-            check(principal, self.action)
-            if (
-                principal is not None
-                and principal.must_change_password
-                and self.action not in BEFORE_PASSWORD_CHANGE
-            ):
-                if self.page:
-                    raise PasswordChangeRequired("change your password first")
-                raise Forbidden(
-                    "change your password first (首次登录请先修改密码): POST /api/auth/password",
-                    detail={"password_change_required": True},
-                )
+            enforce(principal, self.action, page=self.page)
         except (Forbidden, Unauthenticated):
             if principal is not None and POLICY[self.action].audited:
                 await anyio.to_thread.run_sync(_audit_refusal, request, principal, self.action)
@@ -265,6 +252,26 @@ class Allow:
 
     def __repr__(self) -> str:
         return f"allow({self.action!r})"
+
+
+def enforce(principal: Principal | None, action: str, *, page: bool = False) -> None:
+    """Refuse ``principal`` doing ``action`` when the policy does not allow it, or when the
+    account must change its password first (what :class:`Allow` checks; the caller audits
+    a refusal)."""
+    if page and principal is None:
+        raise LoginRequired("sign in first (请先登录)")
+    check(principal, action)
+    if (
+        principal is not None
+        and principal.must_change_password
+        and action not in BEFORE_PASSWORD_CHANGE
+    ):
+        if page:
+            raise PasswordChangeRequired("change your password first")
+        raise Forbidden(
+            "change your password first (首次登录请先修改密码): POST /api/auth/password",
+            detail={"password_change_required": True},
+        )
 
 
 def allow(action: str, *, page: bool = False) -> Allow:

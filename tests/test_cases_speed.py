@@ -7,8 +7,10 @@ do not wait for each other (the cases layer's version moves at commit, migration
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -20,9 +22,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from api import auth, create_app
+from api.routes import cases_lane
 from geogrid import store
 from geogrid.access import users
-from geogrid.cases import calendar
+from geogrid.cases import calendar, service
 from geogrid.plans import activate_plan, create_plan
 from geogrid.settings import Settings
 
@@ -526,3 +529,161 @@ def test_department_membership_counts_in_the_next_transaction(town: Town) -> Non
             conn.execute(text("DELETE FROM case_department_members WHERE user_id = :u"),
                          {"u": worker.user_id})  # fmt: skip
             conn.execute(text("DELETE FROM case_departments WHERE code = 'speed-dept'"))
+
+
+# --------------------------------------------------------------------------- the lane
+
+
+def _lane(town: Town) -> cases_lane.TransitionLane:
+    first = town.client.app.router.routes[0]  # type: ignore[attr-defined]
+    assert isinstance(first, cases_lane.TransitionLane)
+    return first
+
+
+@contextmanager
+def _counting(town: Town, lane: cases_lane.TransitionLane | None = None) -> Iterator[list[int]]:
+    """How many requests the lane took meanwhile (its one thread's work, counted)."""
+    lane, taken = lane or _lane(town), [0]
+    work = lane._work
+
+    def counted(request: Any, body: bytes) -> Any:
+        taken[0] += 1
+        return work(request, body)
+
+    lane._work = counted  # type: ignore[method-assign]
+    try:
+        yield taken
+    finally:
+        del lane._work
+
+
+@contextmanager
+def _without_lane(town: Town) -> Iterator[None]:
+    routes = town.client.app.router.routes  # type: ignore[attr-defined]
+    lane = routes.pop(0)
+    try:
+        yield
+    finally:
+        routes.insert(0, lane)
+
+
+def test_the_lane_takes_bearer_transitions_and_the_route_the_rest(town: Town) -> None:
+    cid, etag = town.report()
+    with _counting(town) as taken:
+        assert town.act("worker", cid, etag, "accept", extra=BRIEF).status_code == 200
+        assert taken == [1]
+        as_form = town.client.post(
+            f"/api/cases/{cid}/transitions",
+            headers={**town.headers["worker"], "If-Match": etag},
+            data={"action": "accept"},
+        )
+        assert as_form.status_code == 400  # the route's validation: a JSON body
+        for bad_id in ("0", str(2**62 + 1), "x1"):
+            r = town.client.post(
+                f"/api/cases/{bad_id}/transitions",
+                headers={**town.headers["worker"], "If-Match": etag},
+                json={"action": "accept"},
+            )
+            assert r.status_code in (400, 404), r.text  # the route's answer
+        long_prefer = {"Prefer": "return=minimal, " + "x" * 300}
+        assert town.act("worker", cid, etag, "accept", extra=long_prefer).status_code == 400
+        anonymous = town.client.post(
+            f"/api/cases/{cid}/transitions", headers={"If-Match": etag}, json={"action": "x"}
+        )
+        assert anonymous.status_code == 401
+        assert taken == [1]
+    _no_connection_left(town)
+
+
+def _shape(value: Any, case_id: int) -> Any:
+    """An answer with what differs between two cases (ids, times, ETags) blanked."""
+    volatile = {"id", "case_id", "case_no", "etag", "updated_at", "due_at", "at", "reported_at"}
+    if isinstance(value, dict):
+        return {k: "-" if k in volatile else _shape(v, case_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(v, case_id) for v in value]
+    if isinstance(value, str):
+        return re.sub(rf"(case[ -]|cases/){case_id}(?!\d)", r"\1ID", value)
+    return value
+
+
+def test_the_lane_answers_as_the_route_does(town: Town) -> None:
+    """The same calls on two new cases, through the lane and through the route: the same
+    statuses, bodies (but ids, times and ETags) and headers (but their values)."""
+
+    def scenario() -> list[tuple[int, Any, list[str]]]:
+        cid, etag = town.report()
+        out = []
+
+        def keep(r: Any) -> str:
+            out.append((r.status_code, _shape(r.json(), cid), sorted(r.headers.keys())))
+            return str(r.headers.get("etag", ""))
+
+        keep(town.act("worker", cid, etag, "close", extra=BRIEF))  # 409
+        keep(town.act("worker", cid, etag.replace("-v1", "-v5"), "accept"))  # 412
+        keep(town.act("worker", cid, "nonsense", "accept"))  # 412
+        keep(town.act("worker", cid, etag, "accept", public="yes please"))  # 400
+        keep(
+            town.client.post(
+                f"/api/cases/{cid}/transitions", headers=town.headers["worker"],
+                json={"action": "accept"},
+            )
+        )  # 428  # fmt: skip
+        etag = keep(town.act("worker", cid, etag, "accept", extra=BRIEF))  # brief
+        keep(town.act("worker", cid, etag, "register"))  # 403: not the worker's step
+        etag = keep(town.act("leader", cid, etag, "register", note="立案"))  # full
+        keep(town.act("leader", cid, etag, "dispatch", post={"kind": "nowhere", "code": "1"}))
+        nowhere = 2**40
+        keep(town.act("leader", nowhere, service.make_etag(nowhere, 3), "dispatch"))  # 404
+        return out
+
+    lane = _lane(town)
+    with _counting(town, lane) as taken:
+        through_lane = scenario()
+    assert taken[0] == 10
+    with _without_lane(town), _counting(town, lane) as taken:
+        through_route = scenario()
+    assert taken[0] == 0
+    assert [s for s, _, _ in through_lane] == [409, 412, 412, 400, 428, 200, 403, 200, 400, 404]
+    assert through_lane == through_route
+    _no_connection_left(town)
+
+
+def test_the_lane_checks_credentials_before_the_body(town: Town) -> None:
+    cid, etag = town.report()
+    bad = {"Authorization": town.headers["worker"]["Authorization"] + "x", "If-Match": etag}
+    with _counting(town) as taken:
+        r = town.client.post(f"/api/cases/{cid}/transitions", headers=bad, content=b"{not json")
+        assert r.status_code == 401  # no JSON content type: the route, credentials first too
+        bad["Content-Type"] = "application/json"
+        r = town.client.post(f"/api/cases/{cid}/transitions", headers=bad, content=b"{not json")
+        assert r.status_code == 401, r.text
+        good = {**town.headers["worker"], "If-Match": etag, "Content-Type": "application/json"}
+        r = town.client.post(f"/api/cases/{cid}/transitions", headers=good, content=b"{not")
+        assert r.status_code == 400, r.text
+        assert r.json()["code"] == "InvalidParameterValue"
+        assert r.json()["errors"][0]["where"].startswith("body")
+        assert taken == [2]
+    _no_connection_left(town)
+
+
+def test_the_lane_refuses_who_the_route_refuses(town: Town, account_maker: Any) -> None:
+    """The route's rule (case.work) and the first-password rule, through the lane."""
+    cid, etag = town.report()
+    url = town.engine.url.render_as_string(hide_password=False)
+    planner = account_maker(url, "planner", "all")
+    fresh = account_maker(url, "grid_worker", town.grid, must_change=True)
+    with _counting(town) as taken:
+        for account, detail in ((planner, False), (fresh, True)):
+            r = town.client.post(
+                f"/api/cases/{cid}/transitions",
+                headers={**account.headers(town.client), "If-Match": etag, **BRIEF},
+                json={"action": "accept"},
+            )
+            assert r.status_code == 403, r.text
+            if detail:
+                assert r.json()["password_change_required"] is True, r.text
+        assert taken == [2]
+    # the lane declares the route's rule
+    assert _lane(town).action == auth.policy_of(_lane(town).route) == "case.work"
+    _no_connection_left(town)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Depends, File, Header, Path, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter
+from sqlalchemy import Connection
 
 from api.auth import ScopedConnDep, allow, client_ip, require
 from api.deps import SettingsDep
@@ -421,18 +422,40 @@ def transition(
     request: Request,
     case_id: CaseId,
     body: TransitionCreate,
-    response: Response,
     principal: WorkDep,
     conn: ScopedConnDep,
     if_match: Annotated[str | None, Header()] = None,
     prefer: Annotated[
         str | None,
-        Header(max_length=200, description="return=minimal: answer the brief CaseMoved"),
+        Header(max_length=PREFER_MAX, description="return=minimal: answer the brief CaseMoved"),
     ] = None,
-) -> CaseDetail | CaseMoved | Response:
+) -> Response:
     """Take an action (If-Match with the case's ETag required). The answer is the case
     as GET shows it, or with ``Prefer: return=minimal`` its new state, ETag and the actions
     you may take next (no events, files or reporter)."""
+    # a bearer token's request takes the lane (api.routes.cases_lane): the same answer
+    return transition_answer(
+        conn, require(principal), case_id, body, if_match, prefer, client_ip(request)
+    )
+
+
+#: the longest ``Prefer`` header a transition takes
+PREFER_MAX: Final = 200
+#: the full answer to a transition, serialised as FastAPI does the route's response model
+_DETAIL: Final = TypeAdapter(CaseDetail)
+
+
+def transition_answer(
+    conn: Connection,
+    principal: Principal,
+    case_id: int,
+    body: TransitionCreate,
+    if_match: str | None,
+    prefer: str | None,
+    ip: str | None,
+) -> Response:
+    """Take the action of a transition request on ``conn`` (the principal's scope) and
+    commit: the route's answer (for the route and for its lane)."""
     if not if_match:
         return JSONResponse(
             status_code=428,
@@ -455,7 +478,7 @@ def transition(
     if _minimal(prefer):
         moved = service.transition_brief(
             conn,
-            principal=require(principal),
+            principal=principal,
             case_id=case_id,
             action=body.action,
             expected_version=version,
@@ -472,7 +495,7 @@ def transition(
         )
     detail = service.transition(
         conn,
-        principal=require(principal),
+        principal=principal,
         case_id=case_id,
         action=body.action,
         expected_version=version,
@@ -480,9 +503,12 @@ def transition(
         attachments=body.attachments,
         public=body.public,
         data=data,
-        ip=client_ip(request),
+        ip=ip,
     )
-    return _commit_etag(conn, response, detail)
+    conn.commit()
+    return Response(
+        _DETAIL.dump_json(detail), media_type="application/json", headers={"ETag": detail.etag}
+    )
 
 
 @router.get("/{case_id}/files/{sha256}", response_class=FileResponse)
