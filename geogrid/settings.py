@@ -90,7 +90,7 @@ class Settings(BaseSettings):
             return [v for v in value.replace(" ", ",").split(",") if v]
         return value
 
-    request_turns: int = Field(default=6, ge=1, le=64)
+    request_turns: int = Field(default=4, ge=1, le=64)
     """Requests a web server process runs at once; the others wait their turn on its event
     loop, holding nothing (see :mod:`api.routes.metrics`). A request that has run
     ``request_turn_s`` seconds gives its turn back."""

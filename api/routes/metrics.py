@@ -15,14 +15,16 @@ route or to give the connection back. With fewer requests in flight than threads
 request holding a connection always finds a thread, so every wait for a connection ends.
 
 Within that, a request runs only in one of ``GEOGRID_REQUEST_TURNS`` turns per process
-(default 6), and gives its turn back when it ends or after ``GEOGRID_REQUEST_TURN_S``
+(default 4), and gives its turn back when it ends or after ``GEOGRID_REQUEST_TURN_S``
 (1 s), whichever comes first. The web server's Python runs on one core per process (the
-GIL): six requests keep it busy while others wait on the database, and more in flight only
-make them wait for each other's threads, holding open transactions and pooled connections
-meanwhile. On the cases bench at 50 clients, 32 requests in flight per process took
-9.0 ms of CPU per request and made 170 transitions/s; six took 5.8 ms and made 261/s
-(bench/bench_cases.py, same run conditions). A long request (an export) gives its turn
-back after a second and keeps only its place in the gate.
+GIL): a few requests keep it busy while others wait on the database, and more in flight
+only make them wait for each other's threads, holding open transactions and pooled
+connections meanwhile. On the cases bench at 50 clients, 32 requests in flight per process
+took 9.0 ms of CPU per request and made 170 transitions/s; six took 5.8 ms and made 261/s
+(bench/bench_cases.py, 2026-11-30). With the transition lane and clients ramped up
+(2026-12-01), four turns gave a p95 of 134 ms and 400 transitions/s, six 144 ms and
+387/s; before the lane, 150 and 162 ms. A long request (an export) gives its turn back
+after a second and keeps only its place in the gate.
 
 ``/metrics`` answers only clients whose address is in ``GEOGRID_METRICS_ALLOW`` (default:
 this machine); everyone else gets 403 in the usual error shape. Signing in changes
