@@ -171,23 +171,39 @@ _TOKEN_USER_SQL = text(
     f"{users._COLS} FROM users WHERE id = :id"
 )
 _TOKEN_USER_DRIVER = store.driver_sql(_TOKEN_USER_SQL)
+#: the same, and the transaction's statements planned once per connection (generic plans,
+#: ``plan_cache_mode = auto``) instead of per execution as the web server's connections do
+#: (store.SERVING_OPTIONS: for tiles and bounding boxes, whose plan depends on the bounds):
+#: for the case lane, whose statements are lookups by key whatever the values
+_TOKEN_USER_GENERIC_DRIVER = store.driver_sql(
+    text(
+        "SELECT set_config('plan_cache_mode', 'auto', true) AS _plans, "
+        + str(_TOKEN_USER_SQL).removeprefix("SELECT ")
+    )
+)
 
 
-def _open_for_token(engine: Engine, user_id: int) -> tuple[Connection, Principal]:
+def _open_for_token(
+    engine: Engine, user_id: int, *, generic_plans: bool = False
+) -> tuple[Connection, Principal]:
     """A connection whose transaction carries the scope of bearer-token user ``user_id``,
     and the principal, read in that same transaction (never cached: a disabled account or
     a changed role counts at once).
 
     The account is read in the statement that sets the row-level scope, with the scope the
     user had last time; when it is not the scope the row gives now, it is set again before
-    the connection is used (a second statement, once per change).
+    the connection is used (a second statement, once per change). ``generic_plans``: the
+    transaction's statements may run on plans made once per connection (see
+    :data:`_TOKEN_USER_GENERIC_DRIVER`).
     """
     conn = engine.connect()
     try:
         guess = _LAST_SETTINGS.get(user_id, ("", "off"))
         # on the driver (store.direct_rows): every signed-in request of the API runs it
         rows = store.direct_rows(
-            conn, _TOKEN_USER_DRIVER, {"s": guess[0], "p": guess[1], "id": user_id}
+            conn,
+            _TOKEN_USER_GENERIC_DRIVER if generic_plans else _TOKEN_USER_DRIVER,
+            {"s": guess[0], "p": guess[1], "id": user_id},
         )
         if not rows:
             raise Unauthenticated("the account no longer exists")

@@ -104,7 +104,10 @@ class TransitionLane(BaseRoute):
         token = auth._bearer(request)
         assert token is not None  # matches() saw one
         user_id = tokens.read_access_token(auth.secret_of(request), token)
-        conn, principal = auth._open_for_token(request.app.state.engine, user_id)
+        # its statements are lookups by key: planned once per connection, not per call
+        conn, principal = auth._open_for_token(
+            request.app.state.engine, user_id, generic_plans=True
+        )
         try:
             request.state.credentials = auth.Credentials(principal)
             request.state.action = self.action
