@@ -534,14 +534,18 @@ def test_department_membership_counts_in_the_next_transaction(town: Town) -> Non
 # --------------------------------------------------------------------------- the lane
 
 
-def _lane(town: Town) -> cases_lane.TransitionLane:
-    first = town.client.app.router.routes[0]  # type: ignore[attr-defined]
-    assert isinstance(first, cases_lane.TransitionLane)
-    return first
+def _lane(town: Town, method: str = "POST") -> cases_lane.Lane:
+    lanes = [
+        r
+        for r in town.client.app.router.routes[:2]  # type: ignore[attr-defined]
+        if isinstance(r, cases_lane.Lane) and r.method == method
+    ]
+    assert len(lanes) == 1
+    return lanes[0]
 
 
 @contextmanager
-def _counting(town: Town, lane: cases_lane.TransitionLane | None = None) -> Iterator[list[int]]:
+def _counting(town: Town, lane: cases_lane.Lane | None = None) -> Iterator[list[int]]:
     """How many requests the lane took meanwhile (its one thread's work, counted)."""
     lane, taken = lane or _lane(town), [0]
     work = lane._work
@@ -560,11 +564,12 @@ def _counting(town: Town, lane: cases_lane.TransitionLane | None = None) -> Iter
 @contextmanager
 def _without_lane(town: Town) -> Iterator[None]:
     routes = town.client.app.router.routes  # type: ignore[attr-defined]
-    lane = routes.pop(0)
+    lanes = [routes.pop(0), routes.pop(0)]
+    assert all(isinstance(lane, cases_lane.Lane) for lane in lanes)
     try:
         yield
     finally:
-        routes.insert(0, lane)
+        routes[:0] = lanes
 
 
 def test_the_lane_takes_bearer_transitions_and_the_route_the_rest(town: Town) -> None:
@@ -717,3 +722,39 @@ def test_the_lane_plans_once_and_only_its_own_transaction(town: Town) -> None:
             conn.close()
     finally:
         serving.dispose()
+
+
+def test_the_read_lane_answers_as_the_route_does(town: Town, account_maker: Any) -> None:
+    cid, etag = town.report()
+    url = town.engine.url.render_as_string(hide_password=False)
+    planner = account_maker(url, "planner", "all").headers(town.client)
+
+    def reads() -> list[tuple[int, Any, list[str]]]:
+        calls = [
+            (f"/api/cases/{cid}", town.headers["worker"]),
+            (f"/api/cases/{cid}", {**town.headers["worker"], "If-None-Match": etag}),
+            (f"/api/cases/{cid}", {**town.headers["worker"], "If-None-Match": '"x", ' + etag}),
+            (f"/api/cases/{cid}", {**town.headers["worker"], "If-None-Match": '"old"'}),
+            (f"/api/cases/{2**40}", town.headers["worker"]),
+            (f"/api/cases/{cid}", planner),  # not a case role: 403
+        ]
+        out = []
+        for path, headers in calls:
+            r = town.client.get(path, headers=headers)
+            body = r.json() if r.content else None
+            out.append((r.status_code, body, sorted(r.headers.keys())))
+        return out
+
+    lane = _lane(town, "GET")
+    with _counting(town, lane) as taken:
+        through_lane = reads()
+        r = town.client.get("/api/cases/inbox", headers=town.headers["worker"])
+        assert r.status_code == 200  # not a case id: the inbox route
+        assert town.client.get(f"/api/cases/{cid}").status_code == 401  # no token: the route
+    assert taken[0] == 6
+    with _without_lane(town), _counting(town, lane) as taken:
+        through_route = reads()
+    assert taken[0] == 0
+    assert [s for s, _, _ in through_lane] == [200, 304, 304, 200, 404, 403]
+    assert through_lane == through_route
+    _no_connection_left(town)
