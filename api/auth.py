@@ -172,12 +172,13 @@ _TOKEN_USER_SQL = text(
 )
 _TOKEN_USER_DRIVER = store.driver_sql(_TOKEN_USER_SQL)
 #: the same, and the transaction's statements planned once per connection (generic plans,
-#: ``plan_cache_mode = auto``) instead of per execution as the web server's connections do
+#: ``plan_cache_mode = force_generic_plan``; ``auto`` kept planning most of them per call,
+#: pg_stat_statements showed) instead of per execution as the web server's connections do
 #: (store.SERVING_OPTIONS: for tiles and bounding boxes, whose plan depends on the bounds):
 #: for the case lane, whose statements are lookups by key whatever the values
 _TOKEN_USER_GENERIC_DRIVER = store.driver_sql(
     text(
-        "SELECT set_config('plan_cache_mode', 'auto', true) AS _plans, "
+        "SELECT set_config('plan_cache_mode', 'force_generic_plan', true) AS _plans, "
         + str(_TOKEN_USER_SQL).removeprefix("SELECT ")
     )
 )

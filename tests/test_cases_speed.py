@@ -709,15 +709,18 @@ def test_the_lane_plans_once_and_only_its_own_transaction(town: Town) -> None:
         conn, principal = auth._open_for_token(serving, uid, generic_plans=True)
         try:
             assert principal.username == town.names["worker"]
-            assert conn.execute(mode).scalar_one() == "auto"
+            assert conn.execute(mode).scalar_one() == "force_generic_plan"
             conn.commit()
             assert conn.execute(mode).scalar_one() == "force_custom_plan"  # the next one
             conn.rollback()
         finally:
             conn.close()
-        conn, _ = auth._open_for_token(serving, uid)
+        cid, _ = town.report()
+        conn, principal = auth._open_for_token(serving, uid)
         try:
             assert conn.execute(mode).scalar_one() == "force_custom_plan"
+            service._lock(conn, principal, cid)  # an action through the route: from its lock
+            assert conn.execute(mode).scalar_one() == "force_generic_plan"
         finally:
             conn.close()
     finally:
