@@ -378,7 +378,8 @@ def get_case(
 ) -> Response:
     """One case with its events, the actions you may take, files and masked reporter;
     ``ETag`` names its version."""
-    # a bearer token's request takes the lane (api.routes.cases_lane): the same answer
+    # a bearer token's request takes the lane (api.routes.cases_lane): the same answer; a
+    # dependency added here must be added to the lane too
     return case_answer(conn, require(principal), case_id, if_none_match)
 
 
@@ -441,7 +442,8 @@ def transition(
     """Take an action (If-Match with the case's ETag required). The answer is the case
     as GET shows it, or with ``Prefer: return=minimal`` its new state, ETag and the actions
     you may take next (no events, files or reporter)."""
-    # a bearer token's request takes the lane (api.routes.cases_lane): the same answer
+    # a bearer token's request takes the lane (api.routes.cases_lane): the same answer; a
+    # dependency added here must be added to the lane too
     return transition_answer(
         conn, require(principal), case_id, body, if_match, prefer, client_ip(request)
     )
