@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         return {"status": "ok", "version": __version__, "postgis": str(postgis)}
 
     auth.check_routes(app)
-    cases_lane.install(app)  # bearer-token transitions in one thread (after check_routes)
+    cases_lane.install(app)  # bearer-token case transitions and reads in one thread
     auth.document_access(app)
     open311_routes.document(app)  # GeoReport error arrays (after the other hooks)
     return app

@@ -369,6 +369,14 @@ def upload(
     )
 
 
+#: the longest ``Prefer`` header a transition takes
+PREFER_MAX: Final = 200
+#: a case's full answer, serialised as FastAPI does the routes' response model
+_DETAIL: Final = TypeAdapter(CaseDetail)
+#: the brief answer to a transition, serialised without FastAPI's response checks
+_MOVED: Final = TypeAdapter(CaseMoved)
+
+
 @router.get("/{case_id}", response_model=CaseDetail, responses={304: {"description": "Same"}})
 def get_case(
     case_id: CaseId,
@@ -409,10 +417,6 @@ def duplicates(case_id: CaseId, principal: ReadDep, conn: ScopedConnDep) -> list
     )
 
 
-#: the brief answer to a transition, serialised without FastAPI's response checks
-_MOVED: Final = TypeAdapter(CaseMoved)
-
-
 def _minimal(prefer: str | None) -> bool:
     """Does a ``Prefer`` header (RFC 7240) ask for ``return=minimal``?
 
@@ -447,12 +451,6 @@ def transition(
     return transition_answer(
         conn, require(principal), case_id, body, if_match, prefer, client_ip(request)
     )
-
-
-#: the longest ``Prefer`` header a transition takes
-PREFER_MAX: Final = 200
-#: the full answer to a transition, serialised as FastAPI does the route's response model
-_DETAIL: Final = TypeAdapter(CaseDetail)
 
 
 def transition_answer(
