@@ -394,24 +394,20 @@ async def _call(
 @dataclass
 class Window:
     """A level's measured window: requests that start in ``[start, until)`` count in
-    :attr:`stats`, the others (ramp-up, the last cases' ends) in :attr:`outside`."""
+    :attr:`stats`; of the others (ramp-up, the last cases' ends) only the errors do.
+    Passed as the :class:`Stats` of :func:`_call`."""
 
     start: float
     until: float
     stats: Stats = field(default_factory=Stats)
-    outside: Stats = field(default_factory=Stats)
-
-
-class _Picked:
-    """The :class:`Stats` of a :class:`Window` chosen as each request starts."""
-
-    def __init__(self, window: Window) -> None:
-        self.window = window
 
     def add(self, kind: str, seconds: float, ok: bool, what: str = "") -> None:
-        started = time.monotonic() - seconds
-        inside = self.window.start <= started < self.window.until
-        (self.window.stats if inside else self.window.outside).add(kind, seconds, ok, what)
+        if self.start <= time.monotonic() - seconds < self.until:
+            self.stats.add(kind, seconds, ok, what)
+        elif not ok:
+            self.stats.errors[kind] += 1
+            if len(self.stats.samples) < 5:
+                self.stats.samples.append(f"{kind}: {what}")
 
 
 async def case_loop(
@@ -422,7 +418,7 @@ async def case_loop(
     window ends (the last case is finished); the town's inbox and overdue list after every
     ``lists_every``-th case. A request counts where it started (:class:`Window`)."""
     rng = random.Random(seed)
-    stats = cast(Stats, _Picked(window))
+    stats = cast(Stats, window)
     await asyncio.sleep(max(0.0, join_at - time.monotonic()))
     done = 0
     while time.monotonic() < window.until:
